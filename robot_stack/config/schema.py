@@ -1,0 +1,397 @@
+"""The YAML schema: the single source of truth for every tunable of a task session.
+
+Units live in the field names (``_m``, ``_rad``, ``_hz``, ``_n_per_m``...). Every default
+is one that is safe on a real FR3; bounds are the ones we accept on real hardware.
+Unknown keys are errors everywhere (``extra="forbid"``): a typo must never fall back to a
+default silently.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Vec3 = tuple[float, float, float]
+Vec2 = tuple[float, float]
+Vec6 = tuple[float, float, float, float, float, float]
+Vec7 = tuple[float, float, float, float, float, float, float]
+
+# FR3 joint position limits (rad) from the Franka datasheet; the home pose and the
+# nullspace posture must sit inside them.
+FR3_JOINT_LOWER_RAD: Vec7 = (-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159)
+FR3_JOINT_UPPER_RAD: Vec7 = (2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159)
+FR3_TORQUE_LIMITS_NM: Vec7 = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)
+FR3_HOME_RAD: Vec7 = (0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4)
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# --------------------------------------------------------------------------- robot
+
+
+class ImpedanceConfig(StrictModel):
+    """Cartesian impedance gains. Defaults follow the SERL controller on real Frankas."""
+
+    translational_stiffness_n_per_m: float = Field(2000.0, gt=0, le=5000)
+    translational_damping_ns_per_m: float = Field(89.0, ge=0, le=300)
+    rotational_stiffness_nm_per_rad: float = Field(150.0, gt=0, le=300)
+    rotational_damping_nms_per_rad: float = Field(7.0, ge=0, le=50)
+    translational_error_clip_m: Vec3 = Field(
+        (0.01, 0.01, 0.01),
+        description="Per-axis clip of the position error before the gain (m); bounds the spring force.",
+    )
+    rotational_error_clip_rad: Vec3 = Field(
+        (0.05, 0.05, 0.05),
+        description="Per-axis clip of the orientation error before the gain (rad); bounds the spring torque.",
+    )
+    torque_rate_limit_nm_per_cycle: float = Field(1.0, gt=0, le=5.0)
+    nullspace_stiffness_nm_per_rad: float = Field(0.2, ge=0, le=20)
+
+    @field_validator("translational_error_clip_m")
+    @classmethod
+    def _translational_clip_range(cls, v: Vec3) -> Vec3:
+        if not all(0 < c <= 0.1 for c in v):
+            raise ValueError("each translational error clip must be in (0, 0.1] m")
+        return v
+
+    @field_validator("rotational_error_clip_rad")
+    @classmethod
+    def _rotational_clip_range(cls, v: Vec3) -> Vec3:
+        if not all(0 < c <= 0.5 for c in v):
+            raise ValueError("each rotational error clip must be in (0, 0.5] rad")
+        return v
+
+    @model_validator(mode="after")
+    def _spring_force_bounded(self) -> "ImpedanceConfig":
+        # The clip is the force bound: K * clip is the largest spring force the law can
+        # ever command. Refuse combinations that would push harder than a contact-rich
+        # task on a real FR3 should.
+        force_n = self.translational_stiffness_n_per_m * max(self.translational_error_clip_m)
+        torque_nm = self.rotational_stiffness_nm_per_rad * max(self.rotational_error_clip_rad)
+        if force_n > 100.0:
+            raise ValueError(
+                f"stiffness x error clip allows {force_n:.1f} N of spring force; at most 100 N is allowed"
+            )
+        if torque_nm > 30.0:
+            raise ValueError(
+                f"rotational stiffness x error clip allows {torque_nm:.1f} Nm; at most 30 Nm is allowed"
+            )
+        return self
+
+
+class GripperConfig(StrictModel):
+    kind: Literal["franka_hand", "none"] = "franka_hand"
+    min_width_m: float = Field(0.0, ge=0.0, le=0.08)
+    max_width_m: float = Field(0.08, gt=0.0, le=0.08)
+    grasp_force_n: float = Field(20.0, gt=0.0, le=70.0, description="Franka Hand continuous force is 70 N.")
+    speed_m_per_s: float = Field(0.1, gt=0.0, le=0.2)
+
+    @model_validator(mode="after")
+    def _range(self) -> "GripperConfig":
+        if self.min_width_m >= self.max_width_m:
+            raise ValueError("min_width_m must be below max_width_m")
+        return self
+
+
+class RobotConfig(StrictModel):
+    name: str = "fr3"
+    backend: Literal["sim", "franka"] = "sim"
+    address: Optional[str] = Field(
+        None, description="Hostname or IP of the robot's control interface (franka backend only)."
+    )
+    home_joint_positions_rad: Vec7 = FR3_HOME_RAD
+    tcp_offset_m: Vec3 = Field(
+        (0.0, 0.0, 0.1034), description="TCP position in the flange frame (m); 0.1034 is the Franka Hand's fingertip centre."
+    )
+    control_rate_hz: float = Field(1000.0, ge=500.0, le=1000.0, description="Impedance loop rate.")
+    watchdog_timeout_s: float = Field(
+        0.5, gt=0.0, le=2.0, description="Hold position when no target arrives for this long."
+    )
+    torque_limits_nm: Vec7 = FR3_TORQUE_LIMITS_NM
+    gripper: GripperConfig = GripperConfig()
+    impedance: ImpedanceConfig = ImpedanceConfig()
+
+    @field_validator("home_joint_positions_rad")
+    @classmethod
+    def _home_within_limits(cls, v: Vec7) -> Vec7:
+        for i, (q, lo, hi) in enumerate(zip(v, FR3_JOINT_LOWER_RAD, FR3_JOINT_UPPER_RAD)):
+            if not lo <= q <= hi:
+                raise ValueError(f"joint {i + 1} = {q:.4f} rad is outside the FR3 limits [{lo}, {hi}]")
+        return v
+
+    @field_validator("torque_limits_nm")
+    @classmethod
+    def _torque_limits(cls, v: Vec7) -> Vec7:
+        for i, (t, hw) in enumerate(zip(v, FR3_TORQUE_LIMITS_NM)):
+            if not 0 < t <= hw:
+                raise ValueError(f"joint {i + 1} torque limit {t} Nm must be in (0, {hw}]")
+        return v
+
+    @model_validator(mode="after")
+    def _address_for_real_robot(self) -> "RobotConfig":
+        if self.backend == "franka" and not self.address:
+            raise ValueError("backend 'franka' needs an address (the robot's hostname or IP)")
+        return self
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+class CameraConfig(StrictModel):
+    kind: Literal["sim", "realsense", "replay"] = "sim"
+    serial: Optional[str] = Field(None, description="RealSense serial number (realsense only).")
+    sim_camera: Optional[str] = Field(
+        None, description="Name of the MuJoCo camera to render (sim only; defaults to this camera's name)."
+    )
+    replay_path: Optional[Path] = Field(None, description="Recorded file to play back (replay only).")
+    resolution_wh: tuple[int, int] = Field((640, 480), description="Capture resolution (width, height) in px.")
+    fps: int = Field(30, gt=0, le=90)
+    exposure_us: Optional[int] = Field(None, gt=0, le=200000)
+    crop_xywh: Optional[tuple[int, int, int, int]] = Field(
+        None, description="Crop (x, y, width, height) in capture pixels, applied before the resize."
+    )
+    output_size_hw: tuple[int, int] = Field((128, 128), description="Image size given to the policy (h, w).")
+
+    @field_validator("resolution_wh", "output_size_hw")
+    @classmethod
+    def _positive_size(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not all(16 <= s <= 4096 for s in v):
+            raise ValueError("image sizes must be between 16 and 4096 px")
+        return v
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "CameraConfig":
+        if self.kind == "realsense" and not self.serial:
+            raise ValueError("a realsense camera needs its serial")
+        if self.kind == "replay" and self.replay_path is None:
+            raise ValueError("a replay camera needs replay_path")
+        if self.crop_xywh is not None:
+            x, y, w, h = self.crop_xywh
+            cw, ch = self.resolution_wh
+            if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > cw or y + h > ch:
+                raise ValueError(f"crop {self.crop_xywh} does not fit inside the {cw}x{ch} capture")
+        return self
+
+
+class CamerasConfig(StrictModel):
+    cameras: dict[str, CameraConfig] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- teleop
+
+TeleopButtonAction = Literal["gripper_close", "gripper_open", "success", "failure", "rerecord"]
+
+
+class TeleopConfig(StrictModel):
+    kind: Literal["spacemouse", "scripted", "none"] = "none"
+    translation_scale: float = Field(1.0, gt=0, le=5.0, description="Device translation (unit) -> action units.")
+    rotation_scale: float = Field(1.0, gt=0, le=5.0, description="Device rotation (unit) -> action units.")
+    deadzone: float = Field(0.001, ge=0.0, lt=1.0, description="Twist magnitude below which the device is idle.")
+    axis_signs: Vec6 = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    button_map: dict[int, TeleopButtonAction] = Field(
+        default_factory=lambda: {0: "gripper_close", 1: "gripper_open"}
+    )
+    expert_noise_std: float = Field(
+        0.0, ge=0.0, le=1.0, description="Gaussian noise (action units) added by the scripted teleoperator."
+    )
+
+    @field_validator("axis_signs")
+    @classmethod
+    def _signs(cls, v: Vec6) -> Vec6:
+        if not all(s in (-1.0, 1.0) for s in v):
+            raise ValueError("axis signs must each be +1 or -1")
+        return v
+
+
+# --------------------------------------------------------------------------- task
+
+
+class SafetyBoxConfig(StrictModel):
+    """Limits on the TCP target: xyz in the robot base frame, rpy as the deviation from
+    the reset orientation (so a gripper pointing down never straddles the +-pi wrap)."""
+
+    xyz_min_m: Vec3 = (0.3, -0.2, 0.02)
+    xyz_max_m: Vec3 = (0.7, 0.2, 0.4)
+    rpy_min_rad: Vec3 = (-0.3, -0.3, -0.8)
+    rpy_max_rad: Vec3 = (0.3, 0.3, 0.8)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SafetyBoxConfig":
+        for name, lo, hi in (("xyz", self.xyz_min_m, self.xyz_max_m), ("rpy", self.rpy_min_rad, self.rpy_max_rad)):
+            for axis, a, b in zip("xyz" if name == "xyz" else ("roll", "pitch", "yaw"), lo, hi):
+                if a >= b:
+                    raise ValueError(f"{name} minimum must be below maximum on {axis} ({a} >= {b})")
+        if not all(-math.pi < a <= 0 <= b < math.pi for a, b in zip(self.rpy_min_rad, self.rpy_max_rad)):
+            raise ValueError("rpy limits must contain 0 and stay inside (-pi, pi)")
+        return self
+
+
+class ActionScaleConfig(StrictModel):
+    translation_m: float = Field(0.01, gt=0, le=0.05, description="TCP displacement per policy step at action 1.")
+    rotation_rad: float = Field(0.06, gt=0, le=0.3, description="TCP rotation per policy step at action 1.")
+
+
+class ResetConfig(StrictModel):
+    mode: Literal["scripted", "human"] = "scripted"
+    tcp_position_m: Vec3 = Field((0.5, 0.0, 0.25), description="Reset TCP position in the base frame.")
+    tcp_rpy_rad: Vec3 = Field(
+        (math.pi, 0.0, 0.0), description="Reset TCP orientation (roll, pitch, yaw); pi about x points the gripper down."
+    )
+    random_xy_range_m: float = Field(0.0, ge=0.0, le=0.1, description="Uniform +- offset of the reset xy.")
+    random_z_range_m: float = Field(0.0, ge=0.0, le=0.1)
+    random_rz_range_rad: float = Field(0.0, ge=0.0, le=0.5, description="Uniform +- yaw offset of the reset pose.")
+    lift_before_reset_m: float = Field(0.05, ge=0.0, le=0.2, description="Lift the TCP first, clear of the scene.")
+    open_gripper: bool = True
+    timeout_s: float = Field(10.0, gt=0.0, le=120.0)
+
+
+class RewardConfig(StrictModel):
+    source: Literal["sim_ground_truth", "classifier"] = "sim_ground_truth"
+    classifier_path: Optional[Path] = None
+    threshold: float = Field(0.75, gt=0.0, lt=1.0, description="Success probability above which a step is a success.")
+    terminate_on_success: bool = True
+
+    @model_validator(mode="after")
+    def _classifier_needs_path(self) -> "RewardConfig":
+        if self.source == "classifier" and self.classifier_path is None:
+            raise ValueError("reward source 'classifier' needs classifier_path")
+        return self
+
+
+StateKey = Literal["tcp_pose", "tcp_velocity", "tcp_wrench", "gripper_width"]
+
+
+class ObservationConfig(StrictModel):
+    images: tuple[str, ...] = Field(
+        (), description="Camera names to put in the observation; empty means state only (nothing is rendered)."
+    )
+    state: tuple[StateKey, ...] = ("tcp_pose", "tcp_velocity", "gripper_width")
+
+    @field_validator("state")
+    @classmethod
+    def _unique_state(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("state keys must not repeat")
+        return v
+
+
+class PickCubeScene(StrictModel):
+    kind: Literal["pick_cube"] = "pick_cube"
+    cube_edge_m: float = Field(0.04, ge=0.015, le=0.06, description="Must fit the 0.08 m gripper opening.")
+    cube_mass_kg: float = Field(0.05, gt=0.0, le=1.0)
+    cube_xy_center_m: Vec2 = (0.5, 0.0)
+    cube_xy_half_range_m: Vec2 = Field((0.08, 0.08), description="Cube start is uniform in center +- half range.")
+    cube_yaw_half_range_rad: float = Field(0.0, ge=0.0, le=math.pi / 4)
+    success_lift_m: float = Field(0.1, gt=0.0, le=0.3, description="Lift above the table that counts as success.")
+
+
+class PegInsertionScene(StrictModel):
+    kind: Literal["peg_insertion"] = "peg_insertion"
+    peg_radius_m: float = Field(0.01, ge=0.005, le=0.02)
+    peg_length_m: float = Field(0.08, ge=0.04, le=0.12)
+    hole_clearance_m: float = Field(
+        0.0015, gt=0.0, le=0.002, description="Radial gap between peg and hole (precision insertion: <= 2 mm)."
+    )
+    hole_depth_m: float = Field(0.03, ge=0.01, le=0.05)
+    hole_xy_center_m: Vec2 = (0.5, 0.0)
+    hole_xy_half_range_m: Vec2 = (0.03, 0.03)
+    success_depth_m: float = Field(0.02, gt=0.0, le=0.05, description="Insertion depth that counts as success.")
+
+    @model_validator(mode="after")
+    def _depths(self) -> "PegInsertionScene":
+        if self.success_depth_m > self.hole_depth_m:
+            raise ValueError("success_depth_m cannot exceed hole_depth_m")
+        return self
+
+
+SimScene = Annotated[Union[PickCubeScene, PegInsertionScene], Field(discriminator="kind")]
+
+
+class SimConfig(StrictModel):
+    scene: SimScene
+    physics_timestep_s: float = Field(
+        0.001, ge=0.0005, le=0.002, description="MuJoCo step; the impedance law runs every step."
+    )
+
+
+class TaskSpec(StrictModel):
+    name: str
+    description: str = ""
+    control_rate_hz: float = Field(10.0, gt=0.0, le=50.0, description="Policy rate.")
+    max_episode_steps: int = Field(100, gt=0, le=10000)
+    discount: float = Field(0.97, gt=0.0, le=1.0)
+    gripper_mode: Literal["binary", "fixed_closed"] = Field(
+        "binary", description="binary: a 7th action dimension opens/closes; fixed_closed: 6-D action, gripper held shut."
+    )
+    action_scale: ActionScaleConfig = ActionScaleConfig()
+    safety_box: SafetyBoxConfig = SafetyBoxConfig()
+    reset: ResetConfig = ResetConfig()
+    reward: RewardConfig = RewardConfig()
+    observation: ObservationConfig = ObservationConfig()
+    sim: Optional[SimConfig] = Field(None, description="Scene for the simulated robot; required when the robot backend is sim.")
+
+
+# --------------------------------------------------------------------------- session
+
+
+class SessionConfig(StrictModel):
+    learner_host: str = "127.0.0.1"
+    transitions_port: int = Field(5555, ge=1024, le=65535)
+    weights_port: int = Field(5556, ge=1024, le=65535)
+    server_public_key_file: Optional[Path] = None
+    server_secret_key_file: Optional[Path] = None
+    client_public_key_file: Optional[Path] = None
+    client_secret_key_file: Optional[Path] = None
+    checkpoint_dir: Path = Path("runs/checkpoints")
+    log_dir: Path = Path("runs/logs")
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> "SessionConfig":
+        if self.transitions_port == self.weights_port:
+            raise ValueError("transitions_port and weights_port must differ")
+        return self
+
+
+# --------------------------------------------------------------------------- task file
+
+
+class TaskConfig(StrictModel):
+    """A resolved task file: the robot, cameras, teleop device and session it names,
+    with the task file's overrides applied."""
+
+    robot: RobotConfig
+    cameras: CamerasConfig = CamerasConfig()
+    teleop: TeleopConfig = TeleopConfig()
+    session: SessionConfig = SessionConfig()
+    task: TaskSpec
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TaskConfig":
+        missing = [c for c in self.task.observation.images if c not in self.cameras.cameras]
+        if missing:
+            raise ValueError(
+                f"task.observation.images names camera(s) {missing} that the cameras file does not define "
+                f"(defined: {sorted(self.cameras.cameras)})"
+            )
+        if self.robot.backend == "sim":
+            if self.task.sim is None:
+                raise ValueError("the robot backend is 'sim' but the task has no 'sim' scene")
+            for name in self.task.observation.images:
+                if self.cameras.cameras[name].kind != "sim":
+                    raise ValueError(f"camera '{name}' is kind '{self.cameras.cameras[name].kind}'; a sim robot needs sim cameras")
+        if self.task.sim is not None and self.task.sim.scene.kind == "peg_insertion" and self.task.gripper_mode != "fixed_closed":
+            raise ValueError("peg_insertion holds the peg: use gripper_mode 'fixed_closed'")
+        return self
+
+
+SECTION_MODELS: dict[str, type[StrictModel]] = {
+    "robot": RobotConfig,
+    "cameras": CamerasConfig,
+    "teleop": TeleopConfig,
+    "session": SessionConfig,
+}

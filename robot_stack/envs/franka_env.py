@@ -1,0 +1,220 @@
+"""The gymnasium env over an injected robot backend, cameras and success source.
+
+Action: a 6-D end-effector-frame delta in [-1, 1] (translation, then rotation vector),
+scaled by the task's action scale, plus one gripper command in binary-gripper tasks
+(>= 0.5 close, <= -0.5 open, between: keep). The target is the *measured* TCP pose plus
+the delta (not the previous target), so a blocked arm never winds up a growing spring.
+
+Observation: ``{"images": {camera: uint8 HxWx3}, "state": float32}`` where state
+concatenates, in the order the task lists them: tcp_pose (xyz and rotation vector
+relative to the reset pose, in the reset frame), tcp_velocity (linear and angular, reset
+frame), tcp_wrench (force and torque, reset frame) and gripper_width (m).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from robot_stack.config.schema import TaskConfig
+from robot_stack.control.rotations import matrix_from_rotvec, rotvec_from_matrix
+from robot_stack.hardware.interfaces import Cameras, RobotBackend, RobotState
+
+STATE_KEY_SIZES = {"tcp_pose": 6, "tcp_velocity": 6, "tcp_wrench": 6, "gripper_width": 1}
+GRIPPER_THRESHOLD = 0.5
+
+
+class NonFiniteActionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SuccessReading:
+    success: bool
+    metrics: dict[str, float]
+
+
+class SuccessSource(Protocol):
+    """Where reward comes from: simulator ground truth or a learned success detector."""
+
+    def evaluate(self, observation: dict[str, Any], state: RobotState) -> SuccessReading: ...
+
+
+class ResetRoutine(Protocol):
+    """Brings the scene back to a start state; returns the start TCP pose."""
+
+    def __call__(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class FrankaEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        config: TaskConfig,
+        backend: RobotBackend,
+        cameras: Cameras | None,
+        success_source: SuccessSource,
+        reset_routine: ResetRoutine,
+        render_mode: str | None = None,
+        on_close: Callable[[], None] | None = None,
+    ):
+        task = config.task
+        self.config = config
+        self.task = task
+        self.backend = backend
+        self.cameras = cameras
+        self.success_source = success_source
+        self.reset_routine = reset_routine
+        self.render_mode = render_mode
+        self._on_close = on_close
+        self.control_period_s = 1.0 / task.control_rate_hz
+        self.binary_gripper = task.gripper_mode == "binary"
+        self.action_dim = 7 if self.binary_gripper else 6
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.action_dim,), np.float32)
+
+        image_names = tuple(task.observation.images)
+        if image_names and cameras is None:
+            raise ValueError(f"task observes images {image_names} but no cameras were given to the env")
+        self.image_names = image_names
+        image_spaces = {
+            name: gym.spaces.Box(0, 255, (*config.cameras.cameras[name].output_size_hw, 3), np.uint8)
+            for name in image_names
+        }
+        self.state_layout = tuple((key, STATE_KEY_SIZES[key]) for key in task.observation.state)
+        state_dim = sum(size for _, size in self.state_layout)
+        self.observation_space = gym.spaces.Dict(
+            {
+                "images": gym.spaces.Dict(image_spaces),
+                "state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
+            }
+        )
+        self._reset_position = np.zeros(3)
+        self._reset_rotation = np.eye(3)
+        self._steps = 0
+        self._last_images: dict[str, np.ndarray] = {}
+        self._gripper_closed = False
+        self._needs_reset = True
+
+    # ------------------------------------------------------------------ gym API
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._reset_position, self._reset_rotation = self.reset_routine(self.np_random)
+        self._gripper_closed = not self.binary_gripper
+        self._steps = 0
+        self._needs_reset = False
+        state = self.backend.read_state()
+        observation = self._observe(state)
+        reading = self.success_source.evaluate(observation, state)
+        return observation, {"success": reading.success, **reading.metrics}
+
+    def step(self, action):
+        if self._needs_reset:
+            raise RuntimeError("step() called before reset() or after the episode ended; call reset() first")
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (self.action_dim,):
+            raise ValueError(
+                f"action must have shape ({self.action_dim},) for task '{self.task.name}' "
+                f"(6-D end-effector delta{' + gripper' if self.binary_gripper else ''}), got shape {action.shape}"
+            )
+        bad = np.flatnonzero(~np.isfinite(action))
+        if bad.size:
+            # Refuse before anything moves: a NaN must never reach a target or a torque.
+            raise NonFiniteActionError(
+                f"action has non-finite values at indices {bad.tolist()}: {action.tolist()}; the robot was not moved"
+            )
+        clipped = np.clip(action, -1.0, 1.0)
+        action_clipped = bool(np.any(clipped != action))
+
+        state = self.backend.read_state()
+        scale = self.task.action_scale
+        position, rotation = state.tcp_position_m, state.tcp_rotation
+        # The delta is expressed in the end-effector frame (as a SpaceMouse held in the
+        # hand would move it), so rotate it into the base frame here.
+        target_position = position + rotation @ (clipped[:3] * scale.translation_m)
+        target_rotation = rotation @ matrix_from_rotvec(clipped[3:6] * scale.rotation_rad)
+        status = self.backend.set_target(target_position, target_rotation)
+
+        if self.binary_gripper:
+            command = clipped[6]
+            if command >= GRIPPER_THRESHOLD:
+                self._gripper_closed = True
+            elif command <= -GRIPPER_THRESHOLD:
+                self._gripper_closed = False
+            gripper = self.config.robot.gripper
+            self.backend.set_gripper(gripper.min_width_m if self._gripper_closed else gripper.max_width_m)
+
+        self.backend.advance(self.control_period_s)
+        self._steps += 1
+
+        state = self.backend.read_state()
+        observation = self._observe(state)
+        reading = self.success_source.evaluate(observation, state)
+        reward = 1.0 if reading.success else 0.0
+        terminated = bool(reading.success and self.task.reward.terminate_on_success)
+        truncated = bool(not terminated and self._steps >= self.task.max_episode_steps)
+        self._needs_reset = terminated or truncated
+        info = {
+            "success": reading.success,
+            "safety_clamped": status.clamped,
+            "action_clipped": action_clipped,
+            "gripper_closed": self._gripper_closed,
+            **reading.metrics,
+        }
+        return observation, reward, terminated, truncated, info
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        if not self._last_images and self.cameras is not None:
+            self._last_images = self.cameras.read().images
+        if not self._last_images:
+            return None
+        return np.concatenate(list(self._last_images.values()), axis=1)
+
+    def close(self):
+        if self.cameras is not None:
+            self.cameras.close()
+        self.backend.close()
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+
+    # ------------------------------------------------------------------ observation
+
+    @property
+    def reset_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._reset_position.copy(), self._reset_rotation.copy()
+
+    def _observe(self, state: RobotState) -> dict[str, Any]:
+        images = {}
+        if self.image_names:
+            frames = self.cameras.read()
+            images = {name: frames.images[name] for name in self.image_names}
+            self._last_images = images
+        else:
+            self._last_images = {}
+        return {"images": images, "state": self._state_vector(state)}
+
+    def _state_vector(self, state: RobotState) -> np.ndarray:
+        # Relative to the reset pose and in its frame: the policy sees the same numbers
+        # wherever the randomised reset put the arm.
+        to_reset = self._reset_rotation.T
+        parts = []
+        for key, _ in self.state_layout:
+            if key == "tcp_pose":
+                parts.append(to_reset @ (state.tcp_position_m - self._reset_position))
+                parts.append(rotvec_from_matrix(to_reset @ state.tcp_rotation))
+            elif key == "tcp_velocity":
+                parts.append(to_reset @ state.tcp_velocity[:3])
+                parts.append(to_reset @ state.tcp_velocity[3:])
+            elif key == "tcp_wrench":
+                parts.append(to_reset @ state.tcp_wrench[:3])
+                parts.append(to_reset @ state.tcp_wrench[3:])
+            elif key == "gripper_width":
+                parts.append([state.gripper_width_m])
+        return np.concatenate(parts).astype(np.float32)

@@ -1,0 +1,1 @@
+"""Hardware interfaces and the real device backends."""

@@ -1,0 +1,1 @@
+"""Reset routines run between episodes."""
