@@ -78,19 +78,19 @@ def make_sim_env(config: TaskConfig | str | Path, render_mode: str | None = None
         names = names or tuple(config.cameras.cameras)
         cameras = SimCameras(world, config.cameras.cameras, names)
     reset = ScriptedReset(config.task.reset, np.array(config.robot.home_joint_positions_rad), config.robot.gripper.max_width_m)
-    if config.task.gripper_mode == "fixed_closed":
-        # The held object (a peg) stays gripped through resets.
-        reset = ScriptedReset(
-            config.task.reset.model_copy(update={"open_gripper": False}),
-            np.array(config.robot.home_joint_positions_rad),
-            config.robot.gripper.max_width_m,
-        )
+    held_width = config.robot.gripper.min_width_m if config.task.gripper_mode == "fixed_closed" else None
 
     def reset_routine(rng: np.random.Generator):
+        # In simulation the scene is restored rather than cleared by the lift-and-open
+        # part of the routine: a seed then reproduces an episode exactly. The arm still
+        # makes the routine's joint move home and Cartesian move to the randomised start.
+        world.restore_initial_state(gripper_width_m=held_width)
+        backend.recover()
+        if held_width is not None:
+            backend.set_gripper(held_width)
         expert.reset()
-        if config.task.gripper_mode == "fixed_closed":
-            backend.set_gripper(config.robot.gripper.min_width_m)
-        outcome = reset.run(backend, rng, between=lambda: scene.randomise(rng))
+        scene.randomise(rng)
+        outcome = reset.move_to_start(backend, rng)
         return outcome.position_m, outcome.rotation
 
     env = FrankaEnv(config, backend, cameras, GroundTruthSuccess(scene), reset_routine, render_mode=render_mode)

@@ -5,7 +5,8 @@ scaled by the task's action scale, plus one gripper command in binary-gripper ta
 (>= 0.5 close, <= -0.5 open, between: keep). The target is the *measured* TCP pose plus
 the delta (not the previous target), so a blocked arm never winds up a growing spring.
 
-Observation: ``{"images": {camera: uint8 HxWx3}, "state": float32}`` where state
+Observation: ``{"images": {camera: uint8 HxWx3}, "state": float32}`` ("images" is
+absent in a state-only task, since gymnasium has no empty Dict space) where state
 concatenates, in the order the task lists them: tcp_pose (xyz and rotation vector
 relative to the reset pose, in the reset frame), tcp_velocity (linear and angular, reset
 frame), tcp_wrench (force and torque, reset frame) and gripper_width (m).
@@ -21,7 +22,7 @@ import numpy as np
 
 from robot_stack.config.schema import TaskConfig
 from robot_stack.control.rotations import matrix_from_rotvec, rotvec_from_matrix
-from robot_stack.hardware.interfaces import Cameras, RobotBackend, RobotState
+from robot_stack.hardware.interfaces import Cameras, RobotBackend, RobotState, TeleopCommand
 
 STATE_KEY_SIZES = {"tcp_pose": 6, "tcp_velocity": 6, "tcp_wrench": 6, "gripper_width": 1}
 GRIPPER_THRESHOLD = 0.5
@@ -29,6 +30,14 @@ GRIPPER_THRESHOLD = 0.5
 
 class NonFiniteActionError(ValueError):
     pass
+
+
+def action_from_teleop(command: TeleopCommand, action_dim: int) -> np.ndarray:
+    """The env action a teleop reading asks for (gripper 0 = keep, when none is requested)."""
+    if action_dim == 6:
+        return command.twist.astype(np.float64)
+    gripper = command.gripper if command.gripper is not None else 0.0
+    return np.concatenate([command.twist, [gripper]]).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -86,12 +95,11 @@ class FrankaEnv(gym.Env):
         }
         self.state_layout = tuple((key, STATE_KEY_SIZES[key]) for key in task.observation.state)
         state_dim = sum(size for _, size in self.state_layout)
-        self.observation_space = gym.spaces.Dict(
-            {
-                "images": gym.spaces.Dict(image_spaces),
-                "state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
-            }
-        )
+        spaces = {"state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)}
+        if image_spaces:
+            # gymnasium refuses an empty Dict space: a state-only task has no "images" key.
+            spaces = {"images": gym.spaces.Dict(image_spaces), **spaces}
+        self.observation_space = gym.spaces.Dict(spaces)
         self._reset_position = np.zeros(3)
         self._reset_rotation = np.eye(3)
         self._steps = 0
@@ -167,14 +175,18 @@ class FrankaEnv(gym.Env):
         }
         return observation, reward, terminated, truncated, info
 
+    def camera_images(self) -> dict[str, np.ndarray]:
+        """The latest step's camera images: the observed ones, or (for a state-only task
+        with cameras attached) a fresh reading of every camera."""
+        if not self._last_images and self.cameras is not None:
+            self._last_images = self.cameras.read().images
+        return dict(self._last_images)
+
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        if not self._last_images and self.cameras is not None:
-            self._last_images = self.cameras.read().images
-        if not self._last_images:
-            return None
-        return np.concatenate(list(self._last_images.values()), axis=1)
+        images = self.camera_images()
+        return np.concatenate(list(images.values()), axis=1) if images else None
 
     def close(self):
         if self.cameras is not None:
@@ -191,14 +203,13 @@ class FrankaEnv(gym.Env):
         return self._reset_position.copy(), self._reset_rotation.copy()
 
     def _observe(self, state: RobotState) -> dict[str, Any]:
-        images = {}
+        observation: dict[str, Any] = {"state": self._state_vector(state)}
+        self._last_images = {}
         if self.image_names:
             frames = self.cameras.read()
-            images = {name: frames.images[name] for name in self.image_names}
-            self._last_images = images
-        else:
-            self._last_images = {}
-        return {"images": images, "state": self._state_vector(state)}
+            self._last_images = {name: frames.images[name] for name in self.image_names}
+            observation = {"images": self._last_images, **observation}
+        return observation
 
     def _state_vector(self, state: RobotState) -> np.ndarray:
         # Relative to the reset pose and in its frame: the policy sees the same numbers

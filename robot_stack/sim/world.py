@@ -32,7 +32,14 @@ class SimWorld:
         self.tcp_site = m.site("tcp").id
         # Arm dofs come first in the tree, so contiguous slices are valid views.
         assert np.array_equal(self.arm_dofs, np.arange(7)) and np.array_equal(self.arm_qpos, np.arange(7))
-        self.set_arm_configuration(np.asarray(robot.home_joint_positions_rad), gripper_width_m=robot.gripper.max_width_m)
+        self.restore_initial_state()
+
+    def restore_initial_state(self, gripper_width_m: float | None = None) -> None:
+        """Back to time zero: arm at home, objects where the MJCF put them. A seeded episode
+        that starts from here replays exactly (MuJoCo is deterministic on one thread)."""
+        mujoco.mj_resetData(self.model, self.data)
+        width = self.robot_config.gripper.max_width_m if gripper_width_m is None else gripper_width_m
+        self.set_arm_configuration(np.asarray(self.robot_config.home_joint_positions_rad), gripper_width_m=width)
 
     @property
     def time_s(self) -> float:

@@ -1,0 +1,1 @@
+"""Recording what sessions produce: camera frames, episode summaries, plots."""
