@@ -4,8 +4,8 @@ Physics and the law both run at 1 kHz (``sim.physics_timestep_s`` = 0.001 by def
 the real FR3 runs its torque loop at 1 kHz, the torque-rate limit is specified per 1 ms
 cycle, and the damping gains (89 Ns/m at 2000 N/m) are tuned for that rate. At 2 ms the
 same gains still run, but the rate limit would allow twice the torque slope per second
-of a real robot. One law call plus one MuJoCo step cost ~45 us here, which leaves
-100+ policy steps per second of simulated robot on one core
+of a real robot. One law call plus one MuJoCo step cost 40-70 us on the build machines,
+which still leaves 150+ policy steps per second of simulated robot on one core
 (benchmarks/bench_sim_env.py).
 """
 
