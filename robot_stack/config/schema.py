@@ -335,6 +335,24 @@ class TaskSpec(StrictModel):
     observation: ObservationConfig = ObservationConfig()
     sim: Optional[SimConfig] = Field(None, description="Scene for the simulated robot; required when the robot backend is sim.")
 
+    @model_validator(mode="after")
+    def _reset_inside_safety_box(self) -> "TaskSpec":
+        # Every randomised start pose must be reachable: a reset target outside the box
+        # would be clamped, and the arm would start somewhere the task did not ask for.
+        r, box = self.reset, self.safety_box
+        spread = (r.random_xy_range_m, r.random_xy_range_m, r.random_z_range_m)
+        for axis, centre, half, lo, hi in zip("xyz", r.tcp_position_m, spread, box.xyz_min_m, box.xyz_max_m):
+            if centre - half < lo or centre + half > hi:
+                raise ValueError(
+                    f"task.reset.tcp_position_m {axis} = {centre} +- {half} m leaves task.safety_box [{lo}, {hi}]"
+                )
+        if r.random_rz_range_rad > min(-box.rpy_min_rad[2], box.rpy_max_rad[2]):
+            raise ValueError(
+                f"task.reset.random_rz_range_rad = {r.random_rz_range_rad} exceeds the safety box yaw limits "
+                f"[{box.rpy_min_rad[2]}, {box.rpy_max_rad[2]}]"
+            )
+        return self
+
 
 # --------------------------------------------------------------------------- session
 
@@ -380,12 +398,12 @@ class TaskConfig(StrictModel):
             )
         if self.robot.backend == "sim":
             if self.task.sim is None:
-                raise ValueError("the robot backend is 'sim' but the task has no 'sim' scene")
+                raise ValueError("task.sim is missing: robot.backend 'sim' needs a simulated scene in task.sim")
             for name in self.task.observation.images:
                 if self.cameras.cameras[name].kind != "sim":
                     raise ValueError(f"camera '{name}' is kind '{self.cameras.cameras[name].kind}'; a sim robot needs sim cameras")
         if self.task.sim is not None and self.task.sim.scene.kind == "peg_insertion" and self.task.gripper_mode != "fixed_closed":
-            raise ValueError("peg_insertion holds the peg: use gripper_mode 'fixed_closed'")
+            raise ValueError("task.gripper_mode must be 'fixed_closed' for a peg_insertion scene (the peg is held)")
         return self
 
 
