@@ -113,7 +113,7 @@ def _load_sim_task(path: Path):
     return config
 
 
-def _print_report(report, out: Optional[Path]) -> None:
+def _print_report(report) -> None:
     lengths = [e.steps for e in report.episodes]
     print(
         f"task {report.task}: success rate {report.success_rate:.1%} "
@@ -135,7 +135,7 @@ def sim_expert(args: argparse.Namespace) -> int:
         return 1
     noise = args.noise if args.noise is not None else 0.0
     report = run_scripted_episodes(config, args.episodes, seed=args.seed, noise_std=noise, progress=not args.no_progress)
-    _print_report(report, args.out)
+    _print_report(report)
     if args.out is not None:
         for path in write_report(report, args.out):
             print(f"wrote {path}")
@@ -153,7 +153,7 @@ def sim_demo(args: argparse.Namespace) -> int:
     report = run_scripted_episodes(
         config, args.episodes, seed=args.seed, noise_std=args.noise, frames_dir=frames_dir, progress=not args.no_progress
     )
-    _print_report(report, args.out)
+    _print_report(report)
     for path in write_report(report, args.out):
         print(f"wrote {path}")
     print(f"wrote {report.frames_written} camera frames (PNG per frame, GIF per camera) under {frames_dir}")

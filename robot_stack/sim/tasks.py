@@ -19,7 +19,6 @@ from robot_stack.sim.world import SimWorld
 
 GRIPPER_OPEN = -1.0
 GRIPPER_CLOSE = 1.0
-GRIPPER_STAY = 0.0
 
 
 @dataclass(frozen=True)
