@@ -35,6 +35,7 @@ from robot_stack.config.schema import (
     TaskConfig,
     TaskSpec,
     TeleopConfig,
+    TransportConfig,
 )
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "TaskConfig",
     "TaskSpec",
     "TeleopConfig",
+    "TransportConfig",
     "config_to_yaml",
     "infer_config_kind",
     "load_section_config",

@@ -1,0 +1,457 @@
+"""The learner's end of the link: takes transition batches from any number of actors,
+publishes weights to all of them.
+
+Exactly-once delivery rests on three sequence numbers per actor stream:
+- received: the highest batch the link thread has queued (later copies are duplicates);
+- delivered: the highest batch ``receive`` has handed to the training loop;
+- committed: the highest batch saved in a checkpoint (``commit``), which the actor may forget.
+
+The training loop checkpoints ``delivered_state()`` together with its replay buffer, calls
+``commit`` with it once the checkpoint is on disk, and after a restart passes the
+checkpoint's state to ``restore``: actors then resend exactly what the checkpoint lacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import zmq
+
+from robot_stack.config import SessionConfig
+from robot_stack.transport.loop import (
+    WEIGHTS_TOPIC_ALL,
+    WEIGHTS_TOPIC_DIRECT,
+    QuietLog,
+    Waker,
+    endpoint,
+    server_keys,
+    set_common_options,
+    wire_limits,
+)
+from robot_stack.transport.messages import (
+    Ack,
+    ArraySpec,
+    Event,
+    Heartbeat,
+    Hello,
+    Refuse,
+    Stats,
+    TransitionBatch,
+    Welcome,
+    decode,
+    encode,
+    spec_mismatch,
+)
+from robot_stack.transport.security import AuthorisedKeys, configure_server, start_authenticator
+from robot_stack.transport.weights import check_safetensors, chunk_weights
+from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, VersionMismatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReceivedBatch:
+    actor_id: str
+    stream_id: str
+    seq: int
+    arrays: Mapping[str, np.ndarray]  # read-only views of the received frames
+    info: Mapping[str, Any]
+    sent_time: float
+    received_time: float
+
+    @property
+    def count(self) -> int:
+        return next(iter(self.arrays.values())).shape[0] if self.arrays else 0
+
+
+@dataclass(frozen=True)
+class Report:
+    """A Stats or Event message from an actor."""
+
+    actor_id: str
+    message: Any
+    received_time: float
+
+
+@dataclass
+class PeerInfo:
+    actor_id: str
+    task_id: str
+    stream_id: str
+    last_heard: float
+    batches: int = 0
+
+
+@dataclass
+class LearnerLinkCounters:
+    batches: int = 0
+    transitions: int = 0
+    bytes: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    refused: int = 0
+    weights_published: int = 0
+
+
+class LearnerLink:
+    def __init__(
+        self,
+        session: SessionConfig,
+        learner_id: str = "learner",
+        task_id: Optional[str] = None,
+        observation_spec: Optional[Mapping[str, ArraySpec]] = None,
+        action_spec: Optional[Mapping[str, ArraySpec]] = None,
+    ) -> None:
+        self.session = session
+        self.settings = session.transport
+        self.learner_id = learner_id
+        self.task_id = task_id
+        self.observation_spec = dict(observation_spec) if observation_spec is not None else None
+        self.action_spec = dict(action_spec) if action_spec is not None else None
+        self.limits = wire_limits(session)
+        self._keys = server_keys(session)
+        self._authorised = AuthorisedKeys(session.authorized_client_keys_dir) if self._keys else None
+        self._queue_limit = int(self.settings.receive_queue_mb * 1024**2)
+        self._chunk_bytes = int(self.settings.weights_chunk_mb * 1024**2)
+        self._lock = threading.Lock()
+        self._queue: deque[ReceivedBatch] = deque()
+        self._queue_bytes = 0
+        self._queue_ready = threading.Condition(self._lock)
+        self._reports: deque[Report] = deque(maxlen=10_000)
+        self._received: dict[str, int] = {}
+        self._delivered: dict[str, int] = {}
+        self._committed: dict[str, int] = {}
+        self._commit_pending = False
+        self._weights: Optional[tuple[int, bytes]] = None
+        self._weights_pending = False
+        self._peers: dict[bytes, PeerInfo] = {}
+        self._ack_due: set[bytes] = set()
+        self._gaps: set[bytes] = set()
+        self.counters = LearnerLinkCounters()
+        self._waker = Waker()
+        self._stop = threading.Event()
+        self._bound = threading.Event()
+        self._error: Optional[BaseException] = None
+        self._thread: Optional[threading.Thread] = None
+        self._quiet = QuietLog(log)
+
+    # ----------------------------------------------------------------- training-loop API
+
+    def restore(self, state: Mapping[str, int]) -> None:
+        """Before start: the per-stream sequence numbers saved in the checkpoint being resumed."""
+        if self._thread is not None:
+            raise RuntimeError("restore() must come before start()")
+        for stream, seq in state.items():
+            self._received[stream] = self._delivered[stream] = self._committed[stream] = int(seq)
+
+    def start(self, timeout_s: float = 10.0) -> "LearnerLink":
+        self._thread = threading.Thread(target=self._run, name="learner-link", daemon=True)
+        self._thread.start()
+        if not self._bound.wait(timeout_s) or self._error is not None:
+            raise RuntimeError(f"learner link failed to start: {self._error}")
+        return self
+
+    def receive(self, max_batches: Optional[int] = None, timeout_s: float = 0.0) -> list[ReceivedBatch]:
+        """Batches received since the last call (waits up to timeout_s for the first one)."""
+        with self._queue_ready:
+            if not self._queue and timeout_s > 0:
+                self._queue_ready.wait(timeout_s)
+            taken = []
+            while self._queue and (max_batches is None or len(taken) < max_batches):
+                batch = self._queue.popleft()
+                self._queue_bytes -= sum(array.nbytes for array in batch.arrays.values())
+                self._delivered[batch.stream_id] = batch.seq
+                taken.append(batch)
+        if taken:
+            self._waker.wake()  # the queue has room again
+        return taken
+
+    def delivered_state(self) -> dict[str, int]:
+        """Per-stream sequence numbers of everything ``receive`` has returned: save it with the buffer."""
+        with self._lock:
+            return dict(self._delivered)
+
+    def commit(self, state: Mapping[str, int]) -> None:
+        """A checkpoint holding ``state`` is on disk: actors may forget those batches."""
+        with self._lock:
+            for stream, seq in state.items():
+                if seq > self._committed.get(stream, -1):
+                    self._committed[stream] = int(seq)
+            self._commit_pending = True
+        self._waker.wake()
+
+    def publish_weights(self, version: int, blob: bytes) -> None:
+        """Send a safetensors blob to every actor, now and to any actor that joins later."""
+        check_safetensors(blob)
+        with self._lock:
+            if self._weights is not None and version <= self._weights[0]:
+                raise ValueError(f"weights version {version} is not newer than the published {self._weights[0]}")
+            self._weights = (version, bytes(blob))
+            self._weights_pending = True
+        self._waker.wake()
+
+    def reports(self) -> list[Report]:
+        with self._lock:
+            taken = list(self._reports)
+            self._reports.clear()
+            return taken
+
+    def peers(self) -> list[PeerInfo]:
+        with self._lock:
+            return [PeerInfo(**vars(peer)) for peer in self._peers.values()]
+
+    def refused_keys(self) -> int:
+        return self._authorised.refused if self._authorised else 0
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        self._stop.set()
+        self._waker.wake()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+        self._waker.close()
+
+    def __enter__(self) -> "LearnerLink":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- link thread
+
+    def _run(self) -> None:
+        context = zmq.Context.instance()
+        authenticator = None
+        router = context.socket(zmq.ROUTER)
+        publisher = context.socket(zmq.XPUB)
+        try:
+            for socket in (router, publisher):
+                set_common_options(socket, self.session)
+                if self._keys:
+                    configure_server(socket, self._keys)
+            if self._keys:
+                authenticator = start_authenticator(context, self._authorised)
+            # Every subscription reaches us, also a repeated one from a restarted actor,
+            # so a late or returning actor gets the latest weights at once.
+            publisher.setsockopt(zmq.XPUB_VERBOSE, 1)
+            publisher.sndhwm = 10_000
+            router.bind(endpoint(self.session.learner_host, self.session.transitions_port))
+            publisher.bind(endpoint(self.session.learner_host, self.session.weights_port))
+        except Exception as error:
+            self._error = error
+            self._bound.set()
+            for socket in (router, publisher):
+                socket.close(linger=0)
+            if authenticator is not None:
+                authenticator.stop()
+            return
+        self._bound.set()
+        last_heartbeat = 0.0
+        try:
+            while not self._stop.is_set():
+                poller = zmq.Poller()
+                if self._queue_has_room():
+                    poller.register(router, zmq.POLLIN)
+                poller.register(publisher, zmq.POLLIN)
+                poller.register(self._waker.read_fd, zmq.POLLIN)
+                ready = dict(poller.poll(timeout=int(self.settings.heartbeat_interval_s * 1000 / 2)))
+                if self._waker.read_fd in ready:
+                    self._waker.drain()
+                if router in ready:
+                    self._receive(router)
+                if publisher in ready:
+                    self._subscriptions(publisher)
+                self._publish_pending(publisher)
+                self._send_acks(router)
+                now = time.monotonic()
+                if now - last_heartbeat >= self.settings.heartbeat_interval_s:
+                    self._heartbeat(router, now)
+                    last_heartbeat = now
+        except Exception as error:
+            self._error = error
+            log.exception("learner link thread failed")
+            raise
+        finally:
+            router.close(linger=0)
+            publisher.close(linger=0)
+            if authenticator is not None:
+                authenticator.stop()
+
+    def _queue_has_room(self) -> bool:
+        with self._lock:
+            return self._queue_bytes < self._queue_limit
+
+    def _receive(self, router: zmq.Socket) -> None:
+        arrived = False
+        for _ in range(256):
+            if not self._queue_has_room():
+                break
+            try:
+                frames = router.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            identity, body = frames[0].bytes, frames[1:]
+            now = time.monotonic()
+            try:
+                message = decode(body, self.limits)
+            except VersionMismatch as error:
+                self.counters.refused += 1
+                log.warning("refused a connection: %s", error)
+                self._reply(router, identity, Refuse(str(error), PROTOCOL_VERSION, error.peer_version))
+                continue
+            except DecodeError as error:
+                self.counters.malformed += 1
+                peer = self._peers.get(identity)
+                self._quiet.warning(
+                    "malformed", "dropped a malformed message from %s: %s", peer.actor_id if peer else "an unknown peer", error
+                )
+                continue
+            if isinstance(message, Hello):
+                self._on_hello(router, identity, message, now)
+                continue
+            peer = self._peers.get(identity)
+            if peer is None:
+                # Typically our own restart: the actor's socket reconnected by itself.
+                self._reply(router, identity, Refuse("this learner does not know the connection; say hello", retry=True))
+                continue
+            peer.last_heard = now
+            if isinstance(message, TransitionBatch):
+                arrived |= self._on_batch(identity, peer, message, now)
+            elif isinstance(message, (Stats, Event)):
+                with self._lock:
+                    self._reports.append(Report(peer.actor_id, message, now))
+            elif not isinstance(message, Heartbeat):
+                self._quiet.warning("unexpected", "ignored an unexpected %s from %s", type(message).__name__, peer.actor_id)
+        if arrived:
+            with self._queue_ready:
+                self._queue_ready.notify_all()
+
+    def _on_hello(self, router: zmq.Socket, identity: bytes, hello: Hello, now: float) -> None:
+        problems = []
+        if self.task_id is not None and hello.task_id != self.task_id:
+            problems.append(f"task '{hello.task_id}' but this learner trains task '{self.task_id}'")
+        if self.observation_spec is not None:
+            problems += spec_mismatch(self.observation_spec, hello.observation_spec, "observation")
+        if self.action_spec is not None:
+            problems += spec_mismatch(self.action_spec, hello.action_spec, "action")
+        if problems:
+            self.counters.refused += 1
+            reason = f"actor '{hello.actor_id}' does not match this learner: " + "; ".join(problems)
+            log.warning("refused: %s", reason)
+            self._reply(router, identity, Refuse(reason))
+            return
+        with self._lock:
+            for old_identity, peer in list(self._peers.items()):
+                if peer.stream_id == hello.stream_id and old_identity != identity:
+                    del self._peers[old_identity]  # the same actor, reconnected
+            self._peers[identity] = PeerInfo(hello.actor_id, hello.task_id, hello.stream_id, now)
+            received = self._received.setdefault(hello.stream_id, -1)
+            committed = self._committed.get(hello.stream_id, -1)
+            weights_version = self._weights[0] if self._weights else -1
+        log.info(
+            "actor '%s' connected (stream %s; holding up to seq %d, committed %d)",
+            hello.actor_id, hello.stream_id, received, committed,
+        )
+        self._reply(
+            router, identity,
+            Welcome(self.learner_id, hello.stream_id, received, committed, weights_version, self.settings.heartbeat_interval_s),
+        )
+
+    def _on_batch(self, identity: bytes, peer: PeerInfo, batch: TransitionBatch, now: float) -> bool:
+        if batch.stream_id != peer.stream_id:
+            self.counters.malformed += 1
+            self._quiet.warning("stream", "actor %s sent a batch of another stream; dropped", peer.actor_id)
+            return False
+        received = self._received.get(batch.stream_id, -1)
+        self._ack_due.add(identity)
+        if batch.seq <= received:
+            self.counters.duplicates += 1
+            return False
+        if batch.seq > received + 1:
+            # A gap: ask the actor to resend from what we hold rather than accept out of order.
+            self._gaps.add(identity)
+            return False
+        item = ReceivedBatch(peer.actor_id, batch.stream_id, batch.seq, batch.arrays, batch.info, batch.sent_time, now)
+        size = batch.nbytes
+        with self._lock:
+            self._queue.append(item)
+            self._queue_bytes += size
+            self._received[batch.stream_id] = batch.seq
+        peer.batches += 1
+        self.counters.batches += 1
+        self.counters.transitions += batch.count
+        self.counters.bytes += size
+        return True
+
+    def _send_acks(self, router: zmq.Socket) -> None:
+        with self._lock:
+            if self._commit_pending:
+                self._ack_due.update(self._peers)
+                self._commit_pending = False
+            due, self._ack_due = self._ack_due, set()
+            gaps, self._gaps = self._gaps, set()
+            acks = []
+            for identity in due | gaps:
+                peer = self._peers.get(identity)
+                if peer is None:
+                    continue
+                stream = peer.stream_id
+                acks.append(
+                    (identity, Ack(stream, self._received.get(stream, -1), self._committed.get(stream, -1), identity in gaps))
+                )
+        for identity, ack in acks:
+            self._reply(router, identity, ack)
+
+    def _heartbeat(self, router: zmq.Socket, now: float) -> None:
+        with self._lock:
+            peers = list(self._peers.items())
+        for identity, peer in peers:
+            if now - peer.last_heard > self.settings.peer_timeout_s:
+                log.info("actor '%s' silent for %.1f s; forgetting its connection", peer.actor_id, now - peer.last_heard)
+                with self._lock:
+                    self._peers.pop(identity, None)
+                continue
+            self._reply(router, identity, Heartbeat(self.learner_id, now))
+
+    def _reply(self, router: zmq.Socket, identity: bytes, message: Any) -> None:
+        try:
+            router.send_multipart([identity, *encode(message)], flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self._quiet.warning("reply", "could not send a %s to an actor (its queue is full)", type(message).__name__)
+
+    def _subscriptions(self, publisher: zmq.Socket) -> None:
+        while True:
+            try:
+                event = publisher.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not event or event[0] != 1:
+                continue
+            topic = event[1:]
+            if topic.startswith(WEIGHTS_TOPIC_DIRECT):
+                with self._lock:
+                    weights = self._weights
+                if weights is not None:
+                    self._send_weights(publisher, topic, *weights)
+
+    def _publish_pending(self, publisher: zmq.Socket) -> None:
+        with self._lock:
+            if not self._weights_pending:
+                return
+            self._weights_pending = False
+            version, blob = self._weights
+        self._send_weights(publisher, WEIGHTS_TOPIC_ALL, version, blob)
+        self.counters.weights_published += 1
+
+    def _send_weights(self, publisher: zmq.Socket, topic: bytes, version: int, blob: bytes) -> None:
+        for chunk in chunk_weights(version, blob, self._chunk_bytes):
+            try:
+                publisher.send_multipart([topic, *encode(chunk)], flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                self._quiet.warning("weights", "weights version %d: a subscriber's queue is full; chunk dropped", version)
+                return

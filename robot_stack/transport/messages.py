@@ -1,0 +1,358 @@
+"""The messages actors and learners exchange, and their encoding.
+
+| message          | direction          | carries |
+|------------------|--------------------|---------|
+| Hello            | actor -> learner   | actor id, task id, stream id, observation/action spec, weights version held |
+| Welcome          | learner -> actor   | the stream's received and committed sequence numbers, latest weights version |
+| Refuse           | learner -> actor   | why the learner will not talk to this actor (both versions on a mismatch); retry or not |
+| TransitionBatch  | actor -> learner   | sequence number, arrays with a leading transition axis, scalar info |
+| Ack              | learner -> actor   | highest sequence received, highest committed (safe in a checkpoint) |
+| WeightsChunk     | learner -> actors  | weights version, chunk index/count, blob size and digest, chunk bytes |
+| Heartbeat        | both               | sender id, send time |
+| Stats            | actor -> learner   | named scalars (episode return, loop jitter, ...) |
+| Event            | actor -> learner   | a named event (episode start/end, intervention) with scalar detail |
+
+``encode(message)`` gives the frames to send; ``decode(frames)`` checks every field's type
+and returns the message, or raises ``DecodeError`` naming the message type and field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Mapping, Sequence, Union
+
+import numpy as np
+
+from robot_stack.transport.wire import (
+    DEFAULT_LIMITS,
+    PROTOCOL_VERSION,
+    Buffer,
+    DecodeError,
+    VersionMismatch,
+    WireLimits,
+    decode_frames,
+    dtype_from_wire,
+    dtype_to_wire,
+    encode_frames,
+    shape_from_wire,
+)
+
+Scalar = Union[str, int, float, bool, None]
+MAX_ID_LENGTH = 128
+MAX_INFO_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """dtype and shape of one per-transition array (without the leading batch axis)."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+    @classmethod
+    def of(cls, array: np.ndarray) -> "ArraySpec":
+        return cls(dtype_to_wire(array.dtype), tuple(int(n) for n in array.shape))
+
+    def describe(self) -> str:
+        return f"{np.dtype(self.dtype).name}{list(self.shape)}"
+
+
+Spec = Mapping[str, ArraySpec]
+
+
+@dataclass(frozen=True)
+class Hello:
+    TYPE: ClassVar[str] = "hello"
+    actor_id: str
+    task_id: str
+    stream_id: str
+    observation_spec: Spec = field(default_factory=dict)
+    action_spec: Spec = field(default_factory=dict)
+    weights_version: int = -1
+
+
+@dataclass(frozen=True)
+class Welcome:
+    TYPE: ClassVar[str] = "welcome"
+    learner_id: str
+    stream_id: str
+    received_seq: int
+    committed_seq: int
+    weights_version: int
+    heartbeat_interval_s: float
+
+
+@dataclass(frozen=True)
+class Refuse:
+    TYPE: ClassVar[str] = "refuse"
+    reason: str
+    learner_protocol: int = PROTOCOL_VERSION
+    actor_protocol: int = PROTOCOL_VERSION
+    # True when the actor should simply say hello again (the learner restarted and does
+    # not know this connection); False when retrying cannot help (versions, specs).
+    retry: bool = False
+
+
+@dataclass(frozen=True)
+class TransitionBatch:
+    TYPE: ClassVar[str] = "transitions"
+    stream_id: str
+    seq: int
+    arrays: Mapping[str, np.ndarray]
+    info: Mapping[str, Any] = field(default_factory=dict)
+    sent_time: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return next(iter(self.arrays.values())).shape[0] if self.arrays else 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(array.nbytes for array in self.arrays.values())
+
+
+@dataclass(frozen=True)
+class Ack:
+    TYPE: ClassVar[str] = "ack"
+    stream_id: str
+    received_seq: int
+    committed_seq: int
+    # Set when the learner saw a gap: the actor resends from received_seq + 1.
+    rewind: bool = False
+
+
+@dataclass(frozen=True)
+class WeightsChunk:
+    TYPE: ClassVar[str] = "weights"
+    version: int
+    index: int
+    count: int
+    total_bytes: int
+    digest: bytes
+    payload: Buffer = b""
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    TYPE: ClassVar[str] = "heartbeat"
+    sender_id: str
+    sent_time: float
+
+
+@dataclass(frozen=True)
+class Stats:
+    TYPE: ClassVar[str] = "stats"
+    sender_id: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    TYPE: ClassVar[str] = "event"
+    sender_id: str
+    kind: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+Message = Union[Hello, Welcome, Refuse, TransitionBatch, Ack, WeightsChunk, Heartbeat, Stats, Event]
+MESSAGE_TYPES: dict[str, type] = {
+    cls.TYPE: cls for cls in (Hello, Welcome, Refuse, TransitionBatch, Ack, WeightsChunk, Heartbeat, Stats, Event)
+}
+
+# --------------------------------------------------------------------------- encode
+
+
+def encode(message: Message) -> list[Buffer]:
+    """Frames for ``socket.send_multipart(frames, copy=False)``."""
+    header: dict[str, Any] = {"type": message.TYPE}
+    arrays: dict[str, np.ndarray] = {}
+    for item in fields(message):
+        value = getattr(message, item.name)
+        if isinstance(message, TransitionBatch) and item.name == "arrays":
+            arrays = _batch_arrays(value)
+        elif isinstance(message, WeightsChunk) and item.name == "payload":
+            arrays = {"payload": np.frombuffer(value, dtype=np.uint8)}
+        elif item.name.endswith("_spec"):
+            header[item.name] = {name: [spec.dtype, list(spec.shape)] for name, spec in value.items()}
+        elif item.name in ("info", "values", "detail"):
+            header[item.name] = _checked_info(value, f"{message.TYPE}.{item.name}")
+        else:
+            header[item.name] = value
+    return encode_frames(header, arrays)
+
+
+def _batch_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    counts = {name: np.shape(array)[0] if np.ndim(array) else None for name, array in arrays.items()}
+    if any(count is None for count in counts.values()) or len(set(counts.values())) > 1:
+        raise ValueError(f"every array of a transition batch needs the same leading (transition) axis; got {counts}")
+    return dict(arrays)
+
+
+def _checked_info(value: Any, where: str, depth: int = 0) -> Any:
+    """Info travels as msgpack: scalars, lists and string-keyed maps of them, nothing else."""
+    if value is None or isinstance(value, (str, bool, int, bytes)):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if depth >= MAX_INFO_DEPTH:
+        raise ValueError(f"{where} nests deeper than {MAX_INFO_DEPTH} levels")
+    if isinstance(value, Mapping):
+        if not all(isinstance(key, str) for key in value):
+            raise ValueError(f"{where} has a non-string key")
+        return {key: _checked_info(item, f"{where}.{key}", depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_checked_info(item, f"{where}[]", depth + 1) for item in value]
+    raise ValueError(f"{where} holds a {type(value).__name__}; only scalars, lists and maps travel as info")
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def decode(frames: Sequence[Any], limits: WireLimits = DEFAULT_LIMITS) -> Message:
+    """Checked message from received frames; raises DecodeError (or VersionMismatch)."""
+    header, arrays = decode_frames(frames, limits)
+    kind = header.pop("type", None)
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise DecodeError(f"unknown message type {kind!r} (known: {sorted(MESSAGE_TYPES)})")
+    if cls is TransitionBatch:
+        header["arrays"] = _received_batch_arrays(arrays)
+    elif cls is WeightsChunk:
+        payload = arrays.pop("payload", None)
+        if payload is None or payload.dtype != np.uint8 or payload.ndim != 1 or arrays:
+            raise DecodeError("weights message must carry exactly one uint8 'payload' array")
+        header["payload"] = memoryview(payload).cast("B") if payload.size else b""
+    elif arrays:
+        raise DecodeError(f"{kind} message carries arrays {sorted(arrays)}; it takes none")
+    kwargs = {}
+    for item in fields(cls):
+        where = f"{kind}.{item.name}"
+        if item.name not in header:
+            if item.default is not MISSING or item.default_factory is not MISSING:
+                continue
+            raise DecodeError(f"{where} is missing")
+        kwargs[item.name] = _check_field(cls, item.name, header.pop(item.name), where, limits)
+    if header:
+        raise DecodeError(f"{kind} message has unknown field(s) {sorted(header)}")
+    message = cls(**kwargs)
+    if isinstance(message, WeightsChunk):
+        _check_chunk(message)
+    return message
+
+
+def _received_batch_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    counts = {array.shape[0] if array.ndim else None for array in arrays.values()}
+    if None in counts or len(counts) > 1:
+        raise DecodeError(
+            "transitions message: arrays disagree on the transition count "
+            f"({ {name: array.shape for name, array in arrays.items()} })"
+        )
+    return arrays
+
+
+_INT_FIELDS = {"weights_version", "received_seq", "committed_seq", "seq", "version", "index", "count", "total_bytes",
+               "learner_protocol", "actor_protocol"}
+_FLOAT_FIELDS = {"heartbeat_interval_s", "sent_time"}
+_ID_FIELDS = {"actor_id", "task_id", "stream_id", "learner_id", "sender_id", "kind"}
+
+
+def _check_field(cls: type, name: str, value: Any, where: str, limits: WireLimits) -> Any:
+    if name in _INT_FIELDS:
+        if not isinstance(value, int) or isinstance(value, bool) or not -1 <= value < 2**63:
+            raise DecodeError(f"{where} must be an integer >= -1, got {value!r}")
+        return value
+    if name in _FLOAT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise DecodeError(f"{where} must be a finite number, got {value!r}")
+        return float(value)
+    if name in _ID_FIELDS:
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH or not value.isprintable():
+            raise DecodeError(f"{where} must be a printable string of 1-{MAX_ID_LENGTH} characters, got {value!r}")
+        return value
+    if name == "reason":
+        if not isinstance(value, str):
+            raise DecodeError(f"{where} must be a string")
+        return value
+    if name in ("rewind", "retry"):
+        if not isinstance(value, bool):
+            raise DecodeError(f"{where} must be true or false, got {value!r}")
+        return value
+    if name == "digest":
+        if not isinstance(value, bytes) or len(value) != 16:
+            raise DecodeError(f"{where} must be 16 bytes")
+        return value
+    if name.endswith("_spec"):
+        return _spec_from_wire(value, where, limits)
+    if name in ("info", "values", "detail"):
+        if not isinstance(value, dict):
+            raise DecodeError(f"{where} must be a map")
+        return value
+    if name in ("arrays", "payload"):
+        return value
+    raise DecodeError(f"{where}: no rule for this field")  # pragma: no cover - every field has a rule
+
+
+def _spec_from_wire(value: Any, where: str, limits: WireLimits) -> dict[str, ArraySpec]:
+    if not isinstance(value, dict):
+        raise DecodeError(f"{where} must be a map of name -> [dtype, shape]")
+    spec = {}
+    for name, entry in value.items():
+        if not (isinstance(entry, list) and len(entry) == 2):
+            raise DecodeError(f"{where}.{name} must be [dtype, shape], got {entry!r}")
+        try:
+            dtype = dtype_from_wire(entry[0])
+            shape = shape_from_wire(entry[1], limits)
+        except DecodeError as error:
+            raise DecodeError(f"{where}.{name}: {error}") from None
+        spec[name] = ArraySpec(dtype.str, shape)
+    return spec
+
+
+def _check_chunk(chunk: WeightsChunk) -> None:
+    if chunk.count < 1 or not 0 <= chunk.index < chunk.count or chunk.total_bytes < 0 or chunk.version < 0:
+        raise DecodeError(
+            f"weights chunk {chunk.index}/{chunk.count} of version {chunk.version} "
+            f"({chunk.total_bytes} bytes) has inconsistent numbering"
+        )
+    if len(chunk.payload) > chunk.total_bytes:
+        raise DecodeError(f"weights chunk payload ({len(chunk.payload)} bytes) exceeds the blob size {chunk.total_bytes}")
+
+
+def spec_mismatch(expected: Spec, received: Spec, what: str) -> list[str]:
+    """Human-readable differences between two specs (empty when they agree)."""
+    problems = []
+    for name in sorted(set(expected) | set(received)):
+        if name not in received:
+            problems.append(f"{what} '{name}' expected {expected[name].describe()}, the actor sends none")
+        elif name not in expected:
+            problems.append(f"{what} '{name}' ({received[name].describe()}) is not expected by the learner")
+        elif expected[name] != received[name]:
+            problems.append(
+                f"{what} '{name}': learner expects {expected[name].describe()}, actor sends {received[name].describe()}"
+            )
+    return problems
+
+
+__all__ = [
+    "Ack",
+    "ArraySpec",
+    "DecodeError",
+    "Event",
+    "Heartbeat",
+    "Hello",
+    "MESSAGE_TYPES",
+    "Message",
+    "Refuse",
+    "Spec",
+    "Stats",
+    "TransitionBatch",
+    "VersionMismatch",
+    "WeightsChunk",
+    "Welcome",
+    "decode",
+    "encode",
+    "spec_mismatch",
+]

@@ -1,0 +1,172 @@
+"""Framing of one message on the wire: a header frame, then one raw frame per array.
+
+Frame 0 is ``b"RSTP"``, the protocol version as a little-endian uint16, then a msgpack
+map. msgpack is decoded with extension types refused and every length bounded, so a
+received header can only ever become dicts, lists, strings, bytes, numbers, booleans and
+None: nothing on the wire can name a class to build or code to run. Frames 1..n carry
+numpy arrays as their raw bytes; the header lists each array's name, dtype string and
+shape, and the decoder checks the frame length against them before viewing the bytes
+as an array (no copy).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence, Union
+
+import msgpack
+import numpy as np
+
+MAGIC = b"RSTP"
+PROTOCOL_VERSION = 1
+_PREFIX = struct.Struct("<4sH")
+
+# Numeric, boolean and fixed-width text dtypes only. Object ("O") and void/structured
+# ("V") dtypes are refused: they are how a byte stream turns into arbitrary objects.
+_DTYPE_PATTERN = re.compile(r"^[<>|=]?(b1|[iu][1248]|f[248]|c(8|16)|[SU][0-9]{1,6})$")
+MAX_ARRAY_DIMS = 8
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+class DecodeError(ValueError):
+    """A received message is malformed: truncated, oversized, or not what its header says."""
+
+
+class VersionMismatch(DecodeError):
+    """The peer speaks another protocol version. Carries both versions."""
+
+    def __init__(self, peer_version: int, own_version: int = PROTOCOL_VERSION) -> None:
+        self.peer_version = peer_version
+        self.own_version = own_version
+        super().__init__(
+            f"protocol version mismatch: the peer speaks robot-stack wire protocol v{peer_version}, "
+            f"this process speaks v{own_version}; run the same robot-stack release on both machines"
+        )
+
+
+@dataclass(frozen=True)
+class WireLimits:
+    """Upper bounds checked on every received message before anything is allocated."""
+
+    max_message_bytes: int = 256 * 1024 * 1024
+    max_header_bytes: int = 1024 * 1024
+    max_frames: int = 1025
+    max_string_bytes: int = 64 * 1024
+    max_container_items: int = 65536
+
+
+DEFAULT_LIMITS = WireLimits()
+
+
+def dtype_to_wire(dtype: np.dtype) -> str:
+    """The dtype string sent on the wire, e.g. '<f4', '|u1', '>i8'; refuses unsafe kinds."""
+    text = np.dtype(dtype).str
+    if not _DTYPE_PATTERN.match(text):
+        raise TypeError(f"arrays of dtype {np.dtype(dtype)!r} cannot travel on the wire (numeric, bool, S and U only)")
+    return text
+
+
+def dtype_from_wire(text: Any) -> np.dtype:
+    if not isinstance(text, str) or not _DTYPE_PATTERN.match(text):
+        raise DecodeError(f"dtype {text!r} is not allowed on the wire (numeric, bool, S and U only)")
+    return np.dtype(text)
+
+
+def shape_from_wire(shape: Any, limits: WireLimits) -> tuple[int, ...]:
+    if not isinstance(shape, list) or len(shape) > MAX_ARRAY_DIMS:
+        raise DecodeError(f"array shape {shape!r} is not a list of at most {MAX_ARRAY_DIMS} sizes")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= limits.max_message_bytes for n in shape):
+        raise DecodeError(f"array shape {shape!r} has a size that is not a non-negative integer")
+    return tuple(shape)
+
+
+def encode_frames(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None) -> list[Buffer]:
+    """Header frame plus one frame per array (C-contiguous views; no copy when already so)."""
+    entries = []
+    frames: list[Buffer] = [b""]
+    for name, array in (arrays or {}).items():
+        array = np.ascontiguousarray(array)
+        if array.ndim > MAX_ARRAY_DIMS:
+            raise ValueError(f"array {name!r} has {array.ndim} dimensions; at most {MAX_ARRAY_DIMS} travel")
+        entries.append([name, dtype_to_wire(array.dtype), list(array.shape)])
+        # A 0-d or empty array still gets a frame (of 0 or itemsize bytes).
+        frames.append(memoryview(array.reshape(-1)).cast("B") if array.size else b"")
+    body = dict(header)
+    body["arrays"] = entries
+    frames[0] = _PREFIX.pack(MAGIC, PROTOCOL_VERSION) + msgpack.packb(body, use_bin_type=True)
+    return frames
+
+
+def decode_frames(frames: Sequence[Any], limits: WireLimits = DEFAULT_LIMITS) -> tuple[dict, dict[str, np.ndarray]]:
+    """Parse and check a multipart message; returns (header, arrays). Arrays view the frames."""
+    if not frames:
+        raise DecodeError("empty message (no frames)")
+    if len(frames) > limits.max_frames:
+        raise DecodeError(f"message has {len(frames)} frames; the limit is {limits.max_frames}")
+    views = [memoryview(frame) for frame in frames]
+    total = sum(view.nbytes for view in views)
+    if total > limits.max_message_bytes:
+        raise DecodeError(f"message is {total} bytes; the limit is {limits.max_message_bytes}")
+    head = views[0]
+    if head.nbytes < _PREFIX.size:
+        raise DecodeError(f"header frame is {head.nbytes} bytes, shorter than the {_PREFIX.size}-byte prefix")
+    if head.nbytes > limits.max_header_bytes:
+        raise DecodeError(f"header frame is {head.nbytes} bytes; the limit is {limits.max_header_bytes}")
+    magic, version = _PREFIX.unpack_from(head)
+    if magic != MAGIC:
+        raise DecodeError(f"not a robot-stack message (starts with {bytes(magic)!r}, expected {MAGIC!r})")
+    if version != PROTOCOL_VERSION:
+        raise VersionMismatch(version)
+    header = unpack_header(head[_PREFIX.size :], limits)
+    entries = header.pop("arrays", None)
+    if not isinstance(entries, list):
+        raise DecodeError("header has no 'arrays' list")
+    if len(entries) != len(views) - 1:
+        raise DecodeError(f"header lists {len(entries)} arrays but the message carries {len(views) - 1} array frames")
+    arrays: dict[str, np.ndarray] = {}
+    for entry, view in zip(entries, views[1:]):
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)):
+            raise DecodeError(f"array entry {entry!r} is not [name, dtype, shape]")
+        name, dtype_text, shape_value = entry
+        if name in arrays:
+            raise DecodeError(f"array {name!r} appears twice")
+        dtype = dtype_from_wire(dtype_text)
+        shape = shape_from_wire(shape_value, limits)
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        expected = count * dtype.itemsize
+        if view.nbytes != expected:
+            raise DecodeError(
+                f"array {name!r} ({dtype_text} {list(shape)}) needs {expected} bytes but its frame has {view.nbytes}"
+            )
+        arrays[name] = np.frombuffer(view, dtype=dtype, count=count).reshape(shape) if count else np.empty(shape, dtype)
+    return header, arrays
+
+
+def unpack_header(data: Buffer, limits: WireLimits = DEFAULT_LIMITS) -> dict:
+    try:
+        header = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            ext_hook=_refuse_ext,
+            max_str_len=limits.max_string_bytes,
+            max_bin_len=limits.max_header_bytes,
+            max_array_len=limits.max_container_items,
+            max_map_len=limits.max_container_items,
+            max_ext_len=0,
+        )
+    except DecodeError:
+        raise
+    except Exception as error:  # msgpack raises several types for bad input
+        raise DecodeError(f"header is not valid msgpack: {type(error).__name__}: {error}") from None
+    if not isinstance(header, dict):
+        raise DecodeError(f"header is a {type(header).__name__}, not a map")
+    return header
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise DecodeError(f"header contains msgpack extension type {code}; extensions are not allowed")
