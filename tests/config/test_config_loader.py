@@ -169,12 +169,26 @@ def test_a_section_can_be_written_inline(configs: Path) -> None:
 
 
 def test_session_paths_are_kept_as_written(configs: Path) -> None:
-    write_yaml(configs / "sessions" / "local.yaml", "checkpoint_dir: runs/here\nserver_public_key_file: keys/a.key\n")
+    write_yaml(
+        configs / "sessions" / "local.yaml",
+        "checkpoint_dir: runs/here\nserver_public_key_file: keys/a.key\nserver_secret_key_file: keys/a.key_secret\n"
+        "client_secret_key_file: keys/b.key_secret\nauthorized_client_keys_dir: keys/actors\n",
+    )
 
     session = load_task_config(configs / "tasks" / "pick.yaml").session
 
     assert session.checkpoint_dir == Path("runs/here")
     assert session.server_public_key_file == Path("keys/a.key")
+    assert session.authorized_client_keys_dir == Path("keys/actors")
+
+
+def test_half_configured_authentication_names_the_missing_key_files(configs: Path) -> None:
+    write_yaml(configs / "sessions" / "local.yaml", "server_public_key_file: keys/a.key\n")
+
+    with pytest.raises(ConfigError) as error:
+        load_task_config(configs / "tasks" / "pick.yaml")
+
+    assert "server_secret_key_file, client_secret_key_file, authorized_client_keys_dir not" in str(error.value)
 
 
 def test_shipped_peg_insertion_task_overrides_only_the_translational_clip_of_the_sim_robot() -> None:
