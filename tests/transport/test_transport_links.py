@@ -1,0 +1,385 @@
+"""ActorLink <-> LearnerLink over loopback TCP in one process: delivery, weights, refusals."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import zmq
+
+from robot_stack.config import SessionConfig
+from robot_stack.transport import (
+    ActorLink,
+    ArraySpec,
+    Hello,
+    LearnerLink,
+    LinkRefused,
+    Refuse,
+    decode,
+    encode,
+    generate_keys,
+    pack_weights,
+)
+from test_transport_restarts import free_ports
+
+OBSERVATION_SPEC = {"image": ArraySpec("|u1", (8, 8, 3)), "state": ArraySpec("<f4", (5,))}
+ACTION_SPEC = {"action": ArraySpec("<f4", (7,))}
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Callable[..., SessionConfig]:
+    transitions_port, weights_port = free_ports(2)
+
+    def make(**overrides) -> SessionConfig:
+        transport = {
+            "heartbeat_interval_s": 0.1, "peer_timeout_s": 0.6, "handshake_timeout_s": 0.5,
+            "outbox_dir": str(tmp_path / "outbox"), **overrides.pop("transport", {}),
+        }
+        return SessionConfig(
+            learner_host="127.0.0.1", transitions_port=transitions_port, weights_port=weights_port,
+            transport=transport, **overrides,
+        )
+
+    return make
+
+
+@pytest.fixture
+def links():
+    opened = []
+
+    def track(link):
+        opened.append(link)
+        return link
+
+    yield track
+    for link in reversed(opened):
+        link.close()
+
+
+def batch(step: int, count: int = 2) -> dict[str, np.ndarray]:
+    return {
+        "image": np.full((count, 8, 8, 3), step % 256, np.uint8),
+        "state": np.full((count, 5), step, np.float32),
+        "action": np.zeros((count, 7), np.float32),
+    }
+
+
+def actor(session: SessionConfig, actor_id: str = "robot1", **kwargs) -> ActorLink:
+    return ActorLink(session, actor_id, "pick", OBSERVATION_SPEC, ACTION_SPEC, **kwargs)
+
+
+def learner(session: SessionConfig) -> LearnerLink:
+    return LearnerLink(session, task_id="pick", observation_spec=OBSERVATION_SPEC, action_spec=ACTION_SPEC)
+
+
+def receive_all(link: LearnerLink, count: int, timeout_s: float = 5.0) -> list:
+    received, deadline = [], time.monotonic() + timeout_s
+    while len(received) < count and time.monotonic() < deadline:
+        received += link.receive(timeout_s=0.05)
+    return received
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 5.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    return condition()
+
+
+def test_batches_arrive_in_order_with_their_arrays_and_info(session, links) -> None:
+    config = session()
+    server = links(learner(config).start())
+    client = links(actor(config).start())
+
+    for step in range(30):
+        client.send(batch(step), {"episode": 3, "step": step})
+    received = receive_all(server, 30)
+
+    assert [b.seq for b in received] == list(range(30))
+    assert all(b.actor_id == "robot1" and b.count == 2 for b in received)
+    assert np.array_equal(received[17].arrays["state"], np.full((2, 5), 17, np.float32))
+    assert received[17].info == {"episode": 3, "step": 17}
+
+
+def test_commit_lets_the_actor_forget_its_batches(session, links) -> None:
+    config = session()
+    server = links(learner(config).start())
+    client = links(actor(config).start())
+    for step in range(10):
+        client.send(batch(step))
+    receive_all(server, 10)
+
+    server.commit(server.delivered_state())
+
+    assert wait_until(lambda: client.status().committed_seq == 9)
+    assert client.status().outbox["unreleased_batches"] == 0
+
+
+def test_two_actors_stream_into_one_learner_each_complete(session, links) -> None:
+    config = session()
+    server = links(learner(config).start())
+    first = links(actor(config, "robot1").start())
+    second = links(actor(config, "robot2").start())
+
+    for step in range(20):
+        first.send(batch(step))
+        second.send(batch(step))
+    received = receive_all(server, 40)
+
+    by_actor = {name: [b.seq for b in received if b.actor_id == name] for name in ("robot1", "robot2")}
+    assert by_actor == {"robot1": list(range(20)), "robot2": list(range(20))}
+
+
+def test_an_actor_without_a_learner_keeps_sending_and_delivers_once_the_learner_starts(session, links) -> None:
+    config = session()
+    client = links(actor(config).start())
+
+    started = time.monotonic()
+    connected = client.wait_connected(0.3)
+    waited = time.monotonic() - started
+    for step in range(15):
+        client.send(batch(step))
+    server = links(learner(config).start())
+    received = receive_all(server, 15)
+
+    assert not connected and waited < 1.0
+    assert [b.seq for b in received] == list(range(15))
+
+
+def test_restarted_learner_gets_exactly_what_its_checkpoint_lacks(session, links) -> None:
+    config = session()
+    first = learner(config).start()
+    client = links(actor(config).start())
+    for step in range(20):
+        client.send(batch(step))
+    receive_all(first, 20)
+    checkpoint = {client.outbox.stream_id: 11}  # the checkpoint holds seq 0..11 only
+    first.commit(checkpoint)
+    wait_until(lambda: client.status().committed_seq == 11)
+    first.close()
+
+    second = learner(config)
+    second.restore(checkpoint)
+    links(second.start())
+    for step in range(20, 25):
+        client.send(batch(step))
+    received = receive_all(second, 13)
+    time.sleep(0.3)
+    received += second.receive()
+
+    assert [b.seq for b in received] == list(range(12, 25))
+    assert client.status().reconnects >= 1
+
+
+def test_weights_reach_the_actor_and_only_newer_versions_are_taken(session, links) -> None:
+    config = session()
+    server = links(learner(config).start())
+    client = links(actor(config).start())
+    client.wait_connected(5)
+    time.sleep(0.2)  # let the subscription reach the publisher
+
+    server.publish_weights(1, pack_weights({"w": np.arange(10, dtype=np.float32)}))
+    update = wait_until(client.latest_weights)
+    repeat = client.latest_weights()
+
+    assert update.version == 1
+    assert np.array_equal(update.tensors()["w"], np.arange(10, dtype=np.float32))
+    assert repeat is None
+
+
+def test_a_late_joining_actor_gets_the_latest_weights_at_once(session, links) -> None:
+    config = session(transport={"weights_chunk_mb": 0.25})
+    server = links(learner(config).start())
+    blob = pack_weights({"w": np.random.default_rng(0).standard_normal(300_000).astype(np.float32)})
+    server.publish_weights(1, pack_weights({"w": np.zeros(3, np.float32)}))
+    server.publish_weights(2, blob)
+    time.sleep(0.2)
+
+    client = links(actor(config).start())
+    update = wait_until(client.latest_weights, timeout_s=5)
+
+    assert update.version == 2 and update.blob == blob  # 1.2 MB in 5 chunks
+
+
+def test_a_publisher_refuses_weights_that_are_not_safetensors_or_not_newer(session, links) -> None:
+    server = links(learner(session()).start())
+    server.publish_weights(3, pack_weights({"w": np.zeros(3, np.float32)}))
+
+    with pytest.raises(ValueError, match="not newer"):
+        server.publish_weights(3, pack_weights({"w": np.zeros(3, np.float32)}))
+    with pytest.raises(ValueError, match="weights blob declares"):
+        server.publish_weights(4, b"\x80\x04not a safetensors blob")
+
+
+def test_an_actor_with_another_observation_spec_is_refused_with_both_specs_named(session, links) -> None:
+    config = session()
+    links(learner(config).start())
+    wrong = {"image": ArraySpec("|u1", (16, 16, 3)), "state": ArraySpec("<f4", (5,))}
+    client = links(ActorLink(config, "robot1", "pick", wrong, ACTION_SPEC).start())
+
+    with pytest.raises(LinkRefused) as error:
+        client.wait_connected(5)
+
+    assert "learner expects uint8[8, 8, 3], actor sends uint8[16, 16, 3]" in str(error.value)
+    with pytest.raises(LinkRefused):
+        client.send(batch(0))
+
+
+def test_an_actor_of_another_task_is_refused(session, links) -> None:
+    config = session()
+    links(learner(config).start())
+    client = links(ActorLink(config, "robot1", "insert", OBSERVATION_SPEC, ACTION_SPEC).start())
+
+    with pytest.raises(LinkRefused, match="task 'insert' but this learner trains task 'pick'"):
+        client.wait_connected(5)
+
+
+def test_a_peer_speaking_another_protocol_version_is_refused_with_both_versions(session, links) -> None:
+    config = session()
+    links(learner(config).start())
+    frames = encode(Hello("robot1", "pick", "s" * 32, OBSERVATION_SPEC, ACTION_SPEC))
+    frames[0] = frames[0][:4] + struct.pack("<H", 7) + bytes(frames[0][6:])
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
+
+    dealer.send_multipart(frames)
+    assert dealer.poll(5000)
+    reply = decode(dealer.recv_multipart())
+    dealer.close()
+
+    assert isinstance(reply, Refuse) and not reply.retry
+    assert (reply.learner_protocol, reply.actor_protocol) == (1, 7)
+    assert "v7" in reply.reason and "v1" in reply.reason
+
+
+def test_an_actor_receiving_another_protocol_version_stops_with_both_versions(session, links) -> None:
+    config = session()
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.linger = 0
+    router.bind(f"tcp://127.0.0.1:{config.transitions_port}")
+    client = links(actor(config).start())
+    assert router.poll(5000)
+    identity, header, *rest = router.recv_multipart()
+    router.send_multipart([identity, header[:4] + struct.pack("<H", 9) + header[6:], *rest])
+
+    with pytest.raises(LinkRefused) as error:
+        client.wait_connected(5)
+    router.close()
+
+    assert "v9" in str(error.value) and "v1" in str(error.value)
+
+
+def test_garbage_frames_are_dropped_and_the_learner_keeps_serving(session, links) -> None:
+    config = session()
+    server = links(learner(config).start())
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
+    for junk in ([b"\x00" * 3], [b"RSTP\x01\x00\xc1"], [b"RSTP\x01\x00\x81\xa4type\xa5hello", b"x"], [b"GET / HTTP/1.1\r\n"]):
+        dealer.send_multipart(junk)
+    client = links(actor(config).start())
+    client.send(batch(0))
+    received = receive_all(server, 1)
+    dealer.close()
+
+    assert [b.seq for b in received] == [0]
+    assert server.counters.malformed == 4
+
+
+def test_the_actor_reconnects_after_the_learner_falls_silent(session, links) -> None:
+    config = session()
+    first = learner(config).start()
+    client = links(actor(config).start())
+    assert client.wait_connected(5)
+
+    first.close()
+    disconnected = wait_until(lambda: not client.status().connected, timeout_s=3)
+    links(learner(config).start())
+    reconnected = client.wait_connected(5)
+
+    assert disconnected and reconnected
+    assert client.status().reconnects >= 1
+
+
+def test_stats_and_events_reach_the_learner(session, links) -> None:
+    config = session()
+    server = links(learner(config).start())
+    client = links(actor(config).start())
+    client.wait_connected(5)
+
+    client.send_stats({"episode_return": 1.5, "jitter_ms_p99": 2})
+    client.send_event("episode_end", {"success": True, "steps": 41})
+    reports = []
+    wait_until(lambda: reports.extend(server.reports()) or len(reports) >= 2)
+
+    kinds = {type(r.message).__name__: r.message for r in reports}
+    assert kinds["Stats"].values == {"episode_return": 1.5, "jitter_ms_p99": 2}
+    assert kinds["Event"].kind == "episode_end" and kinds["Event"].detail["steps"] == 41
+
+
+# --------------------------------------------------------------------------- CurveZMQ
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    generate_keys(tmp_path / "keys", "learner")
+    generate_keys(tmp_path / "keys" / "actors", "robot1")
+    generate_keys(tmp_path / "keys" / "strangers", "intruder")
+    return tmp_path / "keys"
+
+
+def secured(session, keys: Path, client_secret: Path) -> SessionConfig:
+    return session(
+        server_public_key_file=keys / "learner.key",
+        server_secret_key_file=keys / "learner.key_secret",
+        client_secret_key_file=client_secret,
+        authorized_client_keys_dir=keys / "actors",
+    )
+
+
+def test_an_authorised_actor_streams_over_curve(session, links, keys) -> None:
+    config = secured(session, keys, keys / "actors" / "robot1.key_secret")
+    server = links(learner(config).start())
+    client = links(actor(config).start())
+
+    client.send(batch(0))
+    received = receive_all(server, 1)
+
+    assert [b.seq for b in received] == [0]
+    assert server.refused_keys() == 0
+
+
+def test_an_actor_without_an_authorised_key_is_refused_and_logged(session, links, keys, caplog) -> None:
+    config = secured(session, keys, keys / "strangers" / "intruder.key_secret")
+    caplog.set_level(logging.WARNING)
+    server = links(learner(config).start())
+    client = links(actor(config).start())
+
+    with pytest.raises(LinkRefused, match="refused this actor's CurveZMQ key"):
+        client.wait_connected(5)
+
+    assert server.refused_keys() >= 1
+    assert server.receive() == []
+    assert any("is not in" in record.getMessage() for record in caplog.records)
+
+
+def test_a_plain_actor_cannot_talk_to_a_curve_learner(session, links, keys) -> None:
+    secure = secured(session, keys, keys / "actors" / "robot1.key_secret")
+    server = links(learner(secure).start())
+    plain = session()
+    client = links(actor(plain).start())
+
+    client.send(batch(0))
+    connected = client.wait_connected(1.0)
+
+    assert not connected
+    assert server.receive(timeout_s=0.2) == []
