@@ -236,7 +236,7 @@ def decode(frames: Sequence[Any], limits: WireLimits = DEFAULT_LIMITS) -> Messag
             raise DecodeError(f"{where} is missing")
         kwargs[item.name] = _check_field(cls, item.name, header.pop(item.name), where, limits)
     if header:
-        raise DecodeError(f"{kind} message has unknown field(s) {sorted(header)}")
+        raise DecodeError(f"{kind} message has unknown field(s) {sorted(header, key=str)}")
     message = cls(**kwargs)
     if isinstance(message, WeightsChunk):
         _check_chunk(message)

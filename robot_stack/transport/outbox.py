@@ -217,10 +217,16 @@ class Outbox:
         path = self.directory / STATE_FILE
         try:
             state = json.loads(path.read_text())
-            self.stream_id = str(state["stream_id"])
-            self.committed_seq = int(state["committed_seq"])
+            stream_id, committed_seq = str(state["stream_id"]), int(state["committed_seq"])
+            was_durable = state["durable"]
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: unreadable outbox state ({error}); move the directory away to start afresh") from None
+        if was_durable is not True:
+            # A non-durable outbox wrote only what overflowed memory: resuming its stream would leave holes.
+            self._clear_directory()
+            self._write_state()
+            return
+        self.stream_id, self.committed_seq = stream_id, committed_seq
         self.next_seq = self.committed_seq + 1
         for segment_path in sorted(self.directory.glob("*.seg")):
             segment = _Segment(segment_path, int(segment_path.stem), -1, 0)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping, Optional
 
 import numpy as np
+import safetensors
 import safetensors.numpy
 
 from robot_stack.transport.messages import WeightsChunk
@@ -31,7 +32,10 @@ def pack_weights(tensors: Mapping[str, np.ndarray]) -> bytes:
 def unpack_weights(blob: bytes) -> dict[str, np.ndarray]:
     """Named numpy arrays from a safetensors blob (checked first; raises DecodeError)."""
     check_safetensors(blob)
-    return safetensors.numpy.load(bytes(blob))
+    try:
+        return safetensors.numpy.load(bytes(blob))
+    except (safetensors.SafetensorError, KeyError) as error:  # KeyError: a dtype numpy lacks, e.g. BF16
+        raise DecodeError(f"weights blob does not load as numpy arrays: {type(error).__name__}: {error}") from None
 
 
 def check_safetensors(blob: bytes | memoryview) -> list[str]:
@@ -44,7 +48,7 @@ def check_safetensors(blob: bytes | memoryview) -> list[str]:
         raise DecodeError(f"weights blob declares a {header_len}-byte header in a {view.nbytes}-byte blob")
     try:
         header = json.loads(bytes(view[8 : 8 + header_len]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # bad JSON or UTF-8, a huge integer, deep nesting
         raise DecodeError(f"weights blob header is not JSON: {error}") from None
     if not isinstance(header, dict):
         raise DecodeError("weights blob header is not a JSON object")
@@ -117,7 +121,8 @@ class WeightsAssembler:
             raise DecodeError(f"weights version {chunk.version} is {chunk.total_bytes} bytes; the limit is {self.max_blob_bytes}")
         shape = (chunk.count, chunk.total_bytes, chunk.digest)
         if chunk.version != self._version or self._expected != shape:
-            if chunk.version == self._version:
+            # After a failed reassembly (_expected is None) a resent copy of the version starts afresh.
+            if chunk.version == self._version and self._expected is not None:
                 raise DecodeError(f"weights version {chunk.version}: chunks disagree on count, size or digest")
             self._version, self._expected, self._have = chunk.version, shape, set()
             self._buffer = bytearray(chunk.total_bytes)

@@ -11,6 +11,7 @@ as an array (no copy).
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -24,8 +25,9 @@ PROTOCOL_VERSION = 1
 _PREFIX = struct.Struct("<4sH")
 
 # Numeric, boolean and fixed-width text dtypes only. Object ("O") and void/structured
-# ("V") dtypes are refused: they are how a byte stream turns into arbitrary objects.
-_DTYPE_PATTERN = re.compile(r"^[<>|=]?(b1|[iu][1248]|f[248]|c(8|16)|[SU][0-9]{1,6})$")
+# ("V") dtypes are refused: they are how a byte stream turns into arbitrary objects. Text
+# has a width of at least one character: numpy cannot view bytes as zero-width items.
+_DTYPE_PATTERN = re.compile(r"^[<>|=]?(b1|[iu][1248]|f[248]|c(8|16)|[SU][1-9][0-9]{0,5})$")
 MAX_ARRAY_DIMS = 8
 
 Buffer = Union[bytes, bytearray, memoryview]
@@ -135,7 +137,8 @@ def decode_frames(frames: Sequence[Any], limits: WireLimits = DEFAULT_LIMITS) ->
             raise DecodeError(f"array {name!r} appears twice")
         dtype = dtype_from_wire(dtype_text)
         shape = shape_from_wire(shape_value, limits)
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        # Python integers: an int64 product of sizes can wrap around to match a short frame.
+        count = math.prod(shape)
         expected = count * dtype.itemsize
         if view.nbytes != expected:
             raise DecodeError(
