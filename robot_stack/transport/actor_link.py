@@ -11,12 +11,13 @@ connection and says hello again, resending from what the learner reports it hold
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import zmq
@@ -83,8 +84,12 @@ class ActorLink:
         observation_spec: Mapping[str, ArraySpec],
         action_spec: Mapping[str, ArraySpec],
         outbox_dir: Optional[Path] = None,
+        prepare_weights: Optional[Callable[[bytes], Any]] = None,
     ) -> None:
+        """``prepare_weights`` runs in the link thread on each new verified blob (e.g.
+        ``safetensors.torch.load``), so decoding large weights never stalls the control loop."""
         self.session = session
+        self.prepare_weights = prepare_weights
         self.settings = session.transport
         self.actor_id = actor_id
         self.task_id = task_id
@@ -417,6 +422,12 @@ class ActorLink:
                 self.malformed_dropped += 1
                 self._quiet.warning("weights", "dropped a weights message: %s", error)
                 continue
+            if update is not None and self.prepare_weights is not None:
+                try:
+                    update = dataclasses.replace(update, prepared=self.prepare_weights(update.blob))
+                except Exception as error:  # a blob our own model cannot take: keep the old weights
+                    self._quiet.warning("prepare", "weights version %d not usable: %s", update.version, error)
+                    update = None
             if update is not None:
                 with self._state_lock:
                     self._latest = update

@@ -11,7 +11,7 @@ import hashlib
 import json
 import struct
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 import safetensors
@@ -94,6 +94,9 @@ class WeightsUpdate:
     version: int
     blob: bytes
     received_time: float
+    # What the actor's ``prepare_weights`` made of the blob in the link thread (e.g. a torch
+    # state dict), so the control loop only has to swap it in.
+    prepared: Any = None
 
     def tensors(self) -> dict[str, np.ndarray]:
         return unpack_weights(self.blob)

@@ -24,6 +24,7 @@ from robot_stack.transport import (
     encode,
     generate_keys,
     pack_weights,
+    unpack_weights,
 )
 from test_transport_restarts import free_ports
 
@@ -193,6 +194,30 @@ def test_weights_reach_the_actor_and_only_newer_versions_are_taken(session, link
     assert update.version == 1
     assert np.array_equal(update.tensors()["w"], np.arange(10, dtype=np.float32))
     assert repeat is None
+
+
+def test_weights_are_prepared_in_the_link_thread_and_unusable_ones_are_skipped(session, links) -> None:
+    config = session()
+    server = links(learner(config).start())
+
+    def prepare(blob: bytes) -> dict:
+        tensors = unpack_weights(blob)
+        if "w" not in tensors:
+            raise KeyError("w")
+        return tensors
+
+    client = links(actor(config, prepare_weights=prepare).start())
+    client.wait_connected(5)
+    time.sleep(0.2)
+
+    server.publish_weights(1, pack_weights({"other": np.zeros(2, np.float32)}))
+    time.sleep(0.3)
+    skipped = client.latest_weights()
+    server.publish_weights(2, pack_weights({"w": np.ones(4, np.float32)}))
+    update = wait_until(client.latest_weights)
+
+    assert skipped is None
+    assert update.version == 2 and np.array_equal(update.prepared["w"], np.ones(4, np.float32))
 
 
 def test_a_late_joining_actor_gets_the_latest_weights_at_once(session, links) -> None:
