@@ -12,8 +12,8 @@ Every figure comes from separate processes (multiprocessing, 'spawn') talking ov
                buffer and commits ``delivered_state()`` every 50 ms, so the outbox is
                released. Runs: in-memory outbox (durable_outbox off), durable outbox
                (segment files in a temp dir), and CurveZMQ on.
-  baselines    raw ZeroMQ PUSH -> PULL sending multipart messages of exactly our frames'
-               byte sizes (copy=False, preallocated buffers), without and with the same
+  baselines    raw ZeroMQ PUSH -> PULL sending single-frame messages of exactly our
+               messages' byte size (copy=False, preallocated buffers), without and with the same
                copy into the learner buffer; raw ZeroMQ with CURVE; and a pickle framing
                (pickle.dumps of a dict of numpy arrays per message over PUSH/PULL,
                pickle.loads, then the same copy) as research code does. Pickle is a
@@ -72,10 +72,11 @@ from robot_stack.transport import (  # noqa: E402
     ArraySpec,
     LearnerLink,
     TransitionBatch,
-    encode,
     generate_keys,
     pack_weights,
 )
+from robot_stack.transport.messages import pack  # noqa: E402
+from robot_stack.transport.wire import split_frames  # noqa: E402
 
 TARGET_LINK_VS_RAW = 0.70
 TARGET_CURVE_KEEPS = 0.70  # CURVE may cost at most 30% of the link's throughput
@@ -135,8 +136,8 @@ def transition_bytes() -> int:
 
 
 def link_frames(arrays: Mapping[str, np.ndarray]) -> list:
-    """The frames ActorLink sends for one batch (header + one per array), as mid-run."""
-    return encode(TransitionBatch("0" * 32, 1_000_000, arrays, {}, time.monotonic()))
+    """What ActorLink sends for one batch, as mid-run: one ZeroMQ frame (header and arrays packed)."""
+    return [pack(TransitionBatch("0" * 32, 1_000_000, arrays, {}, time.monotonic()))]
 
 
 def link_frame_sizes(batch_size: int) -> list[int]:
@@ -181,10 +182,10 @@ class RingBuffer:
 
 
 def arrays_from_frames(frames: list, batch_size: int) -> dict[str, np.ndarray]:
-    """The raw baseline's receiver: view frames 1.. as the layout's arrays (no checks)."""
+    """The raw baseline's receiver: view the packed frames 1.. as the layout's arrays (no checks)."""
     arrays = {}
-    for frame, (name, (dtype, shape)) in zip(frames[1:], transition_layout().items()):
-        arrays[name] = np.frombuffer(frame.buffer, dtype=dtype).reshape(batch_size, *shape)
+    for frame, (name, (dtype, shape)) in zip(split_frames(frames[0].buffer)[1:], transition_layout().items()):
+        arrays[name] = np.frombuffer(frame, dtype=dtype).reshape(batch_size, *shape)
     return arrays
 
 
@@ -617,13 +618,12 @@ def role_raw_sender(cfg: dict, results, stop) -> None:
                     message = {"sent_time": time.monotonic(), "phase": phase, "arrays": arrays}
                     _send_until_stopped(sock, [pickle.dumps(message)], stop)
             else:
-                frames = list(link_frames(arrays))
-                head = bytearray(memoryview(frames[0]).nbytes)
+                packed = bytearray(link_frames(arrays)[0])
 
                 def send(phase: int) -> None:
-                    LATENCY_HEAD.pack_into(head, 0, time.monotonic(), phase)
-                    frames[0] = bytes(head)
-                    _send_until_stopped(sock, frames, stop)
+                    # Send time and phase overwrite the last bytes of the last array.
+                    LATENCY_HEAD.pack_into(packed, len(packed) - LATENCY_HEAD.size, time.monotonic(), phase)
+                    _send_until_stopped(sock, [bytes(packed)], stop)
 
             paced_phases(cfg["phases"], stop, send)
             stop.wait(cfg["timeout_s"])
@@ -690,7 +690,8 @@ def role_raw_receiver(cfg: dict, results, stop) -> None:
                     sent_time, phase = message["sent_time"], message["phase"]
                 else:
                     ring.add(arrays_from_frames(frames, 1))
-                    sent_time, phase = LATENCY_HEAD.unpack_from(frames[0].buffer)
+                    buffer = frames[0].buffer
+                    sent_time, phase = LATENCY_HEAD.unpack_from(buffer, len(buffer) - LATENCY_HEAD.size)
                 return [(phase, time.monotonic() - sent_time)]
 
             latencies = collect_latencies(cfg["phases"], receive_some, cfg["timeout_s"])

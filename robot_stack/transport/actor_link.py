@@ -32,6 +32,8 @@ from robot_stack.transport.loop import (
     direct_topic,
     endpoint,
     set_common_options,
+    single_frame,
+    strip_topic,
     wire_limits,
 )
 from robot_stack.transport.messages import (
@@ -45,8 +47,8 @@ from robot_stack.transport.messages import (
     TransitionBatch,
     WeightsChunk,
     Welcome,
-    decode,
-    encode,
+    pack,
+    unpack,
 )
 from robot_stack.transport.outbox import Outbox
 from robot_stack.transport.security import configure_client
@@ -141,7 +143,7 @@ class ActorLink:
         with self._send_lock:
             seq = self.outbox.next_seq
             message = TransitionBatch(self.outbox.stream_id, seq, arrays, dict(info or {}), time.monotonic())
-            self.outbox.add(seq, encode(message))
+            self.outbox.add(seq, [pack(message)])
         self._waker.wake()
         return seq
 
@@ -317,7 +319,7 @@ class ActorLink:
 
     def _send(self, connection: "_Connection", message: Any, retry_later: bool = False) -> bool:
         try:
-            connection.socket.send_multipart(encode(message), flags=zmq.NOBLOCK, copy=False)
+            connection.socket.send(pack(message), flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             if retry_later and isinstance(message, Hello):
                 connection.hello_pending = True
@@ -355,7 +357,7 @@ class ActorLink:
             except zmq.Again:
                 return
             try:
-                message = decode(frames, self.limits)
+                message = unpack(single_frame(frames), self.limits)
             except VersionMismatch as error:
                 self._refuse_for_good(str(error))
                 return
@@ -411,7 +413,7 @@ class ActorLink:
             except zmq.Again:
                 return
             try:
-                message = decode(frames[1:], self.limits)
+                message = unpack(strip_topic(single_frame(frames)), self.limits)
                 if not isinstance(message, WeightsChunk):
                     raise DecodeError(f"a {type(message).__name__} on the weights channel")
                 update = self._assembler.add(message, time.monotonic())

@@ -32,6 +32,7 @@ from robot_stack.transport.loop import (
     endpoint,
     server_keys,
     set_common_options,
+    single_frame,
     wire_limits,
 )
 from robot_stack.transport.messages import (
@@ -44,12 +45,12 @@ from robot_stack.transport.messages import (
     Stats,
     TransitionBatch,
     Welcome,
-    decode,
-    encode,
+    pack,
     spec_mismatch,
+    unpack,
 )
 from robot_stack.transport.security import AuthorisedKeys, configure_server, start_authenticator
-from robot_stack.transport.weights import check_safetensors, chunk_weights
+from robot_stack.transport.weights import blob_digest, check_safetensors, chunk_weights
 from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, VersionMismatch
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class LearnerLink:
         self._delivered: dict[str, int] = {}
         self._committed: dict[str, int] = {}
         self._commit_pending = False
-        self._weights: Optional[tuple[int, bytes]] = None
+        self._weights: Optional[tuple[int, bytes, bytes]] = None  # version, blob, digest
         self._weights_pending = False
         self._peers: dict[bytes, PeerInfo] = {}
         self._ack_due: set[bytes] = set()
@@ -192,7 +193,7 @@ class LearnerLink:
         with self._lock:
             if self._weights is not None and version <= self._weights[0]:
                 raise ValueError(f"weights version {version} is not newer than the published {self._weights[0]}")
-            self._weights = (version, bytes(blob))
+            self._weights = (version, blob, None)
             self._weights_pending = True
         self._waker.wake()
 
@@ -298,7 +299,7 @@ class LearnerLink:
             identity, body = frames[0].bytes, frames[1:]
             now = time.monotonic()
             try:
-                message = decode(body, self.limits)
+                message = unpack(single_frame(body), self.limits)
             except VersionMismatch as error:
                 self.counters.refused += 1
                 log.warning("refused a connection: %s", error)
@@ -420,7 +421,7 @@ class LearnerLink:
 
     def _reply(self, router: zmq.Socket, identity: bytes, message: Any) -> None:
         try:
-            router.send_multipart([identity, *encode(message)], flags=zmq.NOBLOCK, copy=False)
+            router.send_multipart([identity, pack(message)], flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             self._quiet.warning("reply", "could not send a %s to an actor (its queue is full)", type(message).__name__)
 
@@ -444,14 +445,22 @@ class LearnerLink:
             if not self._weights_pending:
                 return
             self._weights_pending = False
-            version, blob = self._weights
-        self._send_weights(publisher, WEIGHTS_TOPIC_ALL, version, blob)
+            version, blob, _ = self._weights
+        # The blob is hashed once here, in the link thread, and reused for late joiners.
+        blob = bytes(blob) if not isinstance(blob, bytes) else blob
+        digest = blob_digest(blob)
+        with self._lock:
+            if self._weights[0] == version:
+                self._weights = (version, blob, digest)
+        self._send_weights(publisher, WEIGHTS_TOPIC_ALL, version, blob, digest)
         self.counters.weights_published += 1
 
-    def _send_weights(self, publisher: zmq.Socket, topic: bytes, version: int, blob: bytes) -> None:
-        for chunk in chunk_weights(version, blob, self._chunk_bytes):
+    def _send_weights(
+        self, publisher: zmq.Socket, topic: bytes, version: int, blob: bytes, digest: Optional[bytes]
+    ) -> None:
+        for chunk in chunk_weights(version, blob, self._chunk_bytes, digest):
             try:
-                publisher.send_multipart([topic, *encode(chunk)], flags=zmq.NOBLOCK, copy=False)
+                publisher.send(pack(chunk, prefix=topic), flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 self._quiet.warning("weights", "weights version %d: a subscriber's queue is full; chunk dropped", version)
                 return

@@ -11,15 +11,31 @@ import zmq
 
 from robot_stack.config import SessionConfig
 from robot_stack.transport.security import KeyPair, load_keys
-from robot_stack.transport.wire import WireLimits
+from robot_stack.transport.wire import DecodeError, WireLimits
 
-WEIGHTS_TOPIC_ALL = b"weights/all"
+# Topics end with a NUL, which also marks where the packed message starts in the frame.
+WEIGHTS_TOPIC_ALL = b"weights/all\0"
 WEIGHTS_TOPIC_DIRECT = b"weights/to/"
+MAX_TOPIC_BYTES = 256
 
 
 def direct_topic(actor_id: str) -> bytes:
     # The NUL ends the id, so actor "a" does not also receive what is meant for "ab".
     return WEIGHTS_TOPIC_DIRECT + actor_id.encode() + b"\0"
+
+
+def single_frame(frames: list) -> memoryview:
+    """The one frame a message travels in (see wire.join_frames)."""
+    if len(frames) != 1:
+        raise DecodeError(f"message arrived in {len(frames)} ZeroMQ frames; robot-stack messages travel in one")
+    return frames[0].buffer
+
+
+def strip_topic(frame: memoryview) -> memoryview:
+    end = bytes(frame[:MAX_TOPIC_BYTES]).find(b"\0")
+    if end < 0:
+        raise DecodeError(f"weights message has no NUL-terminated topic in its first {MAX_TOPIC_BYTES} bytes")
+    return frame[end + 1 :]
 
 
 def endpoint(host: str, port: int) -> str:

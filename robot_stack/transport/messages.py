@@ -12,8 +12,9 @@
 | Stats            | actor -> learner   | named scalars (episode return, loop jitter, ...) |
 | Event            | actor -> learner   | a named event (episode start/end, intervention) with scalar detail |
 
-``encode(message)`` gives the frames to send; ``decode(frames)`` checks every field's type
-and returns the message, or raises ``DecodeError`` naming the message type and field.
+``encode(message)`` gives the frames; ``decode(frames)`` checks every field's type and
+returns the message, or raises ``DecodeError`` naming the message type and field.
+``pack``/``unpack`` do the same for the single ZeroMQ frame the links send.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from robot_stack.transport.wire import (
     dtype_from_wire,
     dtype_to_wire,
     encode_frames,
+    join_frames,
     shape_from_wire,
+    split_frames,
 )
 
 Scalar = Union[str, int, float, bool, None]
@@ -180,6 +183,16 @@ def encode(message: Message) -> list[Buffer]:
         else:
             header[item.name] = value
     return encode_frames(header, arrays)
+
+
+def pack(message: Message, prefix: bytes = b"") -> bytearray:
+    """The message as one buffer for ``socket.send(buffer, copy=False)``."""
+    return join_frames(encode(message), prefix)
+
+
+def unpack(data: Any, limits: WireLimits = DEFAULT_LIMITS) -> Message:
+    """Checked message from one received buffer; arrays view the buffer."""
+    return decode(split_frames(data, limits), limits)
 
 
 def _batch_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -354,5 +367,7 @@ __all__ = [
     "Welcome",
     "decode",
     "encode",
+    "pack",
     "spec_mismatch",
+    "unpack",
 ]

@@ -87,7 +87,8 @@ class Outbox:
 
     def add(self, seq: int, frames: Sequence[bytes | memoryview]) -> None:
         """Keep a batch (its encoded frames) until ``release`` covers its sequence number."""
-        frames = [bytes(frame) for frame in frames]
+        # The caller hands over freshly packed buffers: keep them rather than copy again.
+        frames = [frame if isinstance(frame, (bytes, bytearray)) else bytes(frame) for frame in frames]
         size = sum(len(frame) for frame in frames)
         with self._lock:
             if seq != self.next_seq:
@@ -140,7 +141,7 @@ class Outbox:
                     self._writer = None
                 self._segments.remove(segment)
                 segment.path.unlink(missing_ok=True)
-            if self.directory is not None:
+            if self.durable:
                 self._write_state()
 
     @property

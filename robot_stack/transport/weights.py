@@ -67,17 +67,20 @@ def check_safetensors(blob: bytes | memoryview) -> list[str]:
 
 
 def blob_digest(blob: bytes | memoryview) -> bytes:
-    return hashlib.blake2b(blob, digest_size=DIGEST_BYTES).digest()
+    # SHA-256 runs on the CPU's SHA instructions: twice BLAKE2b's speed on these machines.
+    return hashlib.sha256(blob).digest()[:DIGEST_BYTES]
 
 
-def chunk_weights(version: int, blob: bytes | memoryview, chunk_bytes: int) -> Iterator[WeightsChunk]:
-    """Chunks that view the blob (no copies)."""
+def chunk_weights(
+    version: int, blob: bytes | memoryview, chunk_bytes: int, digest: Optional[bytes] = None
+) -> Iterator[WeightsChunk]:
+    """Chunks that view the blob (no copies). Pass the digest when sending one blob repeatedly."""
     if chunk_bytes <= 0:
         raise ValueError("chunk_bytes must be positive")
     view = memoryview(blob).cast("B")
     count = max(1, -(-view.nbytes // chunk_bytes))
     size = _chunk_size(view.nbytes, count)
-    digest = blob_digest(view)
+    digest = digest if digest is not None else blob_digest(view)
     for index in range(count):
         yield WeightsChunk(version, index, count, view.nbytes, digest, view[index * size : (index + 1) * size])
 
@@ -92,7 +95,7 @@ class WeightsUpdate:
     """A complete, verified weights version, as the actor takes it."""
 
     version: int
-    blob: bytes
+    blob: bytes | bytearray
     received_time: float
     # What the actor's ``prepare_weights`` made of the blob in the link thread (e.g. a torch
     # state dict), so the control loop only has to swap it in.
@@ -116,6 +119,10 @@ class WeightsAssembler:
         self._buffer: Optional[bytearray] = None
         self._have: set[int] = set()
         self._expected: Optional[tuple[int, int, bytes]] = None
+        # Chunks arrive in order on a pub/sub socket: hash them as they come, so the check
+        # at completion costs nothing extra; out-of-order arrival falls back to one pass.
+        self._hasher = hashlib.sha256()
+        self._hashed_through = 0
 
     def add(self, chunk: WeightsChunk, now: float) -> Optional[WeightsUpdate]:
         if chunk.version <= self.completed_version or chunk.version < self._version:
@@ -129,6 +136,7 @@ class WeightsAssembler:
                 raise DecodeError(f"weights version {chunk.version}: chunks disagree on count, size or digest")
             self._version, self._expected, self._have = chunk.version, shape, set()
             self._buffer = bytearray(chunk.total_bytes)
+            self._hasher, self._hashed_through = hashlib.sha256(), 0
         size = _chunk_size(chunk.total_bytes, chunk.count)
         start = chunk.index * size
         expected_len = max(0, min(size, chunk.total_bytes - start))
@@ -138,11 +146,15 @@ class WeightsAssembler:
             )
         self._buffer[start : start + expected_len] = chunk.payload
         self._have.add(chunk.index)
+        if chunk.index == self._hashed_through:
+            self._hasher.update(chunk.payload)
+            self._hashed_through += 1
         if len(self._have) < chunk.count:
             return None
-        blob = bytes(self._buffer)
+        blob, in_order = self._buffer, self._hashed_through == chunk.count
+        digest = self._hasher.digest()[:DIGEST_BYTES] if in_order else blob_digest(blob)
         self._buffer, self._have, self._expected = None, set(), None
-        if blob_digest(blob) != chunk.digest:
+        if digest != chunk.digest:
             raise DecodeError(f"weights version {chunk.version}: digest mismatch after reassembly; dropped")
         check_safetensors(blob)
         self.completed_version = chunk.version

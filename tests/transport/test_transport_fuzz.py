@@ -30,6 +30,8 @@ from robot_stack.transport.messages import (
     Welcome,
     decode,
     encode,
+    pack,
+    unpack,
 )
 from robot_stack.transport.weights import (
     WeightsAssembler,
@@ -311,3 +313,37 @@ def test_unpack_weights_of_a_cut_and_flipped_blob_gives_tensors_or_a_decode_erro
         return
 
     assert sorted(tensors) == sorted(check_safetensors(bytes(blob[:length])))
+
+
+# --------------------------------------------------------------------------- the one-frame envelope
+
+PACKED = [bytes(pack(message)) for message in VALID_MESSAGES]
+
+
+def unpacked_or_refused(data):
+    try:
+        message = unpack(data, LIMITS)
+    except DecodeError:
+        return None
+    assert isinstance(message, MESSAGE_CLASSES)
+    return message
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+@example(b"RSMF" + struct.pack("<I", 1))
+@example(b"RSMF" + struct.pack("<I", 2**32 - 1))
+@example(b"RSMF" + struct.pack("<IQQ", 1, 24, 2**63))
+def test_unpacking_random_bytes_gives_a_message_or_a_decode_error(data):
+    unpacked_or_refused(data)
+
+
+@FUZZ
+@given(st.sampled_from(PACKED), st.data())
+def test_unpacking_mutated_packed_messages_gives_a_message_or_a_decode_error(packed, data):
+    buffer = bytearray(packed)
+    for _ in range(data.draw(st.integers(1, 4))):
+        position = data.draw(st.integers(0, len(buffer) - 1))
+        buffer[position] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(buffer)))
+    unpacked_or_refused(bytes(buffer[:cut]) if data.draw(st.booleans()) else bytes(buffer))

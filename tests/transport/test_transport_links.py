@@ -20,12 +20,13 @@ from robot_stack.transport import (
     LearnerLink,
     LinkRefused,
     Refuse,
-    decode,
     encode,
     generate_keys,
     pack_weights,
     unpack_weights,
 )
+from robot_stack.transport.messages import unpack
+from robot_stack.transport.wire import join_frames, split_frames
 from test_transport_restarts import free_ports
 
 OBSERVATION_SPEC = {"image": ArraySpec("|u1", (8, 8, 3)), "state": ArraySpec("<f4", (5,))}
@@ -276,9 +277,9 @@ def test_a_peer_speaking_another_protocol_version_is_refused_with_both_versions(
     dealer.linger = 0
     dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
 
-    dealer.send_multipart(frames)
+    dealer.send(join_frames(frames))
     assert dealer.poll(5000)
-    reply = decode(dealer.recv_multipart())
+    reply = unpack(dealer.recv())
     dealer.close()
 
     assert isinstance(reply, Refuse) and not reply.retry
@@ -293,8 +294,10 @@ def test_an_actor_receiving_another_protocol_version_stops_with_both_versions(se
     router.bind(f"tcp://127.0.0.1:{config.transitions_port}")
     client = links(actor(config).start())
     assert router.poll(5000)
-    identity, header, *rest = router.recv_multipart()
-    router.send_multipart([identity, header[:4] + struct.pack("<H", 9) + header[6:], *rest])
+    identity, packed = router.recv_multipart()
+    frames = [bytes(frame) for frame in split_frames(packed)]
+    frames[0] = frames[0][:4] + struct.pack("<H", 9) + frames[0][6:]
+    router.send_multipart([identity, join_frames(frames)])
 
     with pytest.raises(LinkRefused) as error:
         client.wait_connected(5)
@@ -309,15 +312,22 @@ def test_garbage_frames_are_dropped_and_the_learner_keeps_serving(session, links
     dealer = zmq.Context.instance().socket(zmq.DEALER)
     dealer.linger = 0
     dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
-    for junk in ([b"\x00" * 3], [b"RSTP\x01\x00\xc1"], [b"RSTP\x01\x00\x81\xa4type\xa5hello", b"x"], [b"GET / HTTP/1.1\r\n"]):
-        dealer.send_multipart(junk)
+    junk = (
+        [b"\x00" * 3],
+        [join_frames([b"RSTP\x01\x00\xc1"])],
+        [join_frames([b"RSTP\x01\x00\x81\xa4type\xa5hello", b"x"])],
+        [b"GET / HTTP/1.1\r\n"],
+        [join_frames([b"RSTP"]), b"second frame"],
+    )
+    for message in junk:
+        dealer.send_multipart(message)
     client = links(actor(config).start())
     client.send(batch(0))
     received = receive_all(server, 1)
     dealer.close()
 
     assert [b.seq for b in received] == [0]
-    assert server.counters.malformed == 4
+    assert server.counters.malformed == 5
 
 
 def test_the_actor_reconnects_after_the_learner_falls_silent(session, links) -> None:

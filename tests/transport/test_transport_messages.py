@@ -28,6 +28,8 @@ from robot_stack.transport.messages import (
     Welcome,
     decode,
     encode,
+    pack,
+    unpack,
 )
 from robot_stack.transport.weights import (
     WeightsAssembler,
@@ -37,7 +39,7 @@ from robot_stack.transport.weights import (
     pack_weights,
     unpack_weights,
 )
-from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, VersionMismatch, WireLimits
+from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, VersionMismatch, WireLimits, split_frames
 
 DIGEST = bytes(range(16))
 NESTED_INFO = {
@@ -145,6 +147,36 @@ def test_every_message_type_survives_the_trip_through_plain_bytes(kind):
     received = decode(as_bytes(encode(message)))
 
     assert_same_message(received, message)
+
+
+@pytest.mark.parametrize("kind", sorted(EXAMPLES))
+def test_every_message_type_survives_packing_into_one_frame_behind_a_topic(kind):
+    message = EXAMPLES[kind]
+    packed = bytes(pack(message, prefix=b"weights/all\0"))
+
+    received = unpack(memoryview(packed)[len(b"weights/all\0") :])
+
+    assert_same_message(received, message)
+
+
+def test_packed_frames_start_at_64_byte_offsets_and_hold_the_encoded_frames():
+    message = EXAMPLES["transitions"]
+    packed = bytes(pack(message))
+
+    frames = split_frames(packed)
+
+    count = struct.unpack_from("<I", packed, 4)[0]
+    offsets = [struct.unpack_from("<Q", packed, 8 + 16 * i)[0] for i in range(count)]
+    assert count == len(encode(message)) and all(offset % 64 == 0 for offset in offsets)
+    assert [frame.tobytes() for frame in frames] == [bytes(original) for original in encode(message)]
+
+
+def test_a_packed_table_pointing_outside_the_message_is_refused():
+    packed = bytearray(pack(EXAMPLES["ack"]))
+    struct.pack_into("<QQ", packed, 8, 64, 10**6)
+
+    with pytest.raises(DecodeError, match="lies outside"):
+        unpack(bytes(packed))
 
 
 def test_fields_left_at_their_defaults_come_back_as_the_defaults():
