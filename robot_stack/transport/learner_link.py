@@ -241,8 +241,8 @@ class LearnerLink:
             # so a late or returning actor gets the latest weights at once.
             publisher.setsockopt(zmq.XPUB_VERBOSE, 1)
             publisher.sndhwm = 10_000
-            router.bind(endpoint(self.session.learner_host, self.session.transitions_port))
-            publisher.bind(endpoint(self.session.learner_host, self.session.weights_port))
+            _bind(router, endpoint(self.session.learner_host, self.session.transitions_port))
+            _bind(publisher, endpoint(self.session.learner_host, self.session.weights_port))
         except Exception as error:
             self._error = error
             self._bound.set()
@@ -464,3 +464,17 @@ class LearnerLink:
             except zmq.Again:
                 self._quiet.warning("weights", "weights version %d: a subscriber's queue is full; chunk dropped", version)
                 return
+
+
+def _bind(socket: zmq.Socket, address: str, patience_s: float = 3.0) -> None:
+    # A learner restarted at once (or a link closed and reopened in one process) can find its
+    # port still held for a moment while ZeroMQ finishes closing the old socket.
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            socket.bind(address)
+            return
+        except zmq.ZMQError as error:
+            if error.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
