@@ -253,13 +253,15 @@ class LearnerLink:
             return
         self._bound.set()
         last_heartbeat = 0.0
+        reading, not_reading = zmq.Poller(), zmq.Poller()
+        for poller in (reading, not_reading):
+            poller.register(publisher, zmq.POLLIN)
+            poller.register(self._waker.read_fd, zmq.POLLIN)
+        reading.register(router, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                poller = zmq.Poller()
-                if self._queue_has_room():
-                    poller.register(router, zmq.POLLIN)
-                poller.register(publisher, zmq.POLLIN)
-                poller.register(self._waker.read_fd, zmq.POLLIN)
+                # While the receive queue is full the router is not read, so TCP pushes back.
+                poller = reading if self._queue_has_room() else not_reading
                 ready = dict(poller.poll(timeout=int(self.settings.heartbeat_interval_s * 1000 / 2)))
                 if self._waker.read_fd in ready:
                     self._waker.drain()
