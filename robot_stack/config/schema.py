@@ -184,6 +184,22 @@ class CamerasConfig(StrictModel):
 
 # --------------------------------------------------------------------------- teleop
 
+class ScriptedInterventionConfig(StrictModel):
+    """How the scripted teleoperator behaves like a human watching the policy: it steps in
+    when the policy strays from what the expert would do, with a probability that decays
+    as the session goes on, and then drives for a burst of steps, as a human would."""
+
+    stray_threshold: float = Field(
+        0.8, gt=0.0, le=4.0, description="Distance (action units, translation part) between the policy's and the expert's action that counts as straying."
+    )
+    stray_steps: int = Field(3, ge=1, le=100, description="Consecutive strayed steps before the operator may step in.")
+    initial_rate: float = Field(0.5, ge=0.0, le=1.0, description="Probability of stepping in once the policy strayed, at the session start.")
+    final_rate: float = Field(0.02, ge=0.0, le=1.0, description="The probability it decays towards.")
+    decay_env_steps: float = Field(4000.0, gt=0.0, description="e-folding time of the decay, in env steps.")
+    burst_steps: int = Field(10, ge=1, le=1000, description="Steps the operator drives once it stepped in.")
+    max_fraction: float = Field(1.0, ge=0.0, le=1.0, description="Cap on the fraction of an episode's steps under intervention.")
+
+
 TeleopButtonAction = Literal["gripper_close", "gripper_open", "success", "failure", "rerecord"]
 
 
@@ -198,6 +214,10 @@ class TeleopConfig(StrictModel):
     )
     expert_noise_std: float = Field(
         0.0, ge=0.0, le=1.0, description="Gaussian noise (action units) added by the scripted teleoperator."
+    )
+    intervention: ScriptedInterventionConfig = Field(
+        default_factory=ScriptedInterventionConfig,
+        description="When the scripted teleoperator takes over from the policy (scripted devices only).",
     )
 
     @field_validator("axis_signs")
@@ -263,7 +283,9 @@ class RewardConfig(StrictModel):
         return self
 
 
-StateKey = Literal["tcp_pose", "tcp_velocity", "tcp_wrench", "gripper_width"]
+# object_position: the task object's position (cube; hole) relative to the reset pose. Only
+# the simulated robot knows it; a state-based policy needs it, as a camera-based one does not.
+StateKey = Literal["tcp_pose", "tcp_velocity", "tcp_wrench", "gripper_width", "object_position"]
 
 
 class ObservationConfig(StrictModel):
@@ -417,6 +439,107 @@ class SessionConfig(StrictModel):
         return self.server_secret_key_file is not None
 
 
+# --------------------------------------------------------------------------- agent and training
+
+
+class EncoderConfig(StrictModel):
+    """Per-camera image encoder: ResNet-10 with GroupNorm, then spatial learned embeddings."""
+
+    pretrained_path: Optional[Path] = Field(
+        None, description="Local safetensors file with ResNet-10 weights; none means random initialisation."
+    )
+    frozen: bool = Field(True, description="Keep the ResNet trunk fixed (HIL-SERL freezes its pretrained encoder).")
+    spatial_embeddings: int = Field(8, ge=1, le=64, description="Learned spatial embedding channels per camera.")
+    bottleneck_dim: int = Field(256, ge=8, le=2048, description="Dense layer after the spatial embedding, per camera.")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    random_crop_pad_px: int = Field(4, ge=0, le=32, description="Random-crop augmentation of obs and next_obs; 0 turns it off.")
+    state_embedding_dim: int = Field(64, ge=0, le=1024, description="Dense+LayerNorm+tanh on the state vector; 0 feeds it raw.")
+
+
+class AgentConfig(StrictModel):
+    """SAC in the RLPD style, as HIL-SERL runs it. The discount is the task's (task.discount)."""
+
+    kind: Literal["sac"] = "sac"
+    hidden_dims: tuple[int, ...] = Field((256, 256), min_length=1, max_length=6, description="MLP widths (LayerNorm after each).")
+    critic_ensemble_size: int = Field(2, ge=1, le=20)
+    critic_subsample_size: Optional[int] = Field(
+        None, ge=1, le=20, description="Critics whose minimum forms the target (RLPD/REDQ); none uses all of them."
+    )
+    critic_actor_ratio: int = Field(2, ge=1, le=20, description="Critic updates per actor and temperature update.")
+    actor_lr: float = Field(3e-4, gt=0, le=1e-1)
+    critic_lr: float = Field(3e-4, gt=0, le=1e-1)
+    temperature_lr: float = Field(3e-4, gt=0, le=1e-1)
+    temperature_init: float = Field(1e-2, gt=0, le=10.0)
+    target_entropy: Optional[float] = Field(None, description="None means -|A|/2 (A: the continuous action dims).")
+    tau: float = Field(0.005, gt=0, le=1.0, description="Soft target update rate.")
+    backup_entropy: bool = Field(False, description="Entropy term in the critic's target (HIL-SERL: off).")
+    log_std_min: float = Field(-5.0, ge=-20.0, le=0.0)
+    log_std_max: float = Field(2.0, ge=-2.0, le=5.0)
+    gripper: Literal["grasp_critic", "continuous"] = Field(
+        "grasp_critic",
+        description="Binary-gripper tasks: a double-DQN grasp critic over {open, stay, close} (HIL-SERL), or one more continuous action dim.",
+    )
+    grasp_critic_lr: float = Field(3e-4, gt=0, le=1e-1)
+    grasp_penalty: float = Field(-0.02, ge=-1.0, le=0.0, description="Reward added for each gripper state change (grasp critic only).")
+    grasp_epsilon: float = Field(0.1, ge=0.0, le=1.0, description="Exploration: chance of a random gripper choice by the actor.")
+    encoder: EncoderConfig = EncoderConfig()
+    batch_size: int = Field(256, ge=1, le=65536)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA if available, else CPU.")
+    mixed_precision: bool = Field(True, description="bfloat16 autocast for the image encoder on CUDA; ignored on CPU.")
+    compile: bool = Field(False, description="torch.compile the update step on CUDA; ignored on CPU.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AgentConfig":
+        if self.critic_subsample_size is not None and self.critic_subsample_size > self.critic_ensemble_size:
+            raise ValueError(
+                f"critic_subsample_size {self.critic_subsample_size} exceeds critic_ensemble_size {self.critic_ensemble_size}"
+            )
+        if self.log_std_min >= self.log_std_max:
+            raise ValueError("log_std_min must be below log_std_max")
+        return self
+
+
+class ActorConfig(StrictModel):
+    """The actor's control loop."""
+
+    rate_locked: Optional[bool] = Field(
+        None,
+        description="Hold the loop to task.control_rate_hz. None: locked on a real robot, free-running on the "
+        "simulated one (its clock is simulated, so waiting would only slow learning down).",
+    )
+    send_every_steps: int = Field(1, ge=1, le=10000, description="Transitions per message; an episode's end always sends.")
+    stats_every_s: float = Field(5.0, gt=0.0, description="Loop jitter and rate go to the learner this often.")
+    torch_threads: int = Field(1, ge=1, le=64, description="CPU threads for policy inference.")
+    stop_timeout_s: float = Field(10.0, gt=0.0, le=600.0, description="On stop, wait this long for the learner to receive what was sent.")
+
+
+class TrainingConfig(StrictModel):
+    """The learner process and the session around it."""
+
+    seed: int = Field(0, ge=0)
+    online_buffer_capacity: int = Field(200_000, ge=100, le=10_000_000, description="Transitions.")
+    demo_buffer_capacity: int = Field(50_000, ge=100, le=10_000_000, description="Demo and intervention transitions.")
+    demo_ratio: float = Field(0.5, ge=0.0, le=1.0, description="Share of each batch from the demo buffer (RLPD: 0.5).")
+    demo_episodes: int = Field(20, ge=0, le=10000, description="Demos the session records when none exist.")
+    demo_dir: Optional[Path] = Field(None, description="Where demos are kept; none means <checkpoint_dir>/../demos/<task>.")
+    updates_per_env_step: float = Field(1.0, gt=0.0, le=64.0, description="Update-to-data ratio: learner steps per received transition.")
+    min_online_transitions: int = Field(200, ge=0, description="Online transitions before training starts (demos are used from the start).")
+    publish_every_updates: int = Field(50, ge=1, description="Weights go to the actors every N learner steps...")
+    publish_every_s: float = Field(5.0, gt=0.0, description="...or every T seconds, whichever comes first.")
+    checkpoint_every_s: float = Field(300.0, gt=0.0, le=86400.0)
+    log_every_updates: int = Field(100, ge=1)
+    max_env_steps: int = Field(20_000, ge=1, description="The session stops here...")
+    target_success_rate: Optional[float] = Field(
+        0.9, gt=0.0, le=1.0, description="...or once the policy's success rate over the last window reaches this."
+    )
+    success_window_episodes: int = Field(20, ge=1, le=1000)
+    min_policy_only_episodes: int = Field(
+        10, ge=0, le=1000, description="The target counts only episodes without intervention; at least this many in the window."
+    )
+    eval_episodes: int = Field(50, ge=0, le=10000, description="Episodes without interventions after training.")
+    max_wall_time_s: Optional[float] = Field(None, gt=0.0, description="The session also stops after this long.")
+
+
 # --------------------------------------------------------------------------- task file
 
 
@@ -429,6 +552,9 @@ class TaskConfig(StrictModel):
     teleop: TeleopConfig = TeleopConfig()
     session: SessionConfig = SessionConfig()
     task: TaskSpec
+    agent: AgentConfig = AgentConfig()
+    training: TrainingConfig = TrainingConfig()
+    actor: ActorConfig = ActorConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskConfig":
@@ -444,6 +570,11 @@ class TaskConfig(StrictModel):
             for name in self.task.observation.images:
                 if self.cameras.cameras[name].kind != "sim":
                     raise ValueError(f"camera '{name}' is kind '{self.cameras.cameras[name].kind}'; a sim robot needs sim cameras")
+        if "object_position" in self.task.observation.state and self.robot.backend != "sim":
+            raise ValueError(
+                "task.observation.state lists 'object_position', which only the simulated robot provides; "
+                "a real robot observes the object through its cameras"
+            )
         if self.task.sim is not None and self.task.sim.scene.kind == "peg_insertion" and self.task.gripper_mode != "fixed_closed":
             raise ValueError("task.gripper_mode must be 'fixed_closed' for a peg_insertion scene (the peg is held)")
         return self

@@ -93,7 +93,10 @@ def make_sim_env(config: TaskConfig | str | Path, render_mode: str | None = None
         outcome = reset.move_to_start(backend, rng)
         return outcome.position_m, outcome.rotation
 
-    env = FrankaEnv(config, backend, cameras, GroundTruthSuccess(scene), reset_routine, render_mode=render_mode)
+    env = FrankaEnv(
+        config, backend, cameras, GroundTruthSuccess(scene), reset_routine,
+        render_mode=render_mode, object_position=scene.object_position,
+    )
     return SimEnv(env=env, world=world, backend=backend, scene=scene, expert=expert)
 
 

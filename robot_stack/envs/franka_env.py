@@ -21,10 +21,10 @@ import gymnasium as gym
 import numpy as np
 
 from robot_stack.config.schema import TaskConfig
+from robot_stack.envs.spec import STATE_KEY_SIZES
 from robot_stack.control.rotations import matrix_from_rotvec, rotvec_from_matrix
 from robot_stack.hardware.interfaces import Cameras, RobotBackend, RobotState, TeleopCommand
 
-STATE_KEY_SIZES = {"tcp_pose": 6, "tcp_velocity": 6, "tcp_wrench": 6, "gripper_width": 1}
 GRIPPER_THRESHOLD = 0.5
 
 
@@ -70,6 +70,7 @@ class FrankaEnv(gym.Env):
         reset_routine: ResetRoutine,
         render_mode: str | None = None,
         on_close: Callable[[], None] | None = None,
+        object_position: Callable[[], np.ndarray] | None = None,
     ):
         task = config.task
         self.config = config
@@ -80,6 +81,12 @@ class FrankaEnv(gym.Env):
         self.reset_routine = reset_routine
         self.render_mode = render_mode
         self._on_close = on_close
+        if "object_position" in task.observation.state and object_position is None:
+            raise ValueError(
+                f"task '{task.name}' observes 'object_position' but the env was given no object position source "
+                "(only the simulated robot has one)"
+            )
+        self._object_position = object_position
         self.control_period_s = 1.0 / task.control_rate_hz
         self.binary_gripper = task.gripper_mode == "binary"
         self.action_dim = 7 if self.binary_gripper else 6
@@ -228,4 +235,6 @@ class FrankaEnv(gym.Env):
                 parts.append(to_reset @ state.tcp_wrench[3:])
             elif key == "gripper_width":
                 parts.append([state.gripper_width_m])
+            elif key == "object_position":
+                parts.append(to_reset @ (np.asarray(self._object_position()) - self._reset_position))
         return np.concatenate(parts).astype(np.float32)

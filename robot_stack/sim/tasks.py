@@ -69,6 +69,9 @@ class PickCube:
         d = self.world.data
         return d.xpos[self._body].copy(), d.xmat[self._body].reshape(3, 3).copy()
 
+    def object_position(self) -> np.ndarray:
+        return self.cube_pose()[0]
+
     def status(self) -> SceneStatus:
         position, _ = self.cube_pose()
         lift = float(position[2] - self.rest_height_m)
@@ -94,6 +97,9 @@ class PegInsertion:
 
     def hole_position(self) -> np.ndarray:
         return self.world.data.mocap_pos[self._hole_mocap].copy()
+
+    def object_position(self) -> np.ndarray:
+        return self.hole_position()
 
     def peg_tip_position(self) -> np.ndarray:
         return self.world.data.site_xpos[self._peg_tip].copy()
