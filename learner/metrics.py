@@ -1,0 +1,110 @@
+"""Learner metrics to CSV files (always) and TensorBoard (when the package is installed).
+
+Each group (``train``, ``episodes``, ``actors``...) is one CSV file in the run's log dir,
+appended to across restarts, so a resumed run continues the same curves.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
+
+
+class MetricsLog:
+    def __init__(self, directory: Path, tensorboard: bool = True):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._files: dict[str, tuple[Any, csv.DictWriter, list[str]]] = {}
+        self._writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as error:  # tensorboard is a dependency; a broken install still trains
+                log.warning("TensorBoard logging off: %s", error)
+            else:
+                self._writer = SummaryWriter(str(self.directory / "tensorboard"))
+
+    def log(self, group: str, step: int, values: Mapping[str, Any]) -> None:
+        row = {"step": int(step), **{key: _plain(value) for key, value in values.items()}}
+        self._csv(group, row)
+        if self._writer is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    self._writer.add_scalar(f"{group}/{key}", value, int(step))
+
+    def _csv(self, group: str, row: dict[str, Any]) -> None:
+        path = self.directory / f"{group}.csv"
+        if group not in self._files:
+            columns: list[str] = []
+            if path.exists() and path.stat().st_size > 0:
+                with open(path, newline="") as handle:
+                    columns = next(csv.reader(handle), [])
+            handle = open(path, "a", newline="")
+            writer = csv.DictWriter(handle, fieldnames=columns or list(row), extrasaction="ignore")
+            if not columns:
+                writer.writeheader()
+            self._files[group] = (handle, writer, list(writer.fieldnames))
+        handle, writer, columns = self._files[group]
+        new = [key for key in row if key not in columns]
+        if new:
+            handle, writer, columns = self._widen(group, path, columns + new)
+        writer.writerow(row)
+        handle.flush()
+
+    def _widen(self, group: str, path: Path, columns: list[str]):
+        """A key seen for the first time: rewrite the file with the wider header."""
+        self._files[group][0].close()
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(path)
+        handle = open(path, "a", newline="")
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        self._files[group] = (handle, writer, columns)
+        return self._files[group]
+
+    def flush(self) -> None:
+        for handle, _, _ in self._files.values():
+            handle.flush()
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        for handle, _, _ in self._files.values():
+            handle.close()
+        self._files.clear()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def read_csv(path: Path) -> list[dict[str, float]]:
+    """A metrics CSV as rows of floats (blank cells become NaN)."""
+    rows = []
+    with open(path, newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row = {}
+            for key, text in raw.items():
+                try:
+                    row[key] = float(text) if text not in (None, "") else math.nan
+                except ValueError:
+                    row[key] = math.nan
+            rows.append(row)
+    return rows

@@ -1,0 +1,105 @@
+"""Learning curves from the learner's ``episodes.csv``: the success rate the session stops
+on, the step at which a target was first reached, and the PNG a session writes.
+
+The success rate that counts is the policy's own: over the last ``window`` episodes, the
+share of successes among the episodes nobody intervened in (an episode the teleoperator
+finished says nothing about the policy). Until ``min_policy_only`` such episodes are in the
+window there is no rate.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+
+def window_success_rate(episodes: Sequence[Mapping[str, Any]], window: int, min_policy_only: int) -> Optional[float]:
+    recent = [e for e in list(episodes)[-window:] if not float(e["intervened"])]
+    if not recent or len(recent) < max(min_policy_only, 1):
+        return None
+    return sum(float(e["success"]) for e in recent) / len(recent)
+
+
+def window_intervention_rate(episodes: Sequence[Mapping[str, Any]], window: int) -> float:
+    """Share of the env steps of the last ``window`` episodes that a teleoperator drove."""
+    recent = list(episodes)[-window:]
+    steps = sum(float(e["length"]) for e in recent)
+    return sum(float(e["intervention_steps"]) for e in recent) / steps if steps else 0.0
+
+
+def read_episodes(path: Path) -> list[dict[str, float]]:
+    rows = []
+    with open(path, newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row = {}
+            for key, text in raw.items():
+                try:
+                    row[key] = float(text)
+                except (TypeError, ValueError):
+                    row[key] = math.nan
+            rows.append(row)
+    return rows
+
+
+def rolling(episodes: Sequence[Mapping[str, Any]], window: int, min_policy_only: int) -> Iterable[tuple[dict, Optional[float], float]]:
+    """(episode, policy success rate, intervention rate) after each episode."""
+    for index, episode in enumerate(episodes):
+        seen = episodes[: index + 1]
+        yield episode, window_success_rate(seen, window, min_policy_only), window_intervention_rate(seen, window)
+
+
+def steps_to_success(path: Path, target: float, window: int, min_policy_only: int) -> Optional[dict[str, float]]:
+    """The first point where the policy's success rate reached ``target``, or None."""
+    if not Path(path).exists():
+        return None
+    for episode, rate, _ in rolling(read_episodes(path), window, min_policy_only):
+        if rate is not None and rate >= target:
+            return {"env_steps": int(episode["step"]), "wall_time_s": float(episode["wall_time_s"]), "episode": int(episode["episode"])}
+    return None
+
+
+def plot_learning_curve(
+    episodes_csv: Path,
+    png: Path,
+    *,
+    title: str,
+    window: int = 20,
+    min_policy_only: int = 5,
+    evaluation: Optional[Mapping[str, Any]] = None,
+) -> Optional[Path]:
+    """Success rate and intervention rate against env steps; the evaluation as a marker."""
+    if not Path(episodes_csv).exists():
+        return None
+    episodes = read_episodes(episodes_csv)
+    if not episodes:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, success, intervention = [], [], []
+    for episode, rate, intervened in rolling(episodes, window, min_policy_only):
+        steps.append(episode["step"])
+        success.append(math.nan if rate is None else rate)
+        intervention.append(intervened)
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.plot(steps, success, label=f"policy success (last {window} episodes, no intervention)")
+    axis.plot(steps, intervention, label="intervention rate (share of steps)", alpha=0.7)
+    if evaluation is not None:
+        axis.scatter([steps[-1]], [evaluation["success_rate"]], color="black", zorder=3,
+                     label=f"evaluation: {evaluation['success_rate']:.0%} of {evaluation['episodes']} episodes")
+    axis.set_xlabel("env steps")
+    axis.set_ylabel("rate")
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png, dpi=120)
+    plt.close(figure)
+    return png
