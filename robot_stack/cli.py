@@ -244,12 +244,165 @@ def add_keys_commands(groups: argparse._SubParsersAction) -> None:
     generate.set_defaults(run=keys_generate)
 
 
+# --------------------------------------------------------------------------- task session
+
+
+def _load_task(path: Path):
+    from robot_stack.config import load_task_config
+
+    try:
+        return load_task_config(path)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return None
+
+
+def _stop_on_signals(name: str):
+    """A threading.Event set by SIGINT/SIGTERM: the process finishes cleanly (final checkpoint)."""
+    import logging
+    import signal
+    import threading
+
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():
+            logging.getLogger(name).warning("already stopping; waiting for the final checkpoint")
+        else:
+            logging.getLogger(name).info("%s received: stopping cleanly", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def learner_command(args: argparse.Namespace) -> int:
+    """The learner: trains from what the actors send, publishes weights, checkpoints."""
+    config = _load_task(args.config)
+    if config is None:
+        return 1
+    from learner.process import run_learner
+    from robot_stack.session import demo_dir
+
+    stop = _stop_on_signals("learner")
+    run_learner(config, stop, demo_dir=args.demos or demo_dir(config))
+    return 0
+
+
+def actor_command(args: argparse.Namespace) -> int:
+    """The actor: runs the policy on the robot (simulated here), streams transitions."""
+    config = _load_task(args.config)
+    if config is None:
+        return 1
+    from actor.process import run_actor
+
+    stop = _stop_on_signals("actor")
+    run_actor(config, args.actor_id, stop, seed=args.seed)
+    return 0
+
+
+def record_demos_command(args: argparse.Namespace) -> int:
+    """Demos from the teleop device (the scripted teleoperator in simulation), saved to disk."""
+    config = _load_task(args.config)
+    if config is None:
+        return 1
+    from actor.demos import record_demos
+    from robot_stack.session import demo_dir
+
+    out = args.out or demo_dir(config)
+    report = record_demos(config, args.episodes, out, seed=args.seed, progress=not args.no_progress)
+    print(report)
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """Run the newest checkpoint's policy without interventions; write CSV and JSON."""
+    config = _load_task(args.config)
+    if config is None:
+        return 1
+    from actor.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(config, args.checkpoints or Path(config.session.checkpoint_dir), args.episodes, args.out,
+                                 seed=args.seed, progress=not args.no_progress)
+    print(f"evaluation: success rate {report.success_rate:.1%} over {len(report.episodes)} episodes; wrote {args.out}")
+    return 0
+
+
+def session_command(args: argparse.Namespace) -> int:
+    """The simulated HIL-SERL task session: demos, learner and actor, evaluation."""
+    from robot_stack.session import run_session
+
+    try:
+        run_session(
+            args.config, args.run_dir, max_env_steps=args.max_env_steps, target_success_rate=args.target,
+            eval_episodes=args.eval_episodes, demo_episodes=args.demo_episodes, max_wall_time_s=args.max_minutes * 60 if args.max_minutes else None,
+            demos=args.demos, progress=not args.no_progress, interventions=not args.no_interventions,
+        )
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except RuntimeError as error:
+        print(f"session failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_session_commands(groups: argparse._SubParsersAction) -> None:
+    def task(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("config", type=Path, metavar="CONFIG", help="task YAML")
+
+    session = groups.add_parser("session", help="run a whole task session (demos, learner, actor, evaluation)",
+                                description=session_command.__doc__)
+    task(session)
+    session.add_argument("--run-dir", type=Path, default=None, help="where checkpoints, logs and results go (default runs/<task>)")
+    session.add_argument("--demos", type=Path, default=None, help="demo folder (default runs/demos/<task>; recorded if empty)")
+    session.add_argument("--max-env-steps", type=_positive_int, default=None, help="step budget (default training.max_env_steps)")
+    session.add_argument("--target", type=float, default=None, help="stop at this policy success rate (default training.target_success_rate)")
+    session.add_argument("--eval-episodes", type=int, default=None, help="evaluation episodes after training (default training.eval_episodes)")
+    session.add_argument("--demo-episodes", type=int, default=None, help="demos to record if none exist (default training.demo_episodes)")
+    session.add_argument("--max-minutes", type=float, default=None, help="wall-clock limit")
+    session.add_argument("--no-interventions", action="store_true", help="the scripted teleoperator never steps in (ablation)")
+    session.add_argument("--no-progress", action="store_true")
+    session.set_defaults(run=session_command)
+
+    learner = groups.add_parser("learner", help="run the learner (GPU PC)", description=learner_command.__doc__)
+    task(learner)
+    learner.add_argument("--demos", type=Path, default=None, help="demo folder (default: training.demo_dir)")
+    learner.set_defaults(run=learner_command)
+
+    actor = groups.add_parser("actor", help="run an actor (robot PC)", description=actor_command.__doc__)
+    task(actor)
+    actor.add_argument("--actor-id", default="actor0", help="unique per robot; a restarted actor keeps its id")
+    actor.add_argument("--seed", type=int, default=0)
+    actor.set_defaults(run=actor_command)
+
+    demos = groups.add_parser("record-demos", help="record demos with the teleop device", description=record_demos_command.__doc__)
+    task(demos)
+    demos.add_argument("--episodes", type=_positive_int, default=20)
+    demos.add_argument("--out", type=Path, default=None, help="demo folder (default: training.demo_dir)")
+    demos.add_argument("--seed", type=int, default=0)
+    demos.add_argument("--no-progress", action="store_true")
+    demos.set_defaults(run=record_demos_command)
+
+    evaluate = groups.add_parser("evaluate", help="evaluate a checkpoint's policy without interventions", description=evaluate_command.__doc__)
+    task(evaluate)
+    evaluate.add_argument("--checkpoints", type=Path, default=None, help="checkpoint dir (default: session.checkpoint_dir)")
+    evaluate.add_argument("--episodes", type=_positive_int, default=50)
+    evaluate.add_argument("--out", type=Path, required=True)
+    evaluate.add_argument("--seed", type=int, default=1_000_000, help="episode seeds start here (apart from training's)")
+    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.set_defaults(run=evaluate_command)
+
+
 # --------------------------------------------------------------------------- the parser
 
 COMMAND_GROUPS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_config_commands,
     add_sim_commands,
     add_keys_commands,
+    add_session_commands,
 )
 
 

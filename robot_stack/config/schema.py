@@ -511,12 +511,19 @@ class ActorConfig(StrictModel):
     stats_every_s: float = Field(5.0, gt=0.0, description="Loop jitter and rate go to the learner this often.")
     torch_threads: int = Field(1, ge=1, le=64, description="CPU threads for policy inference.")
     stop_timeout_s: float = Field(10.0, gt=0.0, le=600.0, description="On stop, wait this long for the learner to receive what was sent.")
+    sim_max_lead_env_steps: int = Field(
+        400, ge=1,
+        description="A free-running simulated actor waits while it is this many env steps ahead of what the learner's "
+        "updates cover (weights version / training.updates_per_env_step), so a fast simulator cannot outrun training; "
+        "a rate-locked actor never waits.",
+    )
 
 
 class TrainingConfig(StrictModel):
     """The learner process and the session around it."""
 
     seed: int = Field(0, ge=0)
+    torch_threads: Optional[int] = Field(None, ge=1, le=256, description="Learner CPU threads; none: torch's default.")
     online_buffer_capacity: int = Field(200_000, ge=100, le=10_000_000, description="Transitions.")
     demo_buffer_capacity: int = Field(50_000, ge=100, le=10_000_000, description="Demo and intervention transitions.")
     demo_ratio: float = Field(0.5, ge=0.0, le=1.0, description="Share of each batch from the demo buffer (RLPD: 0.5).")
@@ -574,6 +581,12 @@ class TaskConfig(StrictModel):
             raise ValueError(
                 "task.observation.state lists 'object_position', which only the simulated robot provides; "
                 "a real robot observes the object through its cameras"
+            )
+        if self.actor.sim_max_lead_env_steps <= self.training.min_online_transitions:
+            raise ValueError(
+                f"actor.sim_max_lead_env_steps ({self.actor.sim_max_lead_env_steps}) must exceed "
+                f"training.min_online_transitions ({self.training.min_online_transitions}): a simulated actor "
+                "would otherwise wait for training that waits for its data"
             )
         if self.task.sim is not None and self.task.sim.scene.kind == "peg_insertion" and self.task.gripper_mode != "fixed_closed":
             raise ValueError("task.gripper_mode must be 'fixed_closed' for a peg_insertion scene (the peg is held)")

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from learner.checkpoint import COMPLETE_MARKER, CheckpointStore
+from robot_stack.data.checkpoints import COMPLETE_MARKER, CheckpointStore
 
 
 def write_value(value):

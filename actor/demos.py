@@ -1,0 +1,161 @@
+"""Demonstrations: record them with a teleoperator, keep the successful episodes, load
+them as one transition batch for the learner's demo buffer.
+
+A demo set is a directory of ``episode_000.safetensors``, ``episode_001.safetensors``...
+(each the flat transition arrays of one episode, see ``robot_stack.data.transitions``) and
+``demos.json`` (task, specs, the episode files, counts, seed, time). ``demos.json`` is
+written last: a directory without it holds no complete demo set. Nothing is pickled.
+
+In simulation the scripted teleoperator records the demos. A real robot needs a person
+with a SpaceMouse: ``record_demos_with`` takes any env and teleop device, so that path
+only has to build them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import safetensors.numpy
+from tqdm import tqdm
+
+from robot_stack.data.files import write_atomic, write_json_atomic
+from robot_stack.data.transitions import (
+    gripper_closed_after_reset,
+    make_transition,
+    stack_transitions,
+    transition_spec,
+)
+from robot_stack.config.schema import TaskConfig
+from robot_stack.data.demos import DEMOS_FILE, spec_to_json
+from robot_stack.envs.franka_env import action_from_teleop
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS_PER_EPISODE = 3
+
+
+@dataclass
+class DemoSet:
+    directory: Path
+    task: str
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+
+    @property
+    def transitions(self) -> int:
+        return sum(episode["length"] for episode in self.episodes)
+
+
+def record_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: int = 0, progress: bool = True) -> DemoSet:
+    """Record ``episodes`` successful episodes of a simulated task with the scripted
+    teleoperator (its noise from ``config.teleop.expert_noise_std``) into ``out_dir``."""
+    from robot_stack.envs.factory import make_sim_env
+    from robot_stack.sim.teleop import ScriptedTeleop
+
+    if config.robot.backend != "sim":
+        raise ValueError(
+            f"task '{config.task.name}' runs on robot backend '{config.robot.backend}': recording demos on a real "
+            "robot needs a person with a SpaceMouse, which this build does not drive yet; record demos of a "
+            "simulated task (robot backend 'sim'), or call actor.demos.record_demos_with(env, device, ...)"
+        )
+    teleop_config = config.teleop
+    if teleop_config.kind != "scripted":
+        # In simulation the scripted teleoperator is the demonstrator whatever device the task names.
+        teleop_config = teleop_config.model_copy(update={"kind": "scripted"})
+    sim = make_sim_env(config)
+    teleop = ScriptedTeleop(sim.expert, sim.backend, teleop_config, np.random.default_rng(seed + 1_000_003))
+    try:
+        return record_demos_with(sim.env, teleop, config.task.name, episodes, out_dir, seed=seed, progress=progress)
+    finally:
+        sim.env.close()
+
+
+def record_demos_with(
+    env,
+    device,
+    task_name: str,
+    episodes: int,
+    out_dir: Path,
+    seed: int = 0,
+    progress: bool = True,
+    max_attempts: Optional[int] = None,
+) -> DemoSet:
+    """Record with any env and teleop device (``read() -> TeleopCommand``; ``reset()`` if it
+    has one). Episodes that do not end in success are dropped; after ``max_attempts``
+    (default 3 per wanted episode) without enough successes it raises."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    max_attempts = max_attempts if max_attempts is not None else ATTEMPTS_PER_EPISODE * episodes
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # An older set is incomplete from the moment its files start being replaced.
+    (out_dir / DEMOS_FILE).unlink(missing_ok=True)
+    observation_spec, action_spec = transition_spec(env)
+    demos = DemoSet(out_dir, task_name)
+    bar = tqdm(total=episodes, desc=f"demos {task_name}", unit="ep", disable=not progress, dynamic_ncols=True)
+    try:
+        while len(demos.episodes) < episodes:
+            if demos.attempts >= max_attempts:
+                raise RuntimeError(
+                    f"only {len(demos.episodes)} of {demos.attempts} demo episodes of '{task_name}' succeeded; "
+                    f"{episodes} successes were asked for within {max_attempts} attempts (is the teleoperator's "
+                    "noise too high, or the task unreachable?)"
+                )
+            episode_seed = seed + demos.attempts
+            demos.attempts += 1
+            batch, success = _record_episode(env, device, episode_seed)
+            if not success:
+                log.info("demo attempt with seed %d did not succeed; dropped", episode_seed)
+                continue
+            name = f"episode_{len(demos.episodes):03d}.safetensors"
+            write_atomic(out_dir / name, lambda path: safetensors.numpy.save_file(batch, str(path)))
+            demos.episodes.append(
+                {"file": name, "seed": episode_seed, "length": int(batch["rewards"].shape[0]), "return": float(batch["rewards"].sum())}
+            )
+            bar.update(1)
+            bar.set_postfix(attempts=demos.attempts)
+    finally:
+        bar.close()
+    write_json_atomic(
+        out_dir / DEMOS_FILE,
+        {
+            "task": task_name,
+            "observation_spec": spec_to_json(observation_spec),
+            "action_spec": spec_to_json(action_spec),
+            "episodes": demos.episodes,
+            "transitions": demos.transitions,
+            "attempts": demos.attempts,
+            "success_rate": len(demos.episodes) / demos.attempts,
+            "seed": seed,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+    return demos
+
+
+def _record_episode(env, device, seed: int) -> tuple[dict[str, np.ndarray], bool]:
+    observation, info = env.reset(seed=seed)
+    if hasattr(device, "reset"):
+        device.reset()
+    closed = gripper_closed_after_reset(env, info)
+    transitions = []
+    done = False
+    while not done:
+        action = action_from_teleop(device.read(), env.action_dim)
+        next_observation, reward, terminated, truncated, info = env.step(action)
+        transitions.append(
+            make_transition(
+                observation, action, reward, next_observation, terminated, truncated,
+                intervention=True, gripper_changed=bool(info["gripper_closed"]) != closed,
+                binary_gripper=env.binary_gripper,
+            )
+        )
+        closed = bool(info["gripper_closed"])
+        observation = next_observation
+        done = terminated or truncated
+    return stack_transitions(transitions), bool(info["success"])

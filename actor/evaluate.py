@@ -1,0 +1,148 @@
+"""Evaluate a policy: deterministic actions, no interventions, success rate over seeded
+episodes (seeds seed, seed+1, ...), written as a CSV of episodes and a JSON summary."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from robot_stack.data.files import write_json_atomic
+from robot_stack.data.transitions import hold_if_nonfinite
+from robot_stack.config.schema import TaskConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpisodeOutcome:
+    index: int
+    seed: int
+    success: bool
+    length: int
+    episode_return: float
+
+
+@dataclass
+class EvalReport:
+    task: str
+    seed: int
+    episodes: list[EpisodeOutcome] = field(default_factory=list)
+    nonfinite_actions: int = 0
+    wall_time_s: float = 0.0
+
+    @property
+    def success_rate(self) -> float:
+        return sum(e.success for e in self.episodes) / len(self.episodes) if self.episodes else 0.0
+
+    @property
+    def mean_length(self) -> float:
+        return float(np.mean([e.length for e in self.episodes])) if self.episodes else math.nan
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean([e.episode_return for e in self.episodes])) if self.episodes else math.nan
+
+    def summary(self) -> dict:
+        return {
+            "task": self.task,
+            "seed": self.seed,
+            "episodes": len(self.episodes),
+            "success_rate": self.success_rate,
+            "mean_length": self.mean_length if self.episodes else None,
+            "mean_return": self.mean_return if self.episodes else None,
+            "nonfinite_actions": self.nonfinite_actions,
+            "wall_time_s": self.wall_time_s,
+            "per_episode": [asdict(e) for e in self.episodes],
+        }
+
+
+def evaluate_policy(
+    config: TaskConfig,
+    policy,
+    episodes: int,
+    seed: int = 0,
+    progress: bool = True,
+    env_factory: Optional[Callable[[TaskConfig], object]] = None,
+) -> EvalReport:
+    """Roll out ``policy.act(observation, deterministic=True, rng)`` for ``episodes`` episodes.
+
+    ``env_factory(config)`` builds the env (default: the simulated one); a NaN action is
+    counted and replaced by the hold action, as the actor does.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    if env_factory is None:
+        from robot_stack.envs.factory import make_sim_env
+
+        def env_factory(config: TaskConfig):
+            return make_sim_env(config).env
+
+    env = env_factory(config)
+    rng = np.random.default_rng(seed)
+    report = EvalReport(task=config.task.name, seed=seed)
+    start = time.perf_counter()
+    bar = tqdm(range(episodes), desc=f"eval {config.task.name}", unit="ep", disable=not progress, dynamic_ncols=True)
+    try:
+        for index in bar:
+            observation, info = env.reset(seed=seed + index)
+            length, episode_return, done = 0, 0.0, False
+            while not done:
+                action, held = hold_if_nonfinite(policy.act(observation, deterministic=True, rng=rng))
+                if held:
+                    report.nonfinite_actions += 1
+                    log.warning("policy gave a non-finite action in evaluation episode %d; holding", index)
+                observation, reward, terminated, truncated, info = env.step(action)
+                length += 1
+                episode_return += float(reward)
+                done = terminated or truncated
+            report.episodes.append(EpisodeOutcome(index, seed + index, bool(info["success"]), length, episode_return))
+            bar.set_postfix(success=f"{report.success_rate:.0%}")
+    finally:
+        bar.close()
+        env.close()
+    report.wall_time_s = time.perf_counter() - start
+    return report
+
+
+def write_eval(report: EvalReport, directory: Path) -> list[Path]:
+    """``eval_episodes.csv`` (one row per episode) and ``eval.json`` (summary and episodes)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    csv_path = directory / "eval_episodes.csv"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["episode", "seed", "success", "length", "return"])
+        for e in report.episodes:
+            writer.writerow([e.index, e.seed, int(e.success), e.length, f"{e.episode_return:.6g}"])
+    json_path = directory / "eval.json"
+    write_json_atomic(json_path, report.summary())
+    return [csv_path, json_path]
+
+
+def evaluate_checkpoint(config: TaskConfig, checkpoints: Path, episodes: int, out: Path, seed: int = 1_000_000,
+                        progress: bool = True) -> EvalReport:
+    """Evaluate the policy of the newest complete checkpoint under ``checkpoints``; write the results to ``out``."""
+    import safetensors.torch
+
+    from robot_stack.data.checkpoints import CheckpointStore
+    from robot_stack.envs.spec import env_action_dim, observation_spec
+    from robot_stack.policy import Policy
+
+    complete = CheckpointStore(checkpoints).complete() if Path(checkpoints).is_dir() else []
+    if not complete:
+        raise FileNotFoundError(f"no complete checkpoint under {checkpoints}: nothing to evaluate")
+    newest = complete[-1]
+    policy = Policy.build(config.agent, observation_spec(config), env_action_dim(config), config.task.gripper_mode == "binary")
+    policy.load_weights(safetensors.torch.load_file(str(newest.path / "policy.safetensors")))
+    log.info("evaluating %s", newest.path)
+    report = evaluate_policy(config, policy, episodes, seed=seed, progress=progress)
+    write_eval(report, out)
+    return report

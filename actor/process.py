@@ -1,0 +1,417 @@
+"""The actor process: run the policy on the robot, let the teleoperator step in, stream
+every transition to the learner and take its newer weights between steps.
+
+One step of the loop:
+
+    wait for the step's deadline (rate-locked) -> take newer weights if any ->
+    policy action -> intervention (teleop action replaces it, or None) -> env.step ->
+    transition -> send every ``send_every_steps`` and at every episode end
+
+Nothing in the loop waits on the learner: ``ActorLink.send`` puts batches in the outbox
+and returns, and weights are decoded in the link thread (``prepare_weights``). A learner
+that is absent or restarting costs nothing but outbox space; episodes go on with the
+policy the actor has.
+
+Reported to the learner:
+- event ``episode_end`` at each episode end, detail: episode, return, length, success (0/1),
+  intervention_steps, intervened (0/1), env_steps_total, weights_version, last_seq;
+- event ``episode_stopped`` (same detail) when a stop cuts an episode short; its last
+  transition is then marked truncated, so the stream stays consistent for a restarted actor;
+- stats every ``actor.stats_every_s``: jitter_p50_ms, jitter_p99_ms, jitter_max_ms (None
+  when free-running), loop_hz, step_p50_ms, step_p99_ms, overruns, rate_locked (0/1),
+  inference_p50_ms, inference_p99_ms, env_steps, episodes, intervention_steps,
+  nonfinite_actions, weights_version, weights_taken, weights_rejected, outbox_batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import safetensors.torch
+import torch
+
+from robot_stack.data.files import write_json_atomic
+from actor.intervention import Intervention, ScriptedIntervention
+from actor.rate import LoopTiming, RateLimiter, percentile_ms
+from robot_stack.data.transitions import (
+    TransitionBuffer,
+    gripper_closed_after_reset,
+    hold_if_nonfinite,
+    make_transition,
+    transition_spec,
+)
+from robot_stack.config.schema import AgentConfig, TaskConfig
+from robot_stack.transport.actor_link import ActorLink
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 1.0
+
+
+@dataclass
+class ActorEnvironment:
+    """What the actor steps and who may take over: injected, so a real robot brings its own."""
+
+    env: Any  # a FrankaEnv: reset, step, close, action_dim, binary_gripper, observation_space
+    intervention: Optional[Intervention] = None
+
+
+EnvFactory = Callable[[TaskConfig, np.random.Generator], ActorEnvironment]
+PolicyFactory = Callable[[AgentConfig, dict, int, bool], Any]
+
+
+def sim_actor_environment(config: TaskConfig, rng: np.random.Generator) -> ActorEnvironment:
+    """The simulated env, with the scripted teleoperator as supervisor when the task's
+    teleop kind is 'scripted' (none when 'none')."""
+    from robot_stack.envs.factory import make_sim_env
+    from robot_stack.sim.teleop import ScriptedTeleop
+
+    if config.teleop.kind == "spacemouse":
+        raise ValueError(
+            f"task '{config.task.name}' names a SpaceMouse teleop device, which the simulated actor cannot drive "
+            "yet; use teleop kind 'scripted' or 'none', or pass an env_factory that brings the device"
+        )
+    sim = make_sim_env(config)
+    intervention = None
+    if config.teleop.kind == "scripted":
+        teleop = ScriptedTeleop(sim.expert, sim.backend, config.teleop, rng)
+        intervention = ScriptedIntervention(
+            teleop, config.teleop.intervention, rng, sim.env.action_dim, config.task.max_episode_steps
+        )
+    return ActorEnvironment(sim.env, intervention)
+
+
+def decode_weights(blob: bytes | bytearray) -> dict[str, torch.Tensor]:
+    """The link's ``prepare_weights``: runs in the link thread, so the loop only swaps.
+    The link reassembles chunks into a bytearray, which safetensors does not take."""
+    return safetensors.torch.load(bytes(blob))
+
+
+def build_policy(agent: AgentConfig, observation_spec: dict, env_action_dim: int, binary_gripper: bool):
+    from robot_stack.policy import Policy
+
+    return Policy.build(agent, observation_spec, env_action_dim, binary_gripper)
+
+
+@dataclass
+class ActorSummary:
+    actor_id: str
+    env_steps: int = 0
+    episodes: int = 0
+    successes: int = 0
+    intervention_steps: int = 0
+    nonfinite_actions: int = 0
+    weights_version: int = -1
+    weights_taken: int = 0
+    weights_rejected: int = 0
+    last_seq: int = -1
+    delivered: bool = False  # the learner received everything up to last_seq before the exit
+    wall_time_s: float = 0.0
+    timing: Optional[LoopTiming] = None
+    inference_p50_ms: float = math.nan
+    inference_p99_ms: float = math.nan
+    recent_episodes: deque = field(default_factory=lambda: deque(maxlen=20))  # (success, length, intervention steps)
+
+
+def run_actor(
+    config: TaskConfig,
+    actor_id: str,
+    stop: threading.Event,
+    *,
+    policy_factory: Optional[PolicyFactory] = None,
+    env_factory: Optional[EnvFactory] = None,
+    max_env_steps: Optional[int] = None,
+    seed: int = 0,
+    status_path: Optional[Path] = None,
+    outbox_dir: Optional[Path] = None,
+) -> ActorSummary:
+    """Run the actor until ``stop`` is set (e.g. by a SIGINT handler) or ``max_env_steps``.
+
+    On the way out it finishes the current step, sends what is pending, waits up to
+    ``actor.stop_timeout_s`` for the learner to have received it (the outbox keeps anything
+    it did not), and closes the link and the env. Raises LinkRefused if the learner refuses
+    this actor (wrong task, spec or key).
+    """
+    rng = np.random.default_rng(seed)
+    environment = (env_factory or sim_actor_environment)(config, np.random.default_rng([seed, 1]))
+    env = environment.env
+    observation_spec, action_spec = transition_spec(env)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.actor.torch_threads)
+    link = None
+    try:
+        policy = (policy_factory or build_policy)(config.agent, observation_spec, env.action_dim, env.binary_gripper)
+        link = ActorLink(
+            config.session, actor_id, config.task.name, observation_spec, action_spec,
+            outbox_dir=outbox_dir, prepare_weights=decode_weights,
+        ).start()
+        loop = _ActorLoop(config, actor_id, env, environment.intervention, policy, link, rng, status_path)
+        return loop.run(stop, max_env_steps, seed)
+    finally:
+        if link is not None:
+            link.close()
+        env.close()
+        torch.set_num_threads(previous_threads)
+
+
+class _ActorLoop:
+    def __init__(self, config, actor_id, env, intervention, policy, link: ActorLink, rng, status_path):
+        self.config = config
+        self.env = env
+        self.intervention = intervention
+        self.policy = policy
+        self.link = link
+        self.rng = rng
+        self.status_path = Path(status_path) if status_path is not None else None
+        rate_locked = config.actor.rate_locked
+        if rate_locked is None:
+            rate_locked = config.robot.backend != "sim"
+        self.rate = RateLimiter(config.task.control_rate_hz if rate_locked else None)
+        # A free-running simulated actor would outrun a slower learner and collect its data
+        # with ever staler policies; it keeps within sim_max_lead_env_steps of training instead.
+        self.paced = not rate_locked and config.robot.backend == "sim"
+        self.paced_wait_s = 0.0
+        self.pending = TransitionBuffer()
+        self.inference_s: deque[float] = deque(maxlen=10_000)
+        self.summary = ActorSummary(actor_id)
+        self.summary.recent_episodes = deque(maxlen=config.training.success_window_episodes)
+
+    def run(self, stop: threading.Event, max_env_steps: Optional[int], seed: int) -> ActorSummary:
+        try:
+            return self._run(stop, max_env_steps, seed)
+        except Exception as error:
+            self._write_status("failed", f"{type(error).__name__}: {error}")
+            raise
+
+    def _run(self, stop: threading.Event, max_env_steps: Optional[int], seed: int) -> ActorSummary:
+        s, actor = self.summary, self.config.actor
+        start = time.monotonic()
+        next_stats = start + actor.stats_every_s
+        next_status = start
+        observation, closed = self._reset(seed)
+        episode_return, episode_length, episode_interventions = 0.0, 0, 0
+        self._write_status("running")
+        while True:
+            self.rate.wait()
+            self._take_weights()
+            if self.paced:
+                self._keep_pace(stop)
+
+            started = time.perf_counter()
+            action = self.policy.act(observation, deterministic=False, rng=self.rng)
+            self.inference_s.append(time.perf_counter() - started)
+            action, held = hold_if_nonfinite(action)
+            if held:
+                self._count_nonfinite("policy")
+            override = self.intervention.decide(observation, action, s.env_steps) if self.intervention else None
+            if override is not None:
+                action, held = hold_if_nonfinite(override)
+                if held:
+                    self._count_nonfinite("teleop")
+            next_observation, reward, terminated, truncated, info = self.env.step(action)
+
+            s.env_steps += 1
+            episode_length += 1
+            episode_return += float(reward)
+            episode_interventions += override is not None
+            stopping = stop.is_set() or (max_env_steps is not None and s.env_steps >= max_env_steps)
+            episode_over = terminated or truncated
+            self.pending.add(
+                make_transition(
+                    observation, action, reward, next_observation, terminated,
+                    # A stop cuts the episode here: truncation (which bootstraps) keeps the
+                    # stream consistent when this actor comes back on the same stream.
+                    truncated or (stopping and not episode_over),
+                    intervention=override is not None,
+                    gripper_changed=bool(info.get("gripper_closed", closed)) != closed,
+                    binary_gripper=self.env.binary_gripper,
+                )
+            )
+            closed = bool(info.get("gripper_closed", closed))
+            observation = next_observation
+            if len(self.pending) >= actor.send_every_steps or episode_over or stopping:
+                self._send()
+            if episode_over or stopping:
+                self._end_episode(
+                    "episode_end" if episode_over else "episode_stopped",
+                    bool(info.get("success", False)), episode_return, episode_length, episode_interventions,
+                )
+                episode_return, episode_length, episode_interventions = 0.0, 0, 0
+            if stopping:
+                break
+            if episode_over:
+                observation, closed = self._reset(None)
+
+            now = time.monotonic()
+            if now >= next_stats:
+                self._send_stats()
+                next_stats = now + actor.stats_every_s
+            if self.status_path is not None and now >= next_status:
+                self._write_status("running")
+                next_status = now + STATUS_EVERY_S
+        self._send_stats()
+        self._drain(actor.stop_timeout_s)
+        s.wall_time_s = time.monotonic() - start
+        self._write_status("stopped")
+        return s
+
+    # ------------------------------------------------------------------ pieces of a step
+
+    def _reset(self, seed: Optional[int]) -> tuple[dict, bool]:
+        # Seeded once: later episodes continue the env's own random stream.
+        observation, info = self.env.reset(seed=seed) if seed is not None else self.env.reset()
+        if self.intervention is not None:
+            self.intervention.reset()
+        self.rate.restart()  # a reset is neither a control period nor an overrun
+        return observation, gripper_closed_after_reset(self.env, info)
+
+    def _take_weights(self) -> None:
+        update = self.link.latest_weights()
+        if update is None:
+            return
+        try:
+            self.policy.load_weights(update.prepared)
+        except Exception as error:  # a version our policy cannot take: keep acting with the old one
+            self.summary.weights_rejected += 1
+            log.error("weights version %d not loaded, keeping version %d: %s", update.version, self.summary.weights_version, error)
+            return
+        self.summary.weights_version = update.version
+        self.summary.weights_taken += 1
+
+    def _keep_pace(self, stop: threading.Event) -> None:
+        """Wait while this actor is more than ``sim_max_lead_env_steps`` ahead of the env steps
+        the learner's updates cover (weights versions count learner updates)."""
+        utd = self.config.training.updates_per_env_step
+        lead_limit = self.config.actor.sim_max_lead_env_steps
+        started = time.monotonic()
+        while not stop.is_set() and self.summary.env_steps - max(self.summary.weights_version, 0) / utd > lead_limit:
+            time.sleep(0.002)
+            self._take_weights()
+        self.paced_wait_s += time.monotonic() - started
+
+    def _count_nonfinite(self, source: str) -> None:
+        self.summary.nonfinite_actions += 1
+        count = self.summary.nonfinite_actions
+        if count <= 10 or count % 1000 == 0:
+            log.warning("%s gave a non-finite action (%d so far); holding the robot for this step", source, count)
+
+    def _send(self) -> None:
+        if len(self.pending):
+            self.summary.last_seq = self.link.send(
+                self.pending.take(), {"episode": self.summary.episodes, "weights_version": self.summary.weights_version}
+            )
+
+    def _end_episode(self, kind: str, success: bool, episode_return: float, length: int, interventions: int) -> None:
+        s = self.summary
+        self.link.send_event(
+            kind,
+            {
+                "episode": s.episodes,
+                "return": episode_return,
+                "length": length,
+                "success": int(success),
+                "intervention_steps": interventions,
+                "intervened": int(interventions > 0),
+                "env_steps_total": s.env_steps,
+                "weights_version": s.weights_version,
+                "last_seq": s.last_seq,
+            },
+        )
+        s.intervention_steps += interventions
+        if kind == "episode_end":
+            s.episodes += 1
+            s.successes += int(success)
+            s.recent_episodes.append((success, length, interventions))
+
+    def _send_stats(self) -> None:
+        s = self.summary
+        timing = self.rate.report(reset=True)
+        if timing.steps or s.timing is None:  # an empty window (a stop right after a report) keeps the last figures
+            s.timing = timing
+            s.inference_p50_ms = percentile_ms(self.inference_s, 50)
+            s.inference_p99_ms = percentile_ms(self.inference_s, 99)
+        self.inference_s.clear()
+        status = self.link.status()
+        values = {
+            "jitter_p50_ms": s.timing.jitter_p50_ms,
+            "jitter_p99_ms": s.timing.jitter_p99_ms,
+            "jitter_max_ms": s.timing.jitter_max_ms,
+            "loop_hz": s.timing.loop_hz,
+            "step_p50_ms": s.timing.period_p50_ms,
+            "step_p99_ms": s.timing.period_p99_ms,
+            "overruns": s.timing.overruns,
+            "rate_locked": int(self.rate.locked),
+            "inference_p50_ms": s.inference_p50_ms,
+            "inference_p99_ms": s.inference_p99_ms,
+            "env_steps": s.env_steps,
+            "episodes": s.episodes,
+            "intervention_steps": s.intervention_steps,
+            "nonfinite_actions": s.nonfinite_actions,
+            "weights_version": s.weights_version,
+            "weights_taken": s.weights_taken,
+            "weights_rejected": s.weights_rejected,
+            "outbox_batches": status.outbox.get("unreleased_batches", 0),
+            "paced_wait_s": round(self.paced_wait_s, 3),
+        }
+        # None, not NaN, for a figure with nothing measured yet: the learner logs it as missing.
+        self.link.send_stats({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()})
+
+    def _drain(self, timeout_s: float) -> None:
+        """Wait (bounded) for the learner to have received the last batch sent."""
+        s = self.summary
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.link.status()
+            if status.received_seq >= s.last_seq or status.refused:
+                break
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "stopping with batches %d..%d not yet received by the learner; they stay in the outbox",
+                    status.received_seq + 1, s.last_seq,
+                )
+                break
+            time.sleep(0.01)
+        s.delivered = self.link.status().received_seq >= s.last_seq
+        if self.link.status().connected:
+            # The link thread sends stats and events on its next turn; give it that turn
+            # before close() stops it (ActorLink has no flush of reports).
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def _write_status(self, state: str, error: Optional[str] = None) -> None:
+        if self.status_path is None:
+            return
+        s = self.summary
+        recent = list(s.recent_episodes)
+        recent_steps = sum(length for _, length, _ in recent)
+        timing = self.rate.report()
+        status = self.link.status()
+        write_json_atomic(
+            self.status_path,
+            {
+                "actor_id": s.actor_id,
+                "state": state,
+                "time": time.time(),
+                "env_steps": s.env_steps,
+                "episodes": s.episodes,
+                "successes": s.successes,
+                "recent_episodes": len(recent),
+                "recent_success_rate": sum(ok for ok, _, _ in recent) / len(recent) if recent else None,
+                "recent_intervention_rate": sum(n for _, _, n in recent) / recent_steps if recent_steps else None,
+                "recent_intervened_episodes": sum(n > 0 for _, _, n in recent) / len(recent) if recent else None,
+                "weights_version": s.weights_version,
+                "loop_hz": timing.loop_hz if timing.steps else (s.timing.loop_hz if s.timing else None),
+                "nonfinite_actions": s.nonfinite_actions,
+                "connected": status.connected,
+                "last_seq": s.last_seq,
+                "received_seq": status.received_seq,
+                "error": error,
+            },
+        )

@@ -1,0 +1,206 @@
+"""Sim pick-cube, state-based, on this machine's CPUs: how fast the HIL-SERL session learns,
+against stable-baselines3 SAC (no demos) and our agent without demos or interventions.
+
+Runs, each on the same task file and the same env-step budget:
+
+  ours       ``robot-stack session`` as a user runs it: 20 scripted demos, the scripted
+             teleoperator stepping in (decaying), learner and actor as separate processes
+             over loopback. Stops at the target policy success rate or the budget, then
+             evaluates 50 episodes without interventions.
+  ablation   the same session with no demos and no interventions (RLPD on online data only).
+  sb3        stable-baselines3 SAC (MLP 256x256, auto temperature, the task's discount, UTD 1)
+             on the same gymnasium env with the state vector as observation, in one process.
+
+The success rate plotted and compared is the rolling share of successful episodes among
+the last 20 episodes nobody intervened in (as the session's stop rule). Every run writes
+its episodes.csv; the three curves go into one PNG. Figures printed: env steps and minutes
+until the target was first reached, final rolling success, evaluation success (ours).
+
+    python benchmarks/bench_learning.py [--runs ours ablation sb3] [--max-env-steps 20000]
+        [--target 0.9] [--out outputs/bench_learning] [--task hardware_configs/tasks/sim_pick_cube_state.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from robot_stack.data.curves import read_episodes, rolling, steps_to_success  # noqa: E402
+
+WINDOW = 20
+MIN_POLICY_ONLY = 10
+
+
+def run_ours(task: Path, out: Path, max_env_steps: int, target: float, interventions: bool, demos: bool,
+             eval_episodes: int) -> dict:
+    from robot_stack.session import run_session
+
+    run_dir = out / ("ours" if interventions or demos else "ablation")
+    summary = run_session(
+        task, run_dir, max_env_steps=max_env_steps, target_success_rate=target,
+        eval_episodes=eval_episodes, demo_episodes=20 if demos else 0,
+        demos=None if demos else run_dir / "no-demos", interventions=interventions, progress=True,
+    )
+    summary["episodes_csv"] = str(run_dir / "logs" / "episodes.csv")
+    return summary
+
+
+def run_sb3(task: Path, out: Path, max_env_steps: int, target: float, seed: int = 0) -> dict:
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from robot_stack.config import load_task_config
+    from robot_stack.envs import make_env
+
+    torch.set_num_threads(1)
+    config = load_task_config(task)
+    run_dir = out / "sb3"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    episodes_csv = run_dir / "episodes.csv"
+
+    class StateOnly(gym.ObservationWrapper):
+        def __init__(self, env):
+            super().__init__(env)
+            self.observation_space = env.observation_space["state"]
+
+        def observation(self, observation):
+            return observation["state"]
+
+    env = StateOnly(make_env(config))
+    started = time.monotonic()
+
+    class Episodes(BaseCallback):
+        """Writes episodes.csv like the learner does and stops at the target."""
+
+        def __init__(self):
+            super().__init__()
+            self.handle = open(episodes_csv, "w", newline="")
+            self.writer = csv.DictWriter(self.handle, ["step", "episode", "success", "intervened", "intervention_steps",
+                                                       "length", "return", "wall_time_s"])
+            self.writer.writeheader()
+            self.episodes: list[dict] = []
+            self.length = 0
+            self.ret = 0.0
+
+        def _on_step(self) -> bool:
+            self.length += 1
+            self.ret += float(self.locals["rewards"][0])
+            if self.locals["dones"][0]:
+                info = self.locals["infos"][0]
+                row = {"step": self.num_timesteps, "episode": len(self.episodes), "success": int(bool(info.get("success"))),
+                       "intervened": 0, "intervention_steps": 0, "length": self.length, "return": self.ret,
+                       "wall_time_s": round(time.monotonic() - started, 2)}
+                self.writer.writerow(row)
+                self.handle.flush()
+                self.episodes.append(row)
+                self.length, self.ret = 0, 0.0
+                recent = self.episodes[-WINDOW:]
+                if len(recent) >= MIN_POLICY_ONLY and sum(e["success"] for e in recent) / len(recent) >= target:
+                    return False
+            return True
+
+    model = SAC("MlpPolicy", env, gamma=config.task.discount, batch_size=256, learning_rate=3e-4,
+                policy_kwargs={"net_arch": [256, 256]}, seed=seed, verbose=0, device="cpu")
+    callback = Episodes()
+    model.learn(total_timesteps=max_env_steps, callback=callback, progress_bar=False)
+    callback.handle.close()
+    env.close()
+    return {"task": config.task.name, "env_steps": model.num_timesteps, "episodes": len(callback.episodes),
+            "wall_time_s": round(time.monotonic() - started, 1), "episodes_csv": str(episodes_csv)}
+
+
+def describe(name: str, summary: dict, target: float) -> dict:
+    path = Path(summary["episodes_csv"])
+    reached = steps_to_success(path, target, WINDOW, MIN_POLICY_ONLY) if path.exists() else None
+    episodes = read_episodes(path) if path.exists() else []
+    final = None
+    for _, rate, _ in rolling(episodes, WINDOW, MIN_POLICY_ONLY):
+        final = rate if rate is not None else final
+    return {
+        "run": name,
+        "env_steps": summary.get("env_steps"),
+        "wall_time_min": round(summary.get("wall_time_s", 0.0) / 60, 1),
+        "target_reached_at_env_steps": None if reached is None else reached["env_steps"],
+        "target_reached_at_min": None if reached is None else round(reached["wall_time_s"] / 60, 1),
+        "final_rolling_success": final,
+        "evaluation_success": (summary.get("evaluation") or {}).get("success_rate"),
+    }
+
+
+def plot(results: dict[str, dict], png: Path, target: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {"ours": "ours: 20 demos + scripted interventions", "ablation": "ours: no demos, no interventions",
+              "sb3": "stable-baselines3 SAC (no demos)"}
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    for name, summary in results.items():
+        episodes = read_episodes(Path(summary["episodes_csv"]))
+        steps, rates = [], []
+        for episode, rate, _ in rolling(episodes, WINDOW, MIN_POLICY_ONLY):
+            steps.append(episode["step"])
+            rates.append(math.nan if rate is None else rate)
+        axis.plot(steps, rates, label=labels.get(name, name))
+    axis.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.0%}")
+    axis.set_xlabel("env steps")
+    axis.set_ylabel(f"success rate (last {WINDOW} policy-only episodes)")
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_title("sim pick-cube, state-based, CPU")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left")
+    figure.tight_layout()
+    figure.savefig(png, dpi=120)
+    plt.close(figure)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", default=["ours", "ablation", "sb3"], choices=["ours", "ablation", "sb3"])
+    parser.add_argument("--task", type=Path, default=REPO / "hardware_configs/tasks/sim_pick_cube_state.yaml")
+    parser.add_argument("--max-env-steps", type=int, default=20_000)
+    parser.add_argument("--target", type=float, default=0.9)
+    parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench_learning"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = {}
+    previous = args.out / "results.json"
+    if previous.exists():  # runs made earlier (e.g. --runs sb3 alone) join the plot
+        for row in json.loads(previous.read_text()).get("summaries", {}).items():
+            results[row[0]] = row[1]
+    for name in args.runs:
+        print(f"== {name}", flush=True)
+        if name == "sb3":
+            results[name] = run_sb3(args.task, args.out, args.max_env_steps, args.target)
+        else:
+            demos = interventions = name == "ours"
+            results[name] = run_ours(args.task, args.out, args.max_env_steps, args.target, interventions, demos,
+                                     args.eval_episodes if name == "ours" else 0)
+    table = [describe(name, summary, args.target) for name, summary in results.items()]
+    png = args.out / "learning_curves.png"
+    plot(results, png, args.target)
+    (args.out / "results.json").write_text(json.dumps({"summaries": results, "table": table}, indent=1, default=str))
+    print(f"\n{'run':10s} {'env steps':>10s} {'minutes':>8s} {'to target (steps / min)':>24s} {'final rolling':>14s} {'eval':>6s}")
+    for row in table:
+        reached = "not reached" if row["target_reached_at_env_steps"] is None else f"{row['target_reached_at_env_steps']} / {row['target_reached_at_min']}"
+        final = "-" if row["final_rolling_success"] is None else f"{row['final_rolling_success']:.0%}"
+        evaluation = "-" if row["evaluation_success"] is None else f"{row['evaluation_success']:.0%}"
+        print(f"{row['run']:10s} {row['env_steps']!s:>10s} {row['wall_time_min']:>8.1f} {reached:>24s} {final:>14s} {evaluation:>6s}")
+    print(f"curves: {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""Transitions in the flat format every stage shares (the wire, the demo files, the replay).
+
+A batch is a dict of arrays with a leading transition axis N:
+``observations/state`` (N, S) float32, ``observations/images/<cam>`` (N, H, W, 3) uint8,
+the same under ``next_observations/``, ``actions`` (N, A) float32 as executed,
+``rewards`` float32, ``terminated``/``truncated``/``interventions``/``gripper_changed`` bool.
+
+For binary-gripper tasks the recorded gripper command is exactly -1 (open), 0 (stay) or +1
+(close), by the env's own thresholds: the grasp critic learns over those three choices,
+so it must see the choice the env acted on, not the raw number that led to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from robot_stack.envs.franka_env import GRIPPER_THRESHOLD
+from robot_stack.transport.messages import ArraySpec
+
+OBSERVATION_PREFIX = "observations/"
+NEXT_OBSERVATION_PREFIX = "next_observations/"
+FLAG_KEYS = ("terminated", "truncated", "interventions", "gripper_changed")
+
+
+def flatten_observation(observation: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Env observation -> flat keys: "state" and "images/<camera>"."""
+    flat = {"state": np.asarray(observation["state"], dtype=np.float32)}
+    for camera, image in observation.get("images", {}).items():
+        flat[f"images/{camera}"] = np.asarray(image, dtype=np.uint8)
+    return flat
+
+
+def transition_spec(env) -> tuple[dict[str, ArraySpec], dict[str, ArraySpec]]:
+    """(observation spec, action spec) of an env, for the link's handshake and the demo files."""
+    spaces = env.observation_space
+    observation_spec = {"state": ArraySpec.of(np.zeros(spaces["state"].shape, np.float32))}
+    if "images" in spaces.spaces:
+        for camera, space in spaces["images"].spaces.items():
+            observation_spec[f"images/{camera}"] = ArraySpec.of(np.zeros(space.shape, np.uint8))
+    action_spec = {"actions": ArraySpec.of(np.zeros(env.action_dim, np.float32))}
+    return observation_spec, action_spec
+
+
+def batch_spec(observation_spec: Mapping[str, ArraySpec], action_dim: int) -> dict[str, ArraySpec]:
+    """The per-transition spec of every array in a batch (without the leading axis)."""
+    spec: dict[str, ArraySpec] = {}
+    for prefix in (OBSERVATION_PREFIX, NEXT_OBSERVATION_PREFIX):
+        spec.update({prefix + key: value for key, value in observation_spec.items()})
+    spec["actions"] = ArraySpec.of(np.zeros(action_dim, np.float32))
+    spec["rewards"] = ArraySpec.of(np.zeros((), np.float32))
+    spec.update({key: ArraySpec.of(np.zeros((), bool)) for key in FLAG_KEYS})
+    return spec
+
+
+def hold_if_nonfinite(action: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The action, or the hold action (zeros: no motion, gripper stays) if any entry is
+    NaN/inf; the env would refuse it, and a robot must keep being commanded."""
+    action = np.asarray(action, dtype=np.float32)
+    if np.all(np.isfinite(action)):
+        return action, False
+    return np.zeros_like(action), True
+
+
+def executed_action(action: np.ndarray, binary_gripper: bool) -> np.ndarray:
+    """The action as the env executes it: clipped to [-1, 1], the gripper as -1/0/+1."""
+    executed = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+    if binary_gripper:
+        command = executed[-1]
+        executed[-1] = 1.0 if command >= GRIPPER_THRESHOLD else -1.0 if command <= -GRIPPER_THRESHOLD else 0.0
+    return executed
+
+
+def gripper_closed_after_reset(env, reset_info: Mapping[str, Any]) -> bool:
+    """Whether the gripper is closed at the start of an episode (reset opens a binary
+    gripper; a fixed_closed task holds it shut)."""
+    return bool(reset_info.get("gripper_closed", not env.binary_gripper))
+
+
+def make_transition(
+    observation: Mapping[str, Any],
+    action: np.ndarray,
+    reward: float,
+    next_observation: Mapping[str, Any],
+    terminated: bool,
+    truncated: bool,
+    intervention: bool,
+    gripper_changed: bool,
+    binary_gripper: bool,
+) -> dict[str, np.ndarray]:
+    """One transition's arrays (no leading axis). ``action`` is the one sent to the env."""
+    transition = {OBSERVATION_PREFIX + k: v for k, v in flatten_observation(observation).items()}
+    transition.update({NEXT_OBSERVATION_PREFIX + k: v for k, v in flatten_observation(next_observation).items()})
+    transition["actions"] = executed_action(action, binary_gripper)
+    transition["rewards"] = np.float32(reward)
+    transition["terminated"] = np.bool_(terminated)
+    transition["truncated"] = np.bool_(truncated)
+    transition["interventions"] = np.bool_(intervention)
+    transition["gripper_changed"] = np.bool_(gripper_changed)
+    return transition
+
+
+def stack_transitions(transitions: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """N transitions -> one batch (every array gets the leading axis N)."""
+    if not transitions:
+        raise ValueError("cannot stack an empty list of transitions")
+    return {key: np.stack([t[key] for t in transitions]) for key in transitions[0]}
+
+
+def concatenate_batches(batches: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if not batches:
+        raise ValueError("cannot concatenate an empty list of batches")
+    return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
+
+
+def check_batch(arrays: Mapping[str, np.ndarray], spec: Mapping[str, ArraySpec], where: str) -> None:
+    """Raise ValueError naming ``where`` and the key if arrays do not match the batch spec."""
+    missing = sorted(set(spec) - set(arrays))
+    extra = sorted(set(arrays) - set(spec))
+    if missing or extra:
+        raise ValueError(
+            f"{where}: keys do not match the expected spec"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unexpected {extra}" if extra else "")
+        )
+    counts = set()
+    for key, expected in spec.items():
+        array = arrays[key]
+        if array.ndim == 0 or tuple(array.shape[1:]) != tuple(expected.shape) or array.dtype != np.dtype(expected.dtype):
+            raise ValueError(
+                f"{where}: '{key}' is {array.dtype.name}{list(array.shape)}; expected "
+                f"{np.dtype(expected.dtype).name}{['N', *expected.shape]} (N transitions)"
+            )
+        counts.add(array.shape[0])
+    if len(counts) > 1:
+        raise ValueError(f"{where}: arrays disagree on the number of transitions ({sorted(counts)})")
+
+
+class TransitionBuffer:
+    """Transitions collected between two sends."""
+
+    def __init__(self) -> None:
+        self._transitions: list[dict[str, np.ndarray]] = []
+
+    def __len__(self) -> int:
+        return len(self._transitions)
+
+    def add(self, transition: dict[str, np.ndarray]) -> None:
+        self._transitions.append(transition)
+
+    def take(self) -> dict[str, np.ndarray]:
+        batch = stack_transitions(self._transitions)
+        self._transitions = []
+        return batch

@@ -1,0 +1,43 @@
+"""Policy networks (torch), shared by the actor and the learner: observation encoders,
+the tanh-Gaussian actor, the grasp critic and ``Policy``, what an actor runs."""
+
+from robot_stack.policy.actor import (
+    GRIPPER_COMMANDS,
+    ActionLayout,
+    GraspCritic,
+    PolicyNetworks,
+    TanhGaussianActor,
+    layer_norm_mlp,
+)
+from robot_stack.policy.encoders import (
+    ImageEncoder,
+    ObservationEncoder,
+    ResNet10,
+    StateEncoder,
+    load_trunk_weights,
+    random_crop,
+    random_crop_observation,
+    save_trunk_weights,
+)
+from robot_stack.policy.policy import Policy, flatten_observation
+from robot_stack.policy.weights import WeightsMismatchError
+
+__all__ = [
+    "GRIPPER_COMMANDS",
+    "ActionLayout",
+    "GraspCritic",
+    "ImageEncoder",
+    "ObservationEncoder",
+    "Policy",
+    "PolicyNetworks",
+    "ResNet10",
+    "StateEncoder",
+    "TanhGaussianActor",
+    "WeightsMismatchError",
+    "flatten_observation",
+    "layer_norm_mlp",
+    "load_trunk_weights",
+    "random_crop",
+    "random_crop_observation",
+    "save_trunk_weights",
+]

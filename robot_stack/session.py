@@ -1,0 +1,355 @@
+"""The task session on one machine: demos, learner and actor as separate processes, a live
+progress line, stop at a step budget or a success target, evaluation, curve and summary.
+
+This module only orchestrates processes (no torch here): the learner and the actor run as
+``robot-stack learner`` / ``robot-stack actor`` over loopback exactly as they would on two
+machines, and talk only through the transport. The learner's ``status.json`` (rewritten
+atomically every second) is what the progress line and the stop rule read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from robot_stack.config import config_to_yaml, load_task_config
+from robot_stack.config.schema import TaskConfig
+
+STATUS_FILE = "status.json"
+SUMMARY_FILE = "summary.json"
+CURVE_FILE = "learning_curve.png"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a session keeps everything; all under one run directory."""
+
+    run_dir: Path
+    config_file: Path
+    checkpoints: Path
+    logs: Path
+    outbox: Path
+    demos: Path
+    evaluation: Path
+
+    @classmethod
+    def under(cls, run_dir: Path, demos: Optional[Path] = None) -> "RunPaths":
+        run_dir = Path(run_dir)
+        return cls(
+            run_dir=run_dir,
+            config_file=run_dir / "config.yaml",
+            checkpoints=run_dir / "checkpoints",
+            logs=run_dir / "logs",
+            outbox=run_dir / "outbox",
+            demos=Path(demos) if demos is not None else run_dir / "demos",
+            evaluation=run_dir / "eval",
+        )
+
+
+def demo_dir(config: TaskConfig) -> Path:
+    """The task's demo folder: training.demo_dir, else next to the checkpoint dir."""
+    if config.training.demo_dir is not None:
+        return Path(config.training.demo_dir)
+    return Path(config.session.checkpoint_dir).parent / "demos" / config.task.name
+
+
+def with_fields(model, path: str, **fields):
+    """A copy of a frozen config with the fields of the section at ``path`` (dotted) replaced."""
+    if not path:
+        return model.model_copy(update=fields)
+    head, _, rest = path.partition(".")
+    return model.model_copy(update={head: with_fields(getattr(model, head), rest, **fields)})
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port_pair(host: str) -> tuple[int, int]:
+    sockets = []
+    try:
+        for _ in range(2):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probe.bind((host, 0))
+            sockets.append(probe)
+        return sockets[0].getsockname()[1], sockets[1].getsockname()[1]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def session_config(config: TaskConfig, paths: RunPaths, **training) -> TaskConfig:
+    """The config the session's processes run: its paths under the run dir, training
+    overrides applied, and free loopback ports if the configured ones are taken."""
+    config = with_fields(
+        config, "session", checkpoint_dir=paths.checkpoints, log_dir=paths.logs,
+    )
+    config = with_fields(config, "session.transport", outbox_dir=paths.outbox)
+    overrides = {key: value for key, value in training.items() if value is not None}
+    config = with_fields(config, "training", demo_dir=paths.demos, **overrides)
+    session = config.session
+    if session.learner_host in ("127.0.0.1", "localhost") and not (
+        _port_free(session.learner_host, session.transitions_port) and _port_free(session.learner_host, session.weights_port)
+    ):
+        transitions, weights = _free_port_pair(session.learner_host)
+        print(
+            f"ports {session.transitions_port}/{session.weights_port} are taken on {session.learner_host}; "
+            f"this session uses {transitions}/{weights}",
+            file=sys.stderr,
+        )
+        config = with_fields(config, "session", transitions_port=transitions, weights_port=weights)
+    return config
+
+
+def read_status(path: Path) -> Optional[dict[str, Any]]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def stop_reason(status: dict[str, Any], training, started: float) -> Optional[str]:
+    """Why the session should stop now, or None to go on."""
+    if status.get("env_steps", 0) >= training.max_env_steps:
+        return f"step budget reached ({training.max_env_steps} env steps)"
+    rate = status.get("success_rate")
+    if training.target_success_rate is not None and rate is not None and rate >= training.target_success_rate:
+        return f"target success rate reached ({rate:.0%} >= {training.target_success_rate:.0%} over the last episodes)"
+    if training.max_wall_time_s is not None and time.monotonic() - started >= training.max_wall_time_s:
+        return f"wall-time limit reached ({training.max_wall_time_s:.0f} s)"
+    return None
+
+
+@dataclass
+class _Child:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+    log_handle: Any = field(repr=False, default=None)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout_s: float) -> int:
+        """SIGINT (a clean stop with a final checkpoint), then SIGKILL after the timeout."""
+        if self.alive():
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                print(f"{self.name} did not stop within {timeout_s:.0f} s; killing it", file=sys.stderr)
+                self.process.kill()
+                self.process.wait()
+        if self.log_handle is not None:
+            self.log_handle.close()
+            self.log_handle = None
+        return self.process.returncode
+
+
+def _spawn(name: str, arguments: list[str], log_path: Path) -> _Child:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(log_path, "ab")
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "robot_stack", *arguments],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env=environment,
+        # Its own process group: a Ctrl-C reaches the session, which stops the children
+        # in order (actor first, so the learner's last checkpoint holds everything sent).
+        start_new_session=True,
+    )
+    return _Child(name, process, log_path, handle)
+
+
+def _run_step(arguments: list[str], what: str) -> None:
+    """A foreground step (demos, evaluation) whose output the user sees."""
+    result = subprocess.run([sys.executable, "-m", "robot_stack", *arguments], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit code {result.returncode}): robot-stack {' '.join(arguments)}")
+
+
+def _progress_text(status: dict[str, Any]) -> str:
+    rate = status.get("success_rate")
+    recent = f"{rate:.0%}" if rate is not None else "-"
+    return (
+        f"ep {status.get('episodes', 0)} | success {recent} | "
+        f"intervention {status.get('intervention_rate', 0.0):.0%} | "
+        f"{status.get('updates_per_s', 0.0):.0f} upd/s | {status.get('env_steps_per_s', 0.0):.0f} steps/s"
+    )
+
+
+def run_session(
+    task_file: Path,
+    run_dir: Optional[Path] = None,
+    *,
+    max_env_steps: Optional[int] = None,
+    target_success_rate: Optional[float] = None,
+    eval_episodes: Optional[int] = None,
+    demo_episodes: Optional[int] = None,
+    max_wall_time_s: Optional[float] = None,
+    demos: Optional[Path] = None,
+    progress: bool = True,
+    interventions: bool = True,
+) -> dict[str, Any]:
+    """Run a whole simulated task session; returns the summary it also writes to JSON."""
+    from tqdm import tqdm
+
+    base = load_task_config(task_file)
+    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / base.task.name
+    paths = RunPaths.under(run_dir, demos if demos is not None else Path("runs") / "demos" / base.task.name)
+    config = session_config(
+        base, paths,
+        max_env_steps=max_env_steps, target_success_rate=target_success_rate, eval_episodes=eval_episodes,
+        demo_episodes=demo_episodes, max_wall_time_s=max_wall_time_s,
+    )
+    if not interventions:
+        config = with_fields(config, "teleop.intervention", initial_rate=0.0, final_rate=0.0)
+    training = config.training
+    for directory in (paths.run_dir, paths.logs, paths.checkpoints):
+        directory.mkdir(parents=True, exist_ok=True)
+    paths.config_file.write_text(config_to_yaml(config))
+    print(f"session {config.task.name}: run dir {paths.run_dir} (config {paths.config_file})")
+
+    from robot_stack.data.demos import demos_exist
+
+    if training.demo_episodes > 0 and not demos_exist(paths.demos):
+        print(f"recording {training.demo_episodes} demos with the {config.teleop.kind} teleoperator into {paths.demos}")
+        _run_step(["record-demos", str(paths.config_file), "--episodes", str(training.demo_episodes), "--out", str(paths.demos)], "recording demos")
+
+    status_path = paths.logs / STATUS_FILE
+    status_path.unlink(missing_ok=True)
+    started = time.monotonic()
+    learner = _spawn("learner", ["learner", str(paths.config_file)], paths.logs / "learner.log")
+    actor: Optional[_Child] = None
+    reason = None
+    interrupted = False
+    status: dict[str, Any] = {}
+    bar = None
+    try:
+        deadline = time.monotonic() + 120.0
+        while read_status(status_path) is None:
+            if not learner.alive():
+                raise RuntimeError(f"the learner exited (code {learner.process.returncode}) before it started:\n{learner.tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the learner did not start within 120 s; see {learner.log_path}")
+            time.sleep(0.2)
+        actor = _spawn("actor", ["actor", str(paths.config_file)], paths.logs / "actor.log")
+        bar = tqdm(total=training.max_env_steps, unit="step", desc=config.task.name, disable=not progress, dynamic_ncols=True)
+        while reason is None:
+            time.sleep(0.5)
+            status = read_status(status_path) or status
+            if bar is not None:
+                bar.n = min(int(status.get("env_steps", 0)), training.max_env_steps)
+                bar.set_postfix_str(_progress_text(status), refresh=False)
+                bar.refresh()
+            for child in (learner, actor):
+                if not child.alive():
+                    raise RuntimeError(f"the {child.name} exited unexpectedly (code {child.process.returncode}); last lines of {child.log_path}:\n{child.tail()}")
+            reason = stop_reason(status, training, started)
+    except KeyboardInterrupt:
+        interrupted = True
+        reason = "interrupted (Ctrl-C)"
+    finally:
+        if bar is not None:
+            bar.close()
+        print(f"stopping: {reason or 'error'}", file=sys.stderr)
+        if actor is not None:
+            actor.stop(config.actor.stop_timeout_s + 20.0)
+        learner_code = learner.stop(300.0)
+    wall_time_s = time.monotonic() - started
+    status = read_status(status_path) or status
+    if learner_code not in (0, None):
+        raise RuntimeError(f"the learner stopped with exit code {learner_code}; see {learner.log_path}:\n{learner.tail()}")
+
+    evaluation = None
+    if not interrupted and training.eval_episodes > 0:
+        print(f"evaluating the policy for {training.eval_episodes} episodes without interventions")
+        _run_step(
+            ["evaluate", str(paths.config_file), "--checkpoints", str(paths.checkpoints),
+             "--episodes", str(training.eval_episodes), "--out", str(paths.evaluation)],
+            "evaluation",
+        )
+        evaluation = json.loads((paths.evaluation / "eval.json").read_text())
+
+    summary = summarise(config, paths, status, reason, wall_time_s, evaluation, interrupted)
+    from robot_stack.data.curves import plot_learning_curve
+
+    plot_learning_curve(paths.logs / "episodes.csv", paths.run_dir / CURVE_FILE, title=config.task.name,
+                        evaluation=evaluation, window=training.success_window_episodes,
+                        min_policy_only=training.min_policy_only_episodes)
+    (paths.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    print(_summary_text(summary))
+    if interrupted:
+        print(f"resume with: robot-stack session {task_file} --run-dir {paths.run_dir}")
+    return summary
+
+
+def summarise(config: TaskConfig, paths: RunPaths, status: dict[str, Any], reason: Optional[str],
+              wall_time_s: float, evaluation: Optional[dict[str, Any]], interrupted: bool) -> dict[str, Any]:
+    from robot_stack.data.curves import steps_to_success
+
+    target = config.training.target_success_rate
+    reached = None
+    episodes_csv = paths.logs / "episodes.csv"
+    if target is not None and episodes_csv.exists():
+        reached = steps_to_success(episodes_csv, target, config.training.success_window_episodes,
+                                   config.training.min_policy_only_episodes)
+    return {
+        "task": config.task.name,
+        "stop_reason": reason,
+        "interrupted": interrupted,
+        "env_steps": status.get("env_steps", 0),
+        "episodes": status.get("episodes", 0),
+        "updates": status.get("updates", 0),
+        "wall_time_s": round(wall_time_s, 1),
+        "training_success_rate": status.get("success_rate"),
+        "intervention_rate": status.get("intervention_rate"),
+        "target_success_rate": target,
+        "target_reached_at": reached,
+        "evaluation": None if evaluation is None else {
+            "episodes": evaluation["episodes"], "success_rate": evaluation["success_rate"],
+            "mean_length": evaluation.get("mean_length"),
+        },
+        "run_dir": str(paths.run_dir),
+        "checkpoints": str(paths.checkpoints),
+        "learning_curve": str(paths.run_dir / CURVE_FILE),
+    }
+
+
+def _summary_text(summary: dict[str, Any]) -> str:
+    lines = [
+        f"{summary['task']}: {summary['env_steps']} env steps, {summary['episodes']} episodes, "
+        f"{summary['updates']} updates in {summary['wall_time_s'] / 60:.1f} min ({summary['stop_reason']})"
+    ]
+    reached = summary.get("target_reached_at")
+    if reached:
+        lines.append(
+            f"training success reached {summary['target_success_rate']:.0%} after {reached['env_steps']} env steps "
+            f"({reached['wall_time_s'] / 60:.1f} min)"
+        )
+    if summary.get("evaluation"):
+        evaluation = summary["evaluation"]
+        lines.append(f"evaluation without interventions: {evaluation['success_rate']:.0%} over {evaluation['episodes']} episodes")
+    lines.append(f"summary {summary['run_dir']}/{SUMMARY_FILE}, curve {summary['learning_curve']}")
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""Stand-ins shared by the actor tests: policies with the robot_stack.policy.Policy methods,
+and an env factory that keeps the simulator parts within reach of an expert-replaying policy."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from actor.process import ActorEnvironment
+from robot_stack.envs.factory import SimEnv, make_sim_env
+
+
+class FakePolicy:
+    """``act`` returns ``action_for(observation)`` (zeros by default); records loaded weights."""
+
+    def __init__(self, action_dim: int = 7, action_for=None):
+        self.action_dim = action_dim
+        self.action_for = action_for
+        self.loaded: list[dict[str, torch.Tensor]] = []
+        self.calls = 0
+
+    def act(self, observation: dict, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
+        self.calls += 1
+        if self.action_for is not None:
+            return np.asarray(self.action_for(observation), dtype=np.float32)
+        return np.zeros(self.action_dim, np.float32)
+
+    def load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.loaded.append(dict(tensors))
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"w": torch.zeros(3)}
+
+
+class SimHolder:
+    """Builds the simulated env (as the actor's and the evaluation's env factories) and
+    keeps it, so a policy can ask the scripted expert what it would do."""
+
+    def __init__(self) -> None:
+        self.sim: Optional[SimEnv] = None
+
+    def env(self, config) -> Any:
+        self.sim = make_sim_env(config)
+        return self.sim.env
+
+    def actor_environment(self, config, rng) -> ActorEnvironment:
+        return ActorEnvironment(self.env(config), intervention=None)
+
+    def expert_action(self, observation: dict) -> np.ndarray:
+        state = self.sim.backend.read_state()
+        return self.sim.expert.act(state.tcp_position_m, state.tcp_rotation, state.gripper_width_m)
+
+    def expert_policy(self, action_dim: int = 7) -> FakePolicy:
+        return FakePolicy(action_dim, self.expert_action)

@@ -1,0 +1,106 @@
+"""Demo recording with the scripted teleoperator, and loading demos back for the learner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actor.demos import record_demos, record_demos_with
+from robot_stack.data.demos import DEMOS_FILE, demos_exist, load_demos
+from robot_stack.config import load_task_config
+from robot_stack.envs import make_sim_env
+from robot_stack.hardware.interfaces import TeleopCommand
+from robot_stack.transport import ArraySpec
+
+STATE_SPEC = {"state": ArraySpec("<f4", (16,))}
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, pick_cube_state_yaml_path):
+    directory = tmp_path_factory.mktemp("demos")
+    config = load_task_config(pick_cube_state_yaml_path)
+    demos = record_demos(config, episodes=2, out_dir=directory, seed=0, progress=False)
+    return directory, demos
+
+
+@pytest.fixture(scope="module")
+def pick_cube_state_yaml_path() -> Path:
+    return Path(__file__).resolve().parents[2] / "hardware_configs" / "tasks" / "sim_pick_cube_state.yaml"
+
+
+def test_two_successful_episodes_load_back_as_one_batch_of_interventions(recorded) -> None:
+    directory, demos = recorded
+
+    batch = load_demos(directory, STATE_SPEC, action_dim=7)
+
+    assert len(demos.episodes) == 2 and demos_exist(directory)
+    assert batch["actions"].shape == (demos.transitions, 7)
+    assert batch["interventions"].all()
+    ends = np.flatnonzero(batch["terminated"] | batch["truncated"])
+    assert ends.tolist() == [demos.episodes[0]["length"] - 1, demos.transitions - 1]
+    assert batch["terminated"][ends].all() and batch["rewards"][ends].tolist() == [1.0, 1.0]
+    assert set(np.unique(batch["actions"][:, 6])) <= {-1.0, 0.0, 1.0}
+    assert batch["gripper_changed"].sum() >= 2  # each episode closes on the cube
+
+
+def test_observations_chain_within_each_episode(recorded) -> None:
+    directory, demos = recorded
+    batch = load_demos(directory, STATE_SPEC, action_dim=7)
+    first = demos.episodes[0]["length"]
+
+    np.testing.assert_array_equal(batch["observations/state"][1:first], batch["next_observations/state"][: first - 1])
+
+
+def test_the_description_names_task_specs_and_episodes(recorded) -> None:
+    directory, demos = recorded
+
+    meta = json.loads((directory / DEMOS_FILE).read_text())
+
+    assert meta["task"] == "sim_pick_cube_state"
+    assert meta["observation_spec"] == {"state": {"dtype": "<f4", "shape": [16]}}
+    assert meta["action_spec"] == {"actions": {"dtype": "<f4", "shape": [7]}}
+    assert [e["file"] for e in meta["episodes"]] == ["episode_000.safetensors", "episode_001.safetensors"]
+    assert meta["transitions"] == demos.transitions and meta["seed"] == 0 and meta["created"]
+
+
+def test_a_spec_mismatch_names_the_file_and_the_key(recorded) -> None:
+    directory, _ = recorded
+
+    with pytest.raises(ValueError, match=r"episode_000\.safetensors: 'observations/state' is float32\[\d+, 16\]; expected float32\['N', 13\]"):
+        load_demos(directory, {"state": ArraySpec("<f4", (13,))}, action_dim=7)
+    with pytest.raises(ValueError, match=r"episode_000\.safetensors: keys do not match.*missing \['next_observations/images/front'"):
+        load_demos(directory, {**STATE_SPEC, "images/front": ArraySpec("|u1", (8, 8, 3))}, action_dim=7)
+
+
+def test_a_directory_without_a_description_holds_no_demos(tmp_path) -> None:
+    (tmp_path / "episode_000.safetensors").write_bytes(b"")
+
+    assert not demos_exist(tmp_path)
+    with pytest.raises(FileNotFoundError, match="demos.json is missing"):
+        load_demos(tmp_path, STATE_SPEC, 7)
+
+
+def test_a_real_robot_config_is_refused_with_the_reason(pick_cube_state_yaml_path, tmp_path) -> None:
+    config = load_task_config(pick_cube_state_yaml_path)
+    real = config.model_copy(update={"robot": config.robot.model_copy(update={"backend": "franka"})})
+
+    with pytest.raises(ValueError, match="SpaceMouse"):
+        record_demos(real, 1, tmp_path, progress=False)
+
+
+def test_a_teleoperator_that_never_succeeds_gives_up_after_bounded_attempts(pick_cube_state_yaml_path, tmp_path) -> None:
+    config = load_task_config(pick_cube_state_yaml_path)
+    config = config.model_copy(update={"task": config.task.model_copy(update={"max_episode_steps": 3})})
+    sim = make_sim_env(config)
+
+    class IdleDevice:
+        def read(self) -> TeleopCommand:
+            return TeleopCommand(twist=np.zeros(6), gripper=None, intervening=True)
+
+    with pytest.raises(RuntimeError, match=r"only 0 of 3 demo episodes .* succeeded"):
+        record_demos_with(sim.env, IdleDevice(), "idle", episodes=1, out_dir=tmp_path, progress=False)
+    sim.env.close()
+    assert not demos_exist(tmp_path)
