@@ -101,7 +101,7 @@ class ScriptedIntervention:
         self.config = config
         self.rng = rng
         self.env_action_dim = env_action_dim
-        self.binary_gripper = env_action_dim == 7
+        self.binary_gripper = env_action_dim in (4, 7)
         self.max_intervention_steps = int(math.floor(config.max_fraction * max_episode_steps))
         self.enabled = enabled
         self.reset()

@@ -347,6 +347,11 @@ class TaskSpec(StrictModel):
     control_rate_hz: float = Field(10.0, gt=0.0, le=50.0, description="Policy rate.")
     max_episode_steps: int = Field(100, gt=0, le=10000)
     discount: float = Field(0.97, gt=0.0, le=1.0)
+    policy_controls_rotation: bool = Field(
+        True,
+        description="False: the action is the TCP translation only (plus the gripper) and the orientation is held at the "
+        "reset orientation, as SERL's and gym-hil's pick-cube tasks do; fewer dims to explore where rotation does not matter.",
+    )
     gripper_mode: Literal["binary", "fixed_closed"] = Field(
         "binary", description="binary: a 7th action dimension opens/closes; fixed_closed: 6-D action, gripper held shut."
     )

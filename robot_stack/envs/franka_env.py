@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 from robot_stack.config.schema import TaskConfig
-from robot_stack.envs.spec import STATE_KEY_SIZES
+from robot_stack.envs.spec import STATE_KEY_SIZES, env_action_dim
 from robot_stack.control.rotations import matrix_from_rotvec, rotvec_from_matrix
 from robot_stack.hardware.interfaces import Cameras, RobotBackend, RobotState, TeleopCommand
 
@@ -33,11 +33,15 @@ class NonFiniteActionError(ValueError):
 
 
 def action_from_teleop(command: TeleopCommand, action_dim: int) -> np.ndarray:
-    """The env action a teleop reading asks for (gripper 0 = keep, when none is requested)."""
-    if action_dim == 6:
-        return command.twist.astype(np.float64)
+    """The env action a teleop reading asks for (gripper 0 = keep, when none is requested).
+    ``action_dim``: 6 or 7 (twist, + gripper), 3 or 4 (translation only, + gripper)."""
+    if action_dim not in (3, 4, 6, 7):
+        raise ValueError(f"env action dim must be 3, 4, 6 or 7, got {action_dim}")
+    twist = command.twist if action_dim >= 6 else command.twist[:3]
+    if action_dim in (3, 6):
+        return twist.astype(np.float64)
     gripper = command.gripper if command.gripper is not None else 0.0
-    return np.concatenate([command.twist, [gripper]]).astype(np.float64)
+    return np.concatenate([twist, [gripper]]).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,8 @@ class FrankaEnv(gym.Env):
         self._object_position = object_position
         self.control_period_s = 1.0 / task.control_rate_hz
         self.binary_gripper = task.gripper_mode == "binary"
-        self.action_dim = 7 if self.binary_gripper else 6
+        self.controls_rotation = task.policy_controls_rotation
+        self.action_dim = env_action_dim(config)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.action_dim,), np.float32)
 
         image_names = tuple(task.observation.images)
@@ -134,7 +139,8 @@ class FrankaEnv(gym.Env):
         if action.shape != (self.action_dim,):
             raise ValueError(
                 f"action must have shape ({self.action_dim},) for task '{self.task.name}' "
-                f"(6-D end-effector delta{' + gripper' if self.binary_gripper else ''}), got shape {action.shape}"
+                f"({6 if self.controls_rotation else 3}-D end-effector delta{' + gripper' if self.binary_gripper else ''}), "
+                f"got shape {action.shape}"
             )
         bad = np.flatnonzero(~np.isfinite(action))
         if bad.size:
@@ -151,11 +157,14 @@ class FrankaEnv(gym.Env):
         # The delta is expressed in the end-effector frame (as a SpaceMouse held in the
         # hand would move it), so rotate it into the base frame here.
         target_position = position + rotation @ (clipped[:3] * scale.translation_m)
-        target_rotation = rotation @ matrix_from_rotvec(clipped[3:6] * scale.rotation_rad)
+        if self.controls_rotation:
+            target_rotation = rotation @ matrix_from_rotvec(clipped[3:6] * scale.rotation_rad)
+        else:
+            target_rotation = self._reset_rotation  # held, so it cannot drift
         status = self.backend.set_target(target_position, target_rotation)
 
         if self.binary_gripper:
-            command = clipped[6]
+            command = clipped[-1]
             if command >= GRIPPER_THRESHOLD:
                 self._gripper_closed = True
             elif command <= -GRIPPER_THRESHOLD:

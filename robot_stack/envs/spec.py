@@ -20,8 +20,10 @@ def state_dim(config: TaskConfig) -> int:
 
 
 def env_action_dim(config: TaskConfig) -> int:
-    """6-D end-effector twist, plus the gripper command for a binary gripper."""
-    return 7 if config.task.gripper_mode == "binary" else 6
+    """End-effector twist (6-D, or 3-D translation when the policy does not control the
+    rotation), plus the gripper command for a binary gripper."""
+    twist = 6 if config.task.policy_controls_rotation else 3
+    return twist + (1 if config.task.gripper_mode == "binary" else 0)
 
 
 def observation_spec(config: TaskConfig) -> dict[str, ArraySpec]:

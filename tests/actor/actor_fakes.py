@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
+
+from robot_stack.envs.franka_env import action_from_teleop
+from robot_stack.hardware.interfaces import TeleopCommand
 import torch
 
 from actor.process import ActorEnvironment
@@ -15,7 +18,7 @@ from robot_stack.envs.factory import SimEnv, make_sim_env
 class FakePolicy:
     """``act`` returns ``action_for(observation)`` (zeros by default); records loaded weights."""
 
-    def __init__(self, action_dim: int = 7, action_for=None):
+    def __init__(self, action_dim: int = 4, action_for=None):
         self.action_dim = action_dim
         self.action_for = action_for
         self.loaded: list[dict[str, torch.Tensor]] = []
@@ -49,8 +52,11 @@ class SimHolder:
         return ActorEnvironment(self.env(config), intervention=None)
 
     def expert_action(self, observation: dict) -> np.ndarray:
+        """The expert's action in the env's action layout (its twist may be translation only)."""
         state = self.sim.backend.read_state()
-        return self.sim.expert.act(state.tcp_position_m, state.tcp_rotation, state.gripper_width_m)
+        action = self.sim.expert.act(state.tcp_position_m, state.tcp_rotation, state.gripper_width_m)
+        command = TeleopCommand(twist=action[:6], gripper=float(action[6]) if action.shape[0] > 6 else None, intervening=True)
+        return action_from_teleop(command, self.sim.env.action_dim)
 
-    def expert_policy(self, action_dim: int = 7) -> FakePolicy:
+    def expert_policy(self, action_dim: int = 4) -> FakePolicy:
         return FakePolicy(action_dim, self.expert_action)

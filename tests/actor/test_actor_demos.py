@@ -34,21 +34,21 @@ def pick_cube_state_yaml_path() -> Path:
 def test_two_successful_episodes_load_back_as_one_batch_of_interventions(recorded) -> None:
     directory, demos = recorded
 
-    batch = load_demos(directory, STATE_SPEC, action_dim=7)
+    batch = load_demos(directory, STATE_SPEC, action_dim=4)
 
     assert len(demos.episodes) == 2 and demos_exist(directory)
-    assert batch["actions"].shape == (demos.transitions, 7)
+    assert batch["actions"].shape == (demos.transitions, 4)
     assert batch["interventions"].all()
     ends = np.flatnonzero(batch["terminated"] | batch["truncated"])
     assert ends.tolist() == [demos.episodes[0]["length"] - 1, demos.transitions - 1]
     assert batch["terminated"][ends].all() and batch["rewards"][ends].tolist() == [1.0, 1.0]
-    assert set(np.unique(batch["actions"][:, 6])) <= {-1.0, 0.0, 1.0}
+    assert set(np.unique(batch["actions"][:, -1])) <= {-1.0, 0.0, 1.0}
     assert batch["gripper_changed"].sum() >= 2  # each episode closes on the cube
 
 
 def test_observations_chain_within_each_episode(recorded) -> None:
     directory, demos = recorded
-    batch = load_demos(directory, STATE_SPEC, action_dim=7)
+    batch = load_demos(directory, STATE_SPEC, action_dim=4)
     first = demos.episodes[0]["length"]
 
     np.testing.assert_array_equal(batch["observations/state"][1:first], batch["next_observations/state"][: first - 1])
@@ -61,7 +61,7 @@ def test_the_description_names_task_specs_and_episodes(recorded) -> None:
 
     assert meta["task"] == "sim_pick_cube_state"
     assert meta["observation_spec"] == {"state": {"dtype": "<f4", "shape": [16]}}
-    assert meta["action_spec"] == {"actions": {"dtype": "<f4", "shape": [7]}}
+    assert meta["action_spec"] == {"actions": {"dtype": "<f4", "shape": [4]}}
     assert [e["file"] for e in meta["episodes"]] == ["episode_000.safetensors", "episode_001.safetensors"]
     assert meta["transitions"] == demos.transitions and meta["seed"] == 0 and meta["created"]
 
@@ -70,9 +70,9 @@ def test_a_spec_mismatch_names_the_file_and_the_key(recorded) -> None:
     directory, _ = recorded
 
     with pytest.raises(ValueError, match=r"episode_000\.safetensors: 'observations/state' is float32\[\d+, 16\]; expected float32\['N', 13\]"):
-        load_demos(directory, {"state": ArraySpec("<f4", (13,))}, action_dim=7)
+        load_demos(directory, {"state": ArraySpec("<f4", (13,))}, action_dim=4)
     with pytest.raises(ValueError, match=r"episode_000\.safetensors: keys do not match.*missing \['next_observations/images/front'"):
-        load_demos(directory, {**STATE_SPEC, "images/front": ArraySpec("|u1", (8, 8, 3))}, action_dim=7)
+        load_demos(directory, {**STATE_SPEC, "images/front": ArraySpec("|u1", (8, 8, 3))}, action_dim=4)
 
 
 def test_a_directory_without_a_description_holds_no_demos(tmp_path) -> None:
@@ -80,7 +80,7 @@ def test_a_directory_without_a_description_holds_no_demos(tmp_path) -> None:
 
     assert not demos_exist(tmp_path)
     with pytest.raises(FileNotFoundError, match="demos.json is missing"):
-        load_demos(tmp_path, STATE_SPEC, 7)
+        load_demos(tmp_path, STATE_SPEC, 4)
 
 
 def test_a_real_robot_config_is_refused_with_the_reason(pick_cube_state_yaml_path, tmp_path) -> None:

@@ -46,7 +46,7 @@ def test_a_policy_that_does_nothing_fails(config) -> None:
 
 def test_a_nan_action_is_held_and_counted_not_raised(config) -> None:
     short = config.model_copy(update={"task": config.task.model_copy(update={"max_episode_steps": 5})})
-    policy = FakePolicy(action_for=lambda observation: [float("nan")] * 7)
+    policy = FakePolicy(action_for=lambda observation: [float("nan")] * 4)
 
     report = evaluate_policy(short, policy, episodes=1, progress=False)
 

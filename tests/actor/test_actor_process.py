@@ -23,7 +23,7 @@ from robot_stack.config.schema import ActorConfig
 from robot_stack.transport import ArraySpec, Event, LearnerLink, LinkRefused, Stats
 
 STATE_SPEC = {"state": ArraySpec("<f4", (16,))}
-ACTION_SPEC = {"actions": ArraySpec("<f4", (7,))}
+ACTION_SPEC = {"actions": ArraySpec("<f4", (4,))}
 
 
 def free_ports(count: int) -> list[int]:
@@ -174,7 +174,7 @@ def test_without_a_learner_the_actor_keeps_stepping_and_stops_on_request(make_co
 def test_a_nan_action_is_held_and_counted(make_config) -> None:
     config = make_config(stop_timeout_s=0.1)
     calls = iter(range(10_000))
-    policy = FakePolicy(action_for=lambda obs: [math.nan] * 7 if next(calls) % 2 else [0.0] * 7)
+    policy = FakePolicy(action_for=lambda obs: [math.nan] * 4 if next(calls) % 2 else [0.0] * 4)
 
     summary = run_actor(config, "robot1", threading.Event(), policy_factory=lambda *spec: policy, max_env_steps=12)
 
@@ -211,7 +211,7 @@ def test_a_learner_that_refuses_the_actors_spec_stops_it_with_the_reason(make_co
 def test_the_real_policy_runs_in_the_actor_and_takes_the_learners_weights(make_config, tmp_path) -> None:
     policy_module = pytest.importorskip("robot_stack.policy")
     config = make_config(stop_timeout_s=1.0)
-    published = policy_module.Policy.build(config.agent, STATE_SPEC, 7, True)
+    published = policy_module.Policy.build(config.agent, STATE_SPEC, 4, True)
     learner = LearnerLink(config.session, task_id=config.task.name, observation_spec=STATE_SPEC, action_spec=ACTION_SPEC).start()
     learner.publish_weights(4, safetensors.torch.save(published.weights()))
     status_path = tmp_path / "status.json"

@@ -52,7 +52,7 @@ def test_steps_of_the_env_make_a_batch_with_continuity_gripper_changes_and_the_e
     buffer = TransitionBuffer()
     gripper_commands = [0.0, 0.2, 0.8, 0.9, 0.0, -0.7, -0.1]
     for command in gripper_commands:
-        action = np.array([0.0, 0.0, 0.2, 0.0, 0.0, 0.0, command])
+        action = np.array([0.0, 0.0, 0.2, command])
         next_observation, reward, terminated, truncated, info = env.step(action)
         buffer.add(
             make_transition(
@@ -67,9 +67,9 @@ def test_steps_of_the_env_make_a_batch_with_continuity_gripper_changes_and_the_e
     batch = buffer.take()
     observation_spec, action_spec = transition_spec(env)
     assert observation_spec == {"state": ArraySpec("<f4", (16,))}
-    assert action_spec == {"actions": ArraySpec("<f4", (7,))}
-    check_batch(batch, batch_spec(observation_spec, 7), where="env batch")
-    assert batch["actions"][:, 6].tolist() == [0.0, 0.0, 1.0, 1.0, 0.0, -1.0, 0.0]
+    assert action_spec == {"actions": ArraySpec("<f4", (4,))}
+    check_batch(batch, batch_spec(observation_spec, 4), where="env batch")
+    assert batch["actions"][:, -1].tolist() == [0.0, 0.0, 1.0, 1.0, 0.0, -1.0, 0.0]
     assert batch["gripper_changed"].tolist() == [False, False, True, False, False, True, False]
     np.testing.assert_array_equal(batch["observations/state"][1:], batch["next_observations/state"][:-1])
     assert len(buffer) == 0

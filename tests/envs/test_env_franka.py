@@ -6,15 +6,34 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from robot_stack.config import load_task_config
 from robot_stack.envs import NonFiniteActionError, make_env, make_sim_env
 from robot_stack.sim.tasks import GRIPPER_CLOSE
 
 
 @pytest.fixture
 def state_env(pick_cube_state_yaml):
-    sim = make_sim_env(pick_cube_state_yaml)
+    """The state-only pick-cube with the full 6-D twist + gripper action."""
+    config = load_task_config(pick_cube_state_yaml)
+    config = config.model_copy(update={"task": config.task.model_copy(update={"policy_controls_rotation": True})})
+    sim = make_sim_env(config)
     yield sim
     sim.env.close()
+
+
+def test_translation_only_task_holds_the_reset_orientation(pick_cube_state_yaml):
+    sim = make_sim_env(pick_cube_state_yaml)
+    env = sim.env
+    assert env.action_dim == 4 and env.action_space.shape == (4,)
+    env.reset(seed=0)
+    _, reset_rotation = env.reset_pose
+    for _ in range(5):
+        env.step(np.array([0.5, -0.5, -0.5, 0.0]))
+    state = sim.backend.read_state()
+    assert np.allclose(state.tcp_rotation, reset_rotation, atol=0.02)
+    with pytest.raises(ValueError, match=r"shape \(4,\).*3-D end-effector delta \+ gripper"):
+        env.step(np.zeros(7))
+    env.close()
 
 
 def test_env_checker_passes_on_the_image_task(pick_cube_yaml):

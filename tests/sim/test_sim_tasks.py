@@ -85,7 +85,7 @@ def test_scripted_expert_succeeds_in_95_percent_of_50_episodes(repo_root, task):
 
 def test_seeded_episodes_replay_exactly(pick_cube_state_yaml):
     sim = make_sim_env(pick_cube_state_yaml)
-    actions = np.random.default_rng(3).uniform(-1, 1, (15, 7))
+    actions = np.random.default_rng(3).uniform(-1, 1, (15, sim.env.action_dim))
 
     def rollout():
         obs, _ = sim.env.reset(seed=42)
@@ -103,7 +103,8 @@ def test_scripted_reset_lifts_releases_and_reaches_the_randomised_start(pick_cub
     env.reset(seed=5)
     for _ in range(40):  # grasp and lift the cube with the expert
         s = backend.read_state()
-        _, _, terminated, truncated, _ = env.step(sim.expert.act(s.tcp_position_m, s.tcp_rotation, s.gripper_width_m))
+        expert = sim.expert.act(s.tcp_position_m, s.tcp_rotation, s.gripper_width_m)
+        _, _, terminated, truncated, _ = env.step(expert[[0, 1, 2, 6]])  # the task controls translation + gripper
         if terminated or truncated:
             break
     assert backend.read_state().gripper_width_m < 0.05  # holding the cube

@@ -1,0 +1,151 @@
+"""The learner process: trains on what an actor sends, publishes weights, checkpoints,
+resumes, and survives a checkpoint dir with broken contents."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from learner.process import Learner
+from robot_stack.config import load_task_config
+from robot_stack.data.checkpoints import CheckpointStore
+from robot_stack.envs.spec import action_spec, observation_spec
+from robot_stack.session import with_fields
+from robot_stack.transport import ActorLink
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture
+def config(pick_cube_state_yaml, tmp_path):
+    transitions, weights = free_ports(2)
+    config = load_task_config(pick_cube_state_yaml)
+    config = with_fields(config, "session", transitions_port=transitions, weights_port=weights,
+                         checkpoint_dir=tmp_path / "checkpoints", log_dir=tmp_path / "logs")
+    config = with_fields(config, "session.transport", outbox_dir=tmp_path / "outbox", heartbeat_interval_s=0.1,
+                         handshake_timeout_s=0.5, peer_timeout_s=2.0)
+    config = with_fields(config, "agent", batch_size=16, hidden_dims=(32, 32))
+    return with_fields(config, "training", min_online_transitions=20, publish_every_updates=5, publish_every_s=0.2,
+                       checkpoint_every_s=3600, log_every_updates=5, torch_threads=1,
+                       min_policy_only_episodes=3)
+
+
+def episode_arrays(length: int, rng: np.random.Generator, success: bool = True) -> dict[str, np.ndarray]:
+    """One synthetic episode in the transition format: observations chain into each other."""
+    states = rng.normal(size=(length + 1, 16)).astype(np.float32)
+    actions = rng.uniform(-1, 1, size=(length, 4)).astype(np.float32)
+    actions[:, -1] = rng.choice([-1.0, 0.0, 1.0], size=length)
+    terminated = np.zeros(length, bool)
+    terminated[-1] = success
+    truncated = np.zeros(length, bool)
+    truncated[-1] = not success
+    rewards = terminated.astype(np.float32)
+    return {
+        "observations/state": states[:-1], "next_observations/state": states[1:], "actions": actions,
+        "rewards": rewards, "terminated": terminated, "truncated": truncated,
+        "interventions": np.zeros(length, bool), "gripper_changed": np.zeros(length, bool),
+    }
+
+
+def run_in_thread(learner: Learner):
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=learner.run, args=(stop,), kwargs={"ready": ready}, daemon=True)
+    thread.start()
+    assert ready.wait(20), "the learner did not start"
+    return stop, thread
+
+
+def stream(config, episodes: int, seed: int = 0, actor_id: str = "a0") -> ActorLink:
+    link = ActorLink(config.session, actor_id, config.task.name, observation_spec(config), action_spec(config)).start()
+    assert link.wait_connected(10)
+    rng = np.random.default_rng(seed)
+    for index in range(episodes):
+        arrays = episode_arrays(10, rng)
+        link.send(arrays)
+        link.send_event("episode_end", {"episode": index, "success": 1, "intervened": 0, "intervention_steps": 0,
+                                        "length": 10, "return": 1.0, "weights_version": -1})
+    return link
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_learner_trains_publishes_and_checkpoints_what_an_actor_sends(config):
+    learner = Learner(config)
+    learner.resume_or_start()
+    stop, thread = run_in_thread(learner)
+    link = stream(config, episodes=5)
+    try:
+        wait_for(lambda: learner.counters.updates >= 50, 60, "50 updates (UTD 1 on 50 transitions)")
+        wait_for(lambda: link.latest_weights() is not None, 10, "weights at the actor")
+        assert learner.counters.env_steps == 50 and learner.counters.episodes == 5
+        assert learner.success_rate() == 1.0
+    finally:
+        stop.set()
+        thread.join(30)
+        link.close()
+    assert not thread.is_alive()
+    checkpoints = CheckpointStore(config.session.checkpoint_dir).complete()
+    assert checkpoints and checkpoints[-1].meta["counters"]["env_steps"] == 50
+    assert (checkpoints[-1].path / "policy.safetensors").stat().st_size > 0
+    assert (config.session.log_dir / "train.csv").read_text().startswith("step,")
+    assert "status.json" in {p.name for p in config.session.log_dir.iterdir()}
+
+
+def test_learner_resumes_counters_buffers_and_stream_positions(config):
+    first = Learner(config)
+    first.resume_or_start()
+    stop, thread = run_in_thread(first)
+    link = stream(config, episodes=3)
+    wait_for(lambda: first.counters.env_steps == 30, 30, "30 transitions")
+    stop.set()
+    thread.join(30)
+    link.close()
+    updates = first.counters.updates
+
+    second = Learner(config)
+    second.resume_or_start()
+    assert second.resumed_from is not None
+    assert second.counters.env_steps == 30 and second.counters.updates == updates and second.counters.episodes == 3
+    assert len(second.replay.online) == 30
+    assert set(second.link_state) == set(first.link_state) and list(second.link_state.values()) == [2]
+
+
+def test_a_broken_newest_checkpoint_falls_back_to_the_previous_one(config):
+    learner = Learner(config)
+    learner.resume_or_start()
+    learner.save_checkpoint(None)
+    learner.counters.env_steps = 999
+    newest = learner.save_checkpoint(None)
+    (newest.path / "agent.pt").write_bytes(b"not a checkpoint")
+    resumed = Learner(config)
+    resumed.resume_or_start()
+    assert resumed.resumed_from is not None and resumed.resumed_from.index == newest.index - 1
+    assert resumed.counters.env_steps == 0
+
+
+def test_junk_in_the_checkpoint_dir_does_not_stop_a_fresh_start(config):
+    directory = config.session.checkpoint_dir
+    directory.mkdir(parents=True)
+    (directory / "notes.txt").write_text("hello")
+    (directory / "ckpt-000003").mkdir()  # cut short before its completion marker
+    learner = Learner(config)
+    learner.resume_or_start()
+    assert learner.resumed_from is None
+    assert learner.save_checkpoint(None).index == 4
