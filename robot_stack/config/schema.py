@@ -190,12 +190,12 @@ class ScriptedInterventionConfig(StrictModel):
     as the session goes on, and then drives for a burst of steps, as a human would."""
 
     stray_threshold: float = Field(
-        0.8, gt=0.0, le=4.0, description="Distance (action units, translation part) between the policy's and the expert's action that counts as straying."
+        1.2, gt=0.0, le=4.0, description="Distance (action units, translation part) between the policy's and the expert's action that counts as straying."
     )
-    stray_steps: int = Field(3, ge=1, le=100, description="Consecutive strayed steps before the operator may step in.")
+    stray_steps: int = Field(5, ge=1, le=100, description="Consecutive strayed steps before the operator may step in.")
     initial_rate: float = Field(0.5, ge=0.0, le=1.0, description="Probability of stepping in once the policy strayed, at the session start.")
     final_rate: float = Field(0.02, ge=0.0, le=1.0, description="The probability it decays towards.")
-    decay_env_steps: float = Field(4000.0, gt=0.0, description="e-folding time of the decay, in env steps.")
+    decay_env_steps: float = Field(3000.0, gt=0.0, description="e-folding time of the decay, in env steps.")
     burst_steps: int = Field(10, ge=1, le=1000, description="Steps the operator drives once it stepped in.")
     max_fraction: float = Field(1.0, ge=0.0, le=1.0, description="Cap on the fraction of an episode's steps under intervention.")
 

@@ -1,0 +1,172 @@
+"""Learner and actor speed on this machine: learner updates/s (state-based and pixel-based
+batches), policy inference latency, and the actor loop's jitter at the 10 Hz control rate.
+
+  learner    one learner step = critic_actor_ratio (2) critic updates on their own batches,
+             one actor and temperature update, one grasp-critic update (as HIL-SERL).
+             State: sim_pick_cube_state (16-D state, 3-D twist + gripper), batch 256.
+             Pixels: sim_pick_cube (two 128x128 cameras + 13-D state), frozen ResNet-10,
+             batch 256 (and a smaller batch, since one step takes seconds on a CPU).
+             Batches are sampled from a filled replay buffer, as in the learner.
+             Baseline in the same run: the same state-based step with torch's default
+             threads vs one thread.
+  inference  Policy.act (stochastic, as the actor runs it) on one observation, 1 thread.
+  actor      the real actor loop (sim pick-cube, state-based, no learner) rate-locked at the
+             task's 10 Hz for --actor-seconds: period jitter p50/p99 and overruns.
+
+    python benchmarks/bench_learner.py [--quick] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from robot_stack.config import load_task_config  # noqa: E402
+from robot_stack.envs.spec import env_action_dim, observation_spec  # noqa: E402
+
+STATE_TASK = REPO / "hardware_configs/tasks/sim_pick_cube_state.yaml"
+PIXEL_TASK = REPO / "hardware_configs/tasks/sim_pick_cube.yaml"
+
+
+def filled_replay(config, transitions: int, rng: np.random.Generator):
+    from learner.replay import ReplayBuffer
+
+    spec = observation_spec(config)
+    action_dim = env_action_dim(config)
+    replay = ReplayBuffer(spec, action_dim, transitions)
+    episode = 100
+    for start in range(0, transitions, episode):
+        n = min(episode, transitions - start)
+        arrays = {}
+        for prefix in ("observations/", "next_observations/"):
+            for key, item in spec.items():
+                shape = (n, *item.shape)
+                arrays[prefix + key] = (rng.integers(0, 255, shape, dtype=np.uint8) if item.dtype == "|u1"
+                                        else rng.normal(size=shape).astype(np.float32))
+        actions = rng.uniform(-1, 1, (n, action_dim)).astype(np.float32)
+        actions[:, -1] = rng.choice([-1.0, 0.0, 1.0], n)
+        done = np.zeros(n, bool)
+        done[-1] = True
+        arrays.update(actions=actions, rewards=done.astype(np.float32), terminated=done, truncated=np.zeros(n, bool),
+                      interventions=np.zeros(n, bool), gripper_changed=np.zeros(n, bool))
+        replay.add(arrays, stream="bench")
+    return replay
+
+
+def learner_steps_per_s(config, batch_size: int, steps: int, warmup: int, device: str, threads: int | None) -> float:
+    from learner.sac import SACAgent
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    replay = filled_replay(config, 2_000, rng)
+    agent = SACAgent.create(config.agent, observation_spec(config), env_action_dim(config), True,
+                            discount=config.task.discount, device=device, seed=0)
+    ratio = config.agent.critic_actor_ratio
+
+    def step():
+        agent.update([replay.sample(batch_size, rng).to(device) for _ in range(ratio)])
+
+    for _ in range(warmup):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return steps / (time.perf_counter() - start)
+
+
+def inference_ms(config, repeats: int) -> tuple[float, float]:
+    from robot_stack.envs import make_env
+    from robot_stack.policy import Policy
+
+    torch.set_num_threads(1)
+    env = make_env(config)
+    observation, _ = env.reset(seed=0)
+    policy = Policy.build(config.agent, observation_spec(config), env.action_dim, env.binary_gripper)
+    rng = np.random.default_rng(0)
+    times = []
+    for index in range(repeats + 5):
+        start = time.perf_counter()
+        policy.act(observation, deterministic=False, rng=rng)
+        if index >= 5:
+            times.append((time.perf_counter() - start) * 1e3)
+    env.close()
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def actor_jitter(seconds: float):
+    from actor.process import run_actor
+    from robot_stack.session import with_fields
+    import tempfile
+
+    config = load_task_config(STATE_TASK)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = with_fields(config, "actor", rate_locked=True, stats_every_s=seconds * 2)
+        config = with_fields(config, "session", transitions_port=_free_port(), weights_port=_free_port())
+        config = with_fields(config, "session.transport", outbox_dir=Path(tmp) / "outbox", durable_outbox=False)
+        steps = int(seconds * config.task.control_rate_hz)
+        summary = run_actor(config, "bench", threading.Event(), max_env_steps=steps, seed=0)
+    return summary
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--actor-seconds", type=float, default=None)
+    args = parser.parse_args()
+    state = load_task_config(STATE_TASK)
+    pixel = load_task_config(PIXEL_TASK)
+    steps = 20 if args.quick else 100
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads by default")
+
+    default_threads = torch.get_num_threads()
+    rows = []
+    one = learner_steps_per_s(state, 256, steps, 3, args.device, 1)
+    rows.append(("learner, state, batch 256, 1 thread", f"{one:.1f} steps/s"))
+    full = learner_steps_per_s(state, 256, steps, 3, args.device, default_threads)
+    rows.append((f"learner, state, batch 256, {default_threads} threads", f"{full:.1f} steps/s ({full / one:.2f}x one thread)"))
+    pixel_batches = (32,) if args.quick and args.device == "cpu" else (32, 256)
+    for batch in pixel_batches:
+        pixel_steps = 2 if args.device == "cpu" else 50
+        rate = learner_steps_per_s(pixel, batch, pixel_steps, 1, args.device, default_threads)
+        rows.append((f"learner, pixels (2 x 128x128, frozen ResNet-10), batch {batch}", f"{rate:.3f} steps/s ({1 / rate:.2f} s/step)"))
+    for name, config in (("state", state), ("pixels", pixel)):
+        p50, p99 = inference_ms(config, 50 if args.quick else 200)
+        rows.append((f"policy inference, {name}, 1 thread", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"))
+    seconds = args.actor_seconds or (10.0 if args.quick else 30.0)
+    summary = actor_jitter(seconds)
+    timing = summary.timing
+    rows.append((f"actor loop at 10 Hz, state pick-cube, {timing.steps} steps",
+                 f"jitter p50 {timing.jitter_p50_ms:.2f} ms, p99 {timing.jitter_p99_ms:.2f} ms, max {timing.jitter_max_ms:.2f} ms, "
+                 f"{timing.overruns} overruns, {timing.loop_hz:.2f} Hz"))
+    width = max(len(name) for name, _ in rows)
+    print()
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
