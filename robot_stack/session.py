@@ -199,6 +199,10 @@ def _progress_text(status: dict[str, Any]) -> str:
     )
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run_session(
     task_file: Path,
     run_dir: Optional[Path] = None,
@@ -237,6 +241,10 @@ def run_session(
         print(f"recording {training.demo_episodes} demos with the {config.teleop.kind} teleoperator into {paths.demos}")
         _run_step(["record-demos", str(paths.config_file), "--episodes", str(training.demo_episodes), "--out", str(paths.demos)], "recording demos")
 
+    # Ctrl-C or a plain `kill` stops the session the same clean way (also when it was started
+    # in the background, where SIGINT starts out ignored).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     status_path = paths.logs / STATUS_FILE
     status_path.unlink(missing_ok=True)
     started = time.monotonic()
@@ -267,9 +275,9 @@ def run_session(
                 if not child.alive():
                     raise RuntimeError(f"the {child.name} exited unexpectedly (code {child.process.returncode}); last lines of {child.log_path}:\n{child.tail()}")
             reason = stop_reason(status, training, started)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         interrupted = True
-        reason = "interrupted (Ctrl-C)"
+        reason = f"interrupted ({stop.args[0] if stop.args else 'SIGINT'})"
     finally:
         if bar is not None:
             bar.close()
