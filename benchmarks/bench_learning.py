@@ -167,7 +167,9 @@ def plot(results: dict[str, dict], png: Path, target: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", default=["ours", "ablation", "sb3"], choices=["ours", "ablation", "sb3"])
+    parser.add_argument("--runs", nargs="*", default=["ours", "ablation", "sb3"], choices=["ours", "ablation", "sb3"])
+    parser.add_argument("--merge", nargs="*", type=Path, default=[],
+                        help="out dirs of earlier runs (e.g. run in parallel) whose results join this table and plot")
     parser.add_argument("--task", type=Path, default=REPO / "hardware_configs/tasks/sim_pick_cube_state.yaml")
     parser.add_argument("--max-env-steps", type=int, default=20_000)
     parser.add_argument("--target", type=float, default=0.9)
@@ -177,9 +179,9 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {}
     previous = args.out / "results.json"
-    if previous.exists():  # runs made earlier (e.g. --runs sb3 alone) join the plot
-        for row in json.loads(previous.read_text()).get("summaries", {}).items():
-            results[row[0]] = row[1]
+    for earlier in [previous, *(directory / "results.json" for directory in args.merge)]:
+        if earlier.exists():  # runs made earlier (e.g. --runs sb3 alone) join the plot
+            results.update(json.loads(earlier.read_text()).get("summaries", {}))
     for name in args.runs:
         print(f"== {name}", flush=True)
         if name == "sb3":
