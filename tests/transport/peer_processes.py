@@ -98,7 +98,10 @@ def run_actor(args: argparse.Namespace) -> int:
                 "action": np.zeros((1, 7), dtype=np.float32),
             }
         )
-        progress.write_text(str(step + 1))
+        # Replaced in one rename: the test reads it meanwhile and must never see it empty.
+        partial = progress.with_suffix(".tmp")
+        partial.write_text(str(step + 1))
+        partial.replace(progress)
         next_tick += period
         time.sleep(max(0.0, next_tick - time.monotonic()))
     committed = link.wait_committed(seq, timeout_s=args.commit_timeout_s)
