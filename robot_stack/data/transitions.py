@@ -25,8 +25,9 @@ FLAG_KEYS = ("terminated", "truncated", "interventions", "gripper_changed")
 
 
 def flatten_observation(observation: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Env observation -> flat keys: "state" and "images/<camera>"."""
-    flat = {"state": np.asarray(observation["state"], dtype=np.float32)}
+    """Env observation -> flat keys: "state" and "images/<camera>" (flat keys pass through)."""
+    flat = {key: np.asarray(value, dtype=np.uint8) for key, value in observation.items() if key.startswith("images/")}
+    flat["state"] = np.asarray(observation["state"], dtype=np.float32)
     for camera, image in observation.get("images", {}).items():
         flat[f"images/{camera}"] = np.asarray(image, dtype=np.uint8)
     return flat

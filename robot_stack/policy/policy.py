@@ -17,17 +17,9 @@ import numpy as np
 import torch
 
 from robot_stack.config.schema import AgentConfig
+from robot_stack.data.transitions import flatten_observation
 from robot_stack.policy.actor import GRIPPER_COMMANDS, ActionLayout, PolicyNetworks
-from robot_stack.policy.encoders import IMAGE_PREFIX
 from robot_stack.policy.weights import cpu_weights, load_weights_strict
-
-
-def flatten_observation(observation: Mapping[str, Any]) -> dict[str, Any]:
-    """{"images": {cam: img}, "state": s} -> {"images/cam": img, "state": s}; flat keys pass through."""
-    flat = {key: value for key, value in observation.items() if key != "images"}
-    for camera, image in observation.get("images", {}).items():
-        flat[IMAGE_PREFIX + camera] = image
-    return flat
 
 
 class Policy:
