@@ -3,7 +3,8 @@
 # rendering, a virtual environment, the CPU build of PyTorch, then the project.
 # Idempotent: re-running only does what is missing.
 #
-#   scripts/setup.sh [EXTRAS]     EXTRAS defaults to "dev" (e.g. "dev,franka")
+#   scripts/setup.sh [EXTRAS]     EXTRAS defaults to "dev" (e.g. "dev,ros,franka"); with "ros" it
+#                                 also builds ros_ws (scripts/build_ros.sh)
 #
 # Environment: PYTHON (interpreter for the venv, default python3), VENV (default .venv).
 set -euo pipefail
@@ -58,7 +59,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# 5. Offscreen rendering works (catches a missing EGL library now, not mid-session).
+# 5. The ROS 2 workspace (interfaces and nodes), when ROS 2 came with the "ros" extra.
+case ",$extras," in
+  *,ros,*) VENV="$venv" scripts/build_ros.sh ;;
+esac
+
+# 6. Offscreen rendering works (catches a missing EGL library now, not mid-session).
 MUJOCO_GL="${MUJOCO_GL:-egl}" "$venv/bin/python" - <<'PY'
 import mujoco
 model = mujoco.MjModel.from_xml_string("<mujoco><worldbody><geom size='1'/></worldbody></mujoco>")

@@ -555,6 +555,31 @@ class TrainingConfig(StrictModel):
 # --------------------------------------------------------------------------- task file
 
 
+class RosConfig(StrictModel):
+    """How the ROS 2 nodes of a task session run (ros_ws/src/robot_stack_ros)."""
+
+    state_publish_rate_hz: float = Field(
+        100.0, ge=50.0, le=1000.0,
+        description="Controller state topics (joint states, TCP pose, twist, wrench) per second; the impedance "
+        "law runs at robot.control_rate_hz between them.",
+    )
+    service_timeout_s: float = Field(2.0, gt=0.0, le=60.0, description="A success query or joint move that takes longer fails.")
+    reset_timeout_s: float = Field(60.0, gt=0.0, le=600.0, description="A reset (scripted or human) that takes longer fails.")
+    wait_for_nodes_s: float = Field(
+        30.0, gt=0.0, le=600.0, description="How long a node waits at start for the topics and services it needs."
+    )
+    observation_lead_s: float = Field(
+        0.01, ge=0.0, le=0.05,
+        description="The actor reads its observation this long before the next control tick, leaving that much "
+        "time for inference and the transition.",
+    )
+    state_timeout_s: float = Field(
+        0.5, gt=0.0, le=5.0,
+        description="Controller state older than this is waited for (as long again) and then refused: the "
+        "actor stops rather than act on a stale robot.",
+    )
+
+
 class TaskConfig(StrictModel):
     """A resolved task file: the robot, cameras, teleop device and session it names,
     with the task file's overrides applied."""
@@ -567,6 +592,7 @@ class TaskConfig(StrictModel):
     agent: AgentConfig = AgentConfig()
     training: TrainingConfig = TrainingConfig()
     actor: ActorConfig = ActorConfig()
+    ros: RosConfig = RosConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskConfig":
