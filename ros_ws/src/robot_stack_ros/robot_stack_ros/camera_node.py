@@ -17,10 +17,9 @@ import math
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from robot_stack.config import ConfigError
 
 from robot_stack_ros.clients import MirrorFeed, PeerTimeout
-from robot_stack_ros.common import SENSOR_QOS, Topics, load_config, run_node
+from robot_stack_ros.common import NodeConfigError, SENSOR_QOS, Topics, load_config, run_node
 from robot_stack_ros.convert import image_msg
 
 
@@ -36,10 +35,10 @@ class CameraNode(Node):
             names = list(c.task.observation.images) or list(c.cameras.cameras)
         unknown = [n for n in names if n not in c.cameras.cameras]
         if unknown:
-            raise ConfigError(f"camera(s) {unknown} are not in the cameras file (it has {sorted(c.cameras.cameras)})")
+            raise NodeConfigError(f"camera(s) {unknown} are not in the cameras file (it has {sorted(c.cameras.cameras)})")
         self.names = tuple(names)
         if c.robot.backend != "sim":
-            raise ConfigError(
+            raise NodeConfigError(
                 "real cameras need the RealSense backend, which this build does not include yet; run a simulated task"
             )
         from robot_stack.sim.cameras import SimCameras
@@ -101,7 +100,8 @@ class CameraNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(CameraNode, threads=2, args=args)
+    # One thread: the renderers' OpenGL contexts belong to the thread that made them.
+    return run_node(CameraNode, threads=1, args=args)
 
 
 if __name__ == "__main__":

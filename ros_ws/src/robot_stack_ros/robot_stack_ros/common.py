@@ -32,6 +32,10 @@ WORLD_QOS = QoSProfile(
 )
 
 
+class NodeConfigError(ValueError):
+    """A node cannot run with what it was given (a missing task file, a task it cannot serve)."""
+
+
 class Topics:
     """Names, relative to the nodes' namespace (a launch file may put a cell under one)."""
 
@@ -75,7 +79,7 @@ def resolve_config_path(value: str) -> Path:
     """A task file named absolutely, relative to the working directory, or relative to the
     package's share directory (where `hardware_configs/` is installed)."""
     if not value:
-        raise ConfigError("parameter 'config' is required: the task YAML, e.g. config:=hardware_configs/tasks/sim_pick_cube_state.yaml")
+        raise NodeConfigError("parameter 'config' is required: the task YAML, e.g. config:=hardware_configs/tasks/sim_pick_cube_state.yaml")
     path = Path(value).expanduser()
     candidates = [path] if path.is_absolute() else [Path.cwd() / path]
     share = share_dir()
@@ -84,7 +88,7 @@ def resolve_config_path(value: str) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
-    raise ConfigError(f"task file '{value}' not found (looked in: {', '.join(str(c) for c in candidates)})")
+    raise NodeConfigError(f"task file '{value}' not found (looked in: {', '.join(str(c) for c in candidates)})")
 
 
 def load_config(node: Node) -> TaskConfig:
@@ -139,7 +143,7 @@ def run_node(
             spinner.join(2.0)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ConfigError as error:
+    except (ConfigError, NodeConfigError) as error:
         print(f"[{os.path.basename(sys.argv[0])}] configuration error: {error}", file=sys.stderr)
         code = 2
     except Exception:

@@ -15,11 +15,10 @@ import threading
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
-from robot_stack.config import ConfigError
 from robot_stack_interfaces.srv import ClassifySuccess
 
 from robot_stack_ros.clients import MirrorFeed
-from robot_stack_ros.common import Topics, load_config, run_node, stamp_seconds
+from robot_stack_ros.common import NodeConfigError, Topics, load_config, run_node, stamp_seconds
 from robot_stack_ros.convert import time_msg
 
 
@@ -29,7 +28,7 @@ class RewardNode(Node):
         self.config = load_config(self)
         source = self.config.task.reward.source
         if source != "sim_ground_truth":
-            raise ConfigError(
+            raise NodeConfigError(
                 f"task '{self.config.task.name}' asks for reward source '{source}'; this build's reward service "
                 "provides 'sim_ground_truth' (simulated tasks)"
             )

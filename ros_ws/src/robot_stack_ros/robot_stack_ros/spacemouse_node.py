@@ -17,10 +17,9 @@ from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Joy
 
-from robot_stack.config import ConfigError
 
 from robot_stack_ros.clients import MirrorFeed, PeerTimeout
-from robot_stack_ros.common import COMMAND_QOS, Topics, load_config, run_node
+from robot_stack_ros.common import NodeConfigError, COMMAND_QOS, Topics, load_config, run_node
 
 
 class SpaceMouseNode(Node):
@@ -32,18 +31,18 @@ class SpaceMouseNode(Node):
         self.feed = None
         if teleop.kind == "scripted":
             if self.config.robot.backend != "sim":
-                raise ConfigError("teleop kind 'scripted' needs a simulated robot")
+                raise NodeConfigError("teleop kind 'scripted' needs a simulated robot")
             from robot_stack.sim.teleop import ScriptedTeleop
 
             self.feed = MirrorFeed(self, self.config)
             self.device = ScriptedTeleop(self.feed.mirror.expert, self.feed.mirror, teleop, np.random.default_rng())
         elif teleop.kind == "spacemouse":
-            raise ConfigError(
+            raise NodeConfigError(
                 "teleop kind 'spacemouse' needs the SpaceMouse driver, which this build does not include yet; "
                 "use teleop kind 'scripted' in simulation"
             )
         else:
-            raise ConfigError("the task's teleop kind is 'none': there is no device to publish")
+            raise NodeConfigError("the task's teleop kind is 'none': there is no device to publish")
         self.pub_twist = self.create_publisher(TwistStamped, Topics.SPACEMOUSE_TWIST, COMMAND_QOS)
         self.pub_joy = self.create_publisher(Joy, Topics.SPACEMOUSE_JOY, COMMAND_QOS)
         self.readings = 0
