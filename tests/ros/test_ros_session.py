@@ -37,12 +37,20 @@ def test_simulated_session_over_ros_nodes_reaches_the_learner(ros_env, tmp_path)
     nodes = [NodeProcess(name, params, ros_env, tmp_path) for name in ("controller", "reward", "reset")]
     nodes.append(NodeProcess("actor", {**params, "run_dir": str(tmp_path)}, ros_env, tmp_path))
     episodes_csv = paths.logs / "episodes.csv"
+    status_json = paths.logs / "status.json"
+
+    def learner_has_three_episodes():
+        if not (episodes_csv.exists() and status_json.exists()):
+            return False
+        try:
+            transitions = json.loads(status_json.read_text())["online_transitions"]
+        except (ValueError, KeyError):
+            return False
+        return len(read_episodes(episodes_csv)) >= 3 and transitions >= 60
+
     codes = {}
     try:
-        wait_for(
-            lambda: episodes_csv.exists() and len(read_episodes(episodes_csv)) >= 3,
-            150, "3 episodes at the learner", nodes,
-        )
+        wait_for(learner_has_three_episodes, 150, "3 episodes and their transitions at the learner", nodes)
     finally:
         for node in reversed(nodes):
             try:
