@@ -25,17 +25,11 @@ from rclpy.node import Node
 from actor.intervention import HumanIntervention, ScriptedIntervention
 from actor.process import ActorEnvironment, run_actor
 from robot_stack.envs.franka_env import FrankaEnv
+from robot_stack.session import with_fields as _with
 from robot_stack_interfaces.msg import EpisodeEvent, InterventionEvent
 
 from robot_stack_ros.clients import STOPPING, MirrorFeed, StopRequested, RosCameras, RosReset, RosRobotBackend, RosSuccess, RosTeleop, StateCache
 from robot_stack_ros.common import COMMAND_QOS, Topics, load_config, run_node
-
-
-def _with(model, path: str, **fields):
-    head, _, rest = path.partition(".")
-    if not path:
-        return model.model_copy(update=fields)
-    return model.model_copy(update={head: _with(getattr(model, head), rest, **fields)})
 
 
 class ActorNode(Node):
