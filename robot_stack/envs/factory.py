@@ -63,19 +63,23 @@ def make_sim_env(config: TaskConfig | str | Path, render_mode: str | None = None
             f"task '{config.task.name}' uses robot backend '{config.robot.backend}'; "
             "a simulated env needs backend 'sim' and a task 'sim' section"
         )
-    if config.task.reward.source != "sim_ground_truth":
-        raise ValueError(
-            f"task '{config.task.name}' asks for reward source '{config.task.reward.source}'; "
-            "this build's simulated env provides 'sim_ground_truth' only"
-        )
     world = SimWorld(config.robot, config.task.sim)
     backend = SimFrankaBackend(world, safety_box_from_config(config))
     scene = make_task_scene(world, config.task)
     expert = make_expert(scene, config.task)
+    ground_truth = GroundTruthSuccess(scene)
+    success_source, reward_cameras = ground_truth, ()
+    if config.task.reward.source != "sim_ground_truth":
+        # A learned detector gives the reward, as on a real robot; the simulator's own
+        # answer rides along as the true_success metric (for evaluation only).
+        from robot_stack.reward.detector import LearnedSuccess, SuccessDetector
+
+        success_source = LearnedSuccess(SuccessDetector.from_task(config), ground_truth=ground_truth)
+        reward_cameras = success_source.cameras
     cameras = None
     names = tuple(config.task.observation.images)
-    if names or render_mode == "rgb_array":
-        names = names or tuple(config.cameras.cameras)
+    if names or reward_cameras or render_mode == "rgb_array":
+        names = tuple(dict.fromkeys(names + reward_cameras)) or tuple(config.cameras.cameras)
         cameras = SimCameras(world, config.cameras.cameras, names)
     reset = ScriptedReset(config.task.reset, np.array(config.robot.home_joint_positions_rad), config.robot.gripper.max_width_m)
     held_width = config.robot.gripper.min_width_m if config.task.gripper_mode == "fixed_closed" else None
@@ -94,8 +98,8 @@ def make_sim_env(config: TaskConfig | str | Path, render_mode: str | None = None
         return outcome.position_m, outcome.rotation
 
     env = FrankaEnv(
-        config, backend, cameras, GroundTruthSuccess(scene), reset_routine,
-        render_mode=render_mode, object_position=scene.object_position,
+        config, backend, cameras, success_source, reset_routine,
+        render_mode=render_mode, object_position=scene.object_position, reward_cameras=reward_cameras,
     )
     return SimEnv(env=env, world=world, backend=backend, scene=scene, expert=expert)
 

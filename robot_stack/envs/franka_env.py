@@ -75,6 +75,7 @@ class FrankaEnv(gym.Env):
         render_mode: str | None = None,
         on_close: Callable[[], None] | None = None,
         object_position: Callable[[], np.ndarray] | None = None,
+        reward_cameras: tuple[str, ...] = (),
     ):
         task = config.task
         self.config = config
@@ -101,6 +102,13 @@ class FrankaEnv(gym.Env):
         if image_names and cameras is None:
             raise ValueError(f"task observes images {image_names} but no cameras were given to the env")
         self.image_names = image_names
+        # Cameras the success source looks at besides the observed ones (a learned reward
+        # model on a state-based task): read every step, never put in the observation.
+        self.reward_cameras = tuple(reward_cameras)
+        if self.reward_cameras and cameras is None:
+            raise ValueError(f"the reward model looks at cameras {self.reward_cameras} but no cameras were given to the env")
+        self._read_cameras = bool(image_names or self.reward_cameras)
+        self._reward_images: dict[str, np.ndarray] = {}
         image_spaces = {
             name: gym.spaces.Box(0, 255, (*config.cameras.cameras[name].output_size_hw, 3), np.uint8)
             for name in image_names
@@ -129,7 +137,7 @@ class FrankaEnv(gym.Env):
         self._needs_reset = False
         state = self.backend.read_state()
         observation = self._observe(state)
-        reading = self.success_source.evaluate(observation, state)
+        reading = self.success_source.evaluate(self._success_view(observation), state)
         return observation, {"success": reading.success, **reading.metrics}
 
     def step(self, action):
@@ -177,7 +185,7 @@ class FrankaEnv(gym.Env):
 
         state = self.backend.read_state()
         observation = self._observe(state)
-        reading = self.success_source.evaluate(observation, state)
+        reading = self.success_source.evaluate(self._success_view(observation), state)
         reward = 1.0 if reading.success else 0.0
         terminated = bool(reading.success and self.task.reward.terminate_on_success)
         truncated = bool(not terminated and self._steps >= self.task.max_episode_steps)
@@ -221,11 +229,22 @@ class FrankaEnv(gym.Env):
     def _observe(self, state: RobotState) -> dict[str, Any]:
         observation: dict[str, Any] = {"state": self._state_vector(state)}
         self._last_images = {}
-        if self.image_names:
+        self._reward_images = {}
+        if self._read_cameras:
             frames = self.cameras.read()
-            self._last_images = {name: frames.images[name] for name in self.image_names}
-            observation = {"images": self._last_images, **observation}
+            self._reward_images = {name: frames.images[name] for name in self.reward_cameras}
+            if self.image_names:
+                self._last_images = {name: frames.images[name] for name in self.image_names}
+                observation = {"images": self._last_images, **observation}
+            else:
+                self._last_images = dict(frames.images)
         return observation
+
+    def _success_view(self, observation: dict[str, Any]) -> dict[str, Any]:
+        """What the success source is shown: the observation, plus the reward cameras' images."""
+        if not self._reward_images:
+            return observation
+        return {**observation, "images": {**observation.get("images", {}), **self._reward_images}}
 
     def _state_vector(self, state: RobotState) -> np.ndarray:
         # Relative to the reset pose and in its frame: the policy sees the same numbers
