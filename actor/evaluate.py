@@ -103,7 +103,9 @@ def evaluate_policy(
                 length += 1
                 episode_return += float(reward)
                 done = terminated or truncated
-            report.episodes.append(EpisodeOutcome(index, seed + index, bool(info["success"]), length, episode_return))
+            # Success as the simulator sees it where a learned detector gave the reward.
+            success = bool(info.get("true_success", info["success"]))
+            report.episodes.append(EpisodeOutcome(index, seed + index, success, length, episode_return))
             bar.set_postfix(success=f"{report.success_rate:.0%}")
     finally:
         bar.close()

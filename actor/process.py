@@ -243,6 +243,7 @@ class _ActorLoop:
                 self._end_episode(
                     "episode_end" if episode_over else "episode_stopped",
                     bool(info.get("success", False)), episode_return, episode_length, episode_interventions,
+                    true_success=info.get("true_success"),
                 )
                 episode_return, episode_length, episode_interventions = 0.0, 0, 0
             if stopping:
@@ -309,11 +310,16 @@ class _ActorLoop:
                 self.pending.take(), {"episode": self.summary.episodes, "weights_version": self.summary.weights_version}
             )
 
-    def _end_episode(self, kind: str, success: bool, episode_return: float, length: int, interventions: int) -> None:
+    def _end_episode(self, kind: str, success: bool, episode_return: float, length: int, interventions: int,
+                     true_success: Optional[float] = None) -> None:
         s = self.summary
+        # With a learned reward in simulation, the simulator's own answer rides along
+        # (true_success) so curves and evaluations can be read against the truth.
+        extra = {} if true_success is None else {"true_success": int(bool(true_success))}
         self.link.send_event(
             kind,
             {
+                **extra,
                 "episode": s.episodes,
                 "return": episode_return,
                 "length": length,

@@ -147,6 +147,8 @@ class Learner:
             "episode": counters.episodes - 1,
             "actor": actor_id,
             "success": int(bool(detail.get("success", 0))),
+            # The simulator's answer where a learned detector gave the reward; else the same.
+            "true_success": int(bool(detail.get("true_success", detail.get("success", 0)))),
             "intervened": int(bool(detail.get("intervened", 0))),
             "intervention_steps": int(detail.get("intervention_steps", 0)),
             "length": int(detail.get("length", 0)),

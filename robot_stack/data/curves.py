@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 
-def window_success_rate(episodes: Sequence[Mapping[str, Any]], window: int, min_policy_only: int) -> Optional[float]:
+def window_success_rate(episodes: Sequence[Mapping[str, Any]], window: int, min_policy_only: int, key: str = "success") -> Optional[float]:
+    """``key``: "success" (what the task's reward source said) or "true_success" (the
+    simulator's answer, where a learned detector gave the reward)."""
     recent = [e for e in list(episodes)[-window:] if not float(e["intervened"])]
     if not recent or len(recent) < max(min_policy_only, 1):
         return None
-    return sum(float(e["success"]) for e in recent) / len(recent)
+    return sum(float(e.get(key, e["success"])) for e in recent) / len(recent)
 
 
 def window_intervention_rate(episodes: Sequence[Mapping[str, Any]], window: int) -> float:
@@ -87,6 +89,15 @@ def plot_learning_curve(
         intervention.append(intervened)
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.plot(steps, success, label=f"policy success (last {window} episodes, no intervention)")
+    learned_reward = any(
+        not math.isnan(float(e.get("true_success", math.nan))) and float(e["true_success"]) != float(e["success"]) for e in episodes
+    )
+    if learned_reward:
+        truth = []
+        for index in range(len(episodes)):
+            rate = window_success_rate(episodes[: index + 1], window, min_policy_only, key="true_success")
+            truth.append(math.nan if rate is None else rate)
+        axis.plot(steps, truth, "--", label="same, as the simulator judges it (the reward came from a learned detector)")
     axis.plot(steps, intervention, label="intervention rate (share of steps)", alpha=0.7)
     if evaluation is not None:
         axis.scatter([steps[-1]], [evaluation["success_rate"]], color="black", zorder=3,
