@@ -8,10 +8,10 @@ EPISODES ?= 3
 OUT ?= outputs/demo
 RUN_DIR ?= runs/$(basename $(notdir $(TASK)))
 
-.PHONY: setup session demo test test-all bench check-configs clean
+.PHONY: setup session demo reward test test-all bench check-configs clean
 
 setup:
-	scripts/setup.sh dev,ros
+	scripts/setup.sh dev,ros,vlm
 
 # The main job: a simulated HIL-SERL task session (demos, learner and actor processes,
 # scripted teleoperator interventions, evaluation, learning curve).
@@ -22,6 +22,15 @@ session: setup
 demo: setup
 	$(VENV)/bin/robot-stack sim demo --task $(DEMO_TASK) --episodes $(EPISODES) --out $(OUT)
 
+# The reward classifier of the simulated pick-cube task: record labelled frames (training and
+# held-out episodes), train and calibrate, check on the held-out frames (README, "Reward").
+REWARD_TASK ?= hardware_configs/tasks/sim_pick_cube_classifier.yaml
+reward: setup
+	$(VENV)/bin/robot-stack reward record $(REWARD_TASK) --episodes 24 --stride 3 --out runs/reward/frames_train
+	$(VENV)/bin/robot-stack reward record $(REWARD_TASK) --episodes 10 --seed 10000 --out runs/reward/frames_test
+	$(VENV)/bin/robot-stack reward train $(REWARD_TASK) --frames runs/reward/frames_train
+	$(VENV)/bin/robot-stack reward eval $(REWARD_TASK) --frames runs/reward/frames_test --out runs/reward/eval
+
 # The test suite CI runs (slow end-to-end variants excluded; `make test-all` runs them).
 test: setup
 	$(PY) -m pytest -m "not slow" -q
@@ -30,12 +39,13 @@ test-all: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	scripts/setup.sh dev,ros,bench
+	scripts/setup.sh dev,ros,vlm,bench
 	$(PY) benchmarks/bench_control_law.py
 	$(PY) benchmarks/bench_sim_env.py
 	$(PY) benchmarks/bench_transport.py --quick
 	$(PY) benchmarks/bench_replay_memory.py
 	$(PY) benchmarks/bench_learner.py --quick
+	$(PY) benchmarks/bench_reward.py
 	$(PY) benchmarks/bench_learning.py
 
 check-configs: setup

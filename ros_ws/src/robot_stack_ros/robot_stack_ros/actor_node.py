@@ -63,6 +63,13 @@ class ActorNode(Node):
         self.state = StateCache(self, max_age_s=config.ros.state_timeout_s)
         self.backend = RosRobotBackend(self, config, self.state)
         names = tuple(config.task.observation.images)
+        self.reward_cameras: tuple[str, ...] = ()
+        if config.task.reward.source != "sim_ground_truth":
+            from robot_stack.reward.detector import reward_cameras
+
+            # A learned reward: the actor sends those cameras' frames with each success query.
+            self.reward_cameras = reward_cameras(config)
+        names = tuple(dict.fromkeys(names + self.reward_cameras))
         self.cameras = RosCameras(self, names) if names else None
         self.success = RosSuccess(self, config.ros.service_timeout_s)
         self.reset = RosReset(self, config)
@@ -87,6 +94,7 @@ class ActorNode(Node):
 
         env = FrankaEnv(
             config, self.backend, self.cameras, self.success, self.reset, object_position=object_position,
+            reward_cameras=self.reward_cameras,
         )
         intervention = None
         if config.teleop.kind == "scripted":

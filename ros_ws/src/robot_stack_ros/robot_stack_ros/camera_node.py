@@ -5,8 +5,8 @@ kept in step with sim/world_state, so images show exactly the state the controll
 published; rendering happens here, off the controller's real-time loop. Real cameras
 (RealSense) plug in as another backend.
 
-Parameters: config (required), cameras (names; default: the cameras the task observes,
-or every camera of the cameras file when it observes none), fps (0: each camera's fps).
+Parameters: config (required), cameras (names; default: the cameras the task observes and
+its learned reward model looks at, or every camera of the cameras file when there are none), fps (0: each camera's fps).
 Publishes (sensor QoS): cameras/<name>/image_raw (rgb8), cameras/<name>/camera_info.
 """
 
@@ -32,7 +32,12 @@ class CameraNode(Node):
         c = self.config
         names = [n for n in self.get_parameter("cameras").value if n]
         if not names:
-            names = list(c.task.observation.images) or list(c.cameras.cameras)
+            names = list(c.task.observation.images)
+            if c.task.reward.source != "sim_ground_truth":
+                from robot_stack.reward.detector import reward_cameras
+
+                names = list(dict.fromkeys(names + list(reward_cameras(c))))  # the reward model's too
+            names = names or list(c.cameras.cameras)
         unknown = [n for n in names if n not in c.cameras.cameras]
         if unknown:
             raise NodeConfigError(f"camera(s) {unknown} are not in the cameras file (it has {sorted(c.cameras.cameras)})")
