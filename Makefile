@@ -46,6 +46,7 @@ bench: setup
 	$(PY) benchmarks/bench_replay_memory.py
 	$(PY) benchmarks/bench_learner.py --quick
 	$(PY) benchmarks/bench_reward.py
+	$(PY) benchmarks/bench_ros_cell.py
 	$(PY) benchmarks/bench_learning.py
 
 check-configs: setup

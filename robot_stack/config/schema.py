@@ -652,9 +652,9 @@ class RosConfig(StrictModel):
         30.0, gt=0.0, le=600.0, description="How long a node waits at start for the topics and services it needs."
     )
     observation_lead_s: float = Field(
-        0.01, ge=0.0, le=0.05,
+        0.04, ge=0.0, le=0.08,
         description="The actor reads its observation this long before the next control tick, leaving that much "
-        "time for inference and the transition.",
+        "time for the success query, inference and the transition.",
     )
     state_timeout_s: float = Field(
         0.5, gt=0.0, le=5.0,

@@ -144,9 +144,11 @@ class StateCache:
 
 
 class RosRobotBackend:
-    """RobotBackend over the controller node. ``advance`` lets real time pass, minus
-    ``observation_lead_s`` (the caller reads its observation that much before the next
-    control tick; the actor's rate limiter waits out the rest)."""
+    """RobotBackend over the controller node. ``advance`` lets real time pass until
+    ``duration`` after the target was sent, minus ``observation_lead_s`` (the caller reads its
+    observation and asks for success that much before the next control tick; the actor's
+    rate limiter waits out the rest). Counting from the target, not from the call, keeps the
+    time spent between the two (the gripper command) inside the period."""
 
     def __init__(self, node: Node, config: TaskConfig, state: StateCache):
         self.node = node
@@ -157,6 +159,7 @@ class RosRobotBackend:
         self._pub_target = node.create_publisher(PoseStamped, Topics.TARGET_POSE, COMMAND_QOS)
         self._pub_gripper = node.create_publisher(Float64, Topics.GRIPPER_COMMAND, COMMAND_QOS)
         self._move = node.create_client(MoveToJoints, Topics.MOVE_TO_JOINTS, callback_group=ReentrantCallbackGroup())
+        self._target_sent: Optional[float] = None
 
     def read_state(self) -> RobotState:
         return self.state.read()
@@ -173,6 +176,7 @@ class RosRobotBackend:
         msg.header.frame_id = "base"
         msg.pose = pose_msg(position, rotation)
         self._pub_target.publish(msg)
+        self._target_sent = time.monotonic()
         return TargetStatus(position, rotation, clamped)
 
     def hold(self) -> None:
@@ -180,7 +184,10 @@ class RosRobotBackend:
         self.set_target(state.tcp_position_m, state.tcp_rotation)
 
     def advance(self, duration_s: float) -> None:
-        time.sleep(max(0.0, duration_s - self.lead_s))
+        now = time.monotonic()
+        start = self._target_sent if self._target_sent is not None else now
+        self._target_sent = None
+        time.sleep(max(0.0, start + duration_s - self.lead_s - now))
 
     def set_gripper(self, width_m: float) -> None:
         if not np.isfinite(width_m):

@@ -1,0 +1,141 @@
+"""The robot PC's ROS 2 cell: the actor node's 10 Hz loop and the controller's 1 kHz loop,
+with the controller, reward, reset and actor nodes in their own processes (state pick-cube,
+simulated FR3, DDS on loopback) and the learner over ZeroMQ.
+
+Two runs, measured in the same invocation:
+  - remote learner: the learner receives every transition but does not train (as when it
+    runs on the GPU PC): what the robot PC itself costs;
+  - learner training on this machine (the baseline of the README's earlier figure).
+
+Figures: actor loop rate, jitter p50/p99 (from the learner's actor.csv, the actor's own
+report), policy inference p99; the controller's achieved loop rate and overruns (its log).
+
+    python benchmarks/bench_ros_cell.py [--env-steps 600] [--only remote|training]
+
+Target: actor loop jitter p99 < 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "ros"))
+
+from rosproc import NodeProcess, ros_environment  # noqa: E402
+
+from robot_stack.config import load_task_config  # noqa: E402
+from robot_stack.config.loader import config_to_yaml  # noqa: E402
+from robot_stack.data.curves import read_episodes  # noqa: E402
+from robot_stack.session import RunPaths, session_config, with_fields  # noqa: E402
+
+TARGET_JITTER_P99_MS = 10.0
+NO_TRAINING = 10**9  # min_online_transitions: the learner stores transitions but never trains
+
+
+def run_cell(mode: str, env_steps: int, work: Path) -> dict:
+    base = load_task_config(REPO / "hardware_configs" / "tasks" / "sim_pick_cube_state.yaml")
+    paths = RunPaths.under(work, work / "demos")
+    config = session_config(base, paths, demo_episodes=0)
+    config = with_fields(config, "training", torch_threads=1)
+    if mode == "remote":
+        config = with_fields(config, "training", min_online_transitions=NO_TRAINING)
+        config = with_fields(config, "actor", sim_max_lead_env_steps=NO_TRAINING + 1)
+    else:
+        config = with_fields(config, "training", min_online_transitions=100)
+    for directory in (paths.logs, paths.checkpoints):
+        directory.mkdir(parents=True, exist_ok=True)
+    paths.config_file.write_text(config_to_yaml(config))
+
+    env = ros_environment()
+    learner_log = open(work / "learner.log", "w")
+    learner = subprocess.Popen([sys.executable, "-m", "robot_stack", "learner", str(paths.config_file)],
+                               cwd=REPO, env=env, stdout=learner_log, stderr=subprocess.STDOUT)
+    params = {"config": str(paths.config_file)}
+    nodes = [NodeProcess(name, params, env, work) for name in ("controller", "reward", "reset")]
+    nodes.append(NodeProcess("actor", {**params, "run_dir": str(work), "max_env_steps": env_steps}, env, work))
+    status = work / "actor_status.json"
+    start = time.monotonic()
+    deadline = start + env_steps / 10.0 * 3 + 120
+    last = -1
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            for node in nodes[:3]:
+                if not node.alive():
+                    raise RuntimeError(f"{node.name} exited:\n{node.log()[-3000:]}")
+            try:
+                steps = json.loads(status.read_text())["env_steps"]
+            except (OSError, ValueError, KeyError):
+                steps = 0
+            if steps != last:
+                print(f"  {mode}: {steps}/{env_steps} env steps, {time.monotonic() - start:.0f} s", end="\r", flush=True)
+                last = steps
+            if steps >= env_steps or not nodes[3].alive():
+                break
+        else:
+            raise RuntimeError(f"the actor did not finish {env_steps} steps in time:\n{nodes[3].log()[-3000:]}")
+    finally:
+        print()
+        for node in reversed(nodes):
+            node.stop(signal.SIGINT, timeout_s=30)
+        learner.send_signal(signal.SIGINT)
+        learner.wait(60)
+        learner_log.close()
+    actor = read_episodes(paths.logs / "actor.csv")
+    rows = [r for r in actor if r.get("env_steps", 0) > 0]
+    if not rows:
+        raise RuntimeError(f"no actor statistics at the learner ({paths.logs / 'actor.csv'})")
+    controller_log = nodes[0].log()
+    match = re.search(r"control loop (\d+) Hz of (\d+) Hz nominal, (\d+) overruns", controller_log)
+    for r in rows:
+        print(f"    window: env_steps {int(r['env_steps'])} loop {r['loop_hz']:.2f} Hz jitter p50 {r['jitter_p50_ms']:.2f} p99 {r['jitter_p99_ms']:.2f} max {r['jitter_max_ms']:.1f} overruns {int(r['overruns'])} step p99 {r['step_p99_ms']:.1f}")
+    # Every actor report covers the window since the previous one; the worst window counts.
+    return {
+        "mode": mode,
+        "env_steps": int(rows[-1]["env_steps"]),
+        "loop_hz": min(r["loop_hz"] for r in rows),
+        "jitter_p50_ms": max(r["jitter_p50_ms"] for r in rows),
+        "jitter_p99_ms": max(r["jitter_p99_ms"] for r in rows),
+        "overruns": int(sum(r["overruns"] for r in rows)),
+        "inference_p99_ms": max(r["inference_p99_ms"] for r in rows),
+        "controller_hz": float(match.group(1)) if match else float("nan"),
+        "controller_overruns": int(match.group(3)) if match else -1,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env-steps", type=int, default=600)
+    parser.add_argument("--only", choices=("remote", "training"), default=None)
+    args = parser.parse_args()
+    modes = [args.only] if args.only else ["remote", "training"]
+    results = []
+    for mode in modes:
+        with tempfile.TemporaryDirectory(prefix=f"bench-ros-{mode}-") as work:
+            results.append(run_cell(mode, args.env_steps, Path(work)))
+    print(f"ROS 2 cell, state pick-cube, {args.env_steps} env steps per run; worst window of the actor's reports")
+    print(f"{'learner':22s} {'actor Hz':>9s} {'jitter p50':>11s} {'jitter p99':>11s} {'overruns':>9s} "
+          f"{'infer p99':>10s} {'controller Hz':>14s} {'ctl overruns':>13s}")
+    for r in results:
+        label = "remote (not training)" if r["mode"] == "remote" else "training here"
+        print(f"{label:22s} {r['loop_hz']:9.2f} {r['jitter_p50_ms']:9.2f}ms {r['jitter_p99_ms']:9.2f}ms {r['overruns']:9d} "
+              f"{r['inference_p99_ms']:8.2f}ms {r['controller_hz']:14.0f} {r['controller_overruns']:13d}")
+    for r in results:
+        met = r["jitter_p99_ms"] < TARGET_JITTER_P99_MS
+        print(f"target actor jitter p99 < {TARGET_JITTER_P99_MS:.0f} ms, learner {r['mode']}: "
+              f"{'met' if met else 'NOT met'} ({r['jitter_p99_ms']:.1f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
