@@ -113,7 +113,8 @@ def test_learner_resumes_counters_buffers_and_stream_positions(config):
     first.resume_or_start()
     stop, thread = run_in_thread(first)
     link = stream(config, episodes=3)
-    wait_for(lambda: first.counters.env_steps == 30, 30, "30 transitions")
+    # Transitions and episode-end events travel as separate messages: wait for both.
+    wait_for(lambda: first.counters.env_steps == 30 and first.counters.episodes == 3, 30, "30 transitions and 3 episode ends")
     stop.set()
     thread.join(30)
     link.close()
