@@ -28,3 +28,18 @@ def write_json_atomic(path: Path, data: Any) -> None:
         temporary.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
 
     write_atomic(path, write)
+
+
+def read_json_object(path: Path, error: type[Exception], missing: str) -> dict[str, Any]:
+    """The JSON object in ``path``; ``error`` names the file and what is wrong with it
+    (absent: "<folder>: no <name>, so <missing>")."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path.parent}: no {path.name}, so {missing}")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as problem:
+        raise error(f"{path}: not valid JSON: {problem}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object")
+    return data

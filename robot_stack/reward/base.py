@@ -18,11 +18,12 @@ never unpickles: weights are safetensors, metadata JSON.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
+
+from robot_stack.data.files import read_json_object, write_json_atomic
 
 MODEL_FILE = "reward_model.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -68,8 +69,6 @@ def check_images(images: Mapping[str, np.ndarray], cameras: tuple[str, ...], ima
 
 
 def write_model_json(directory: Path, meta: Mapping[str, Any]) -> Path:
-    from robot_stack.data.files import write_json_atomic
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(directory / MODEL_FILE, {"format_version": FORMAT_VERSION, **meta})
@@ -77,18 +76,8 @@ def write_model_json(directory: Path, meta: Mapping[str, Any]) -> Path:
 
 
 def read_model_json(directory: Path) -> dict[str, Any]:
-    directory = Path(directory)
-    path = directory / MODEL_FILE
-    if not path.is_file():
-        raise RewardModelError(
-            f"{directory}: no {MODEL_FILE}, so no complete reward model here (train one with 'robot-stack reward train')"
-        )
-    try:
-        meta = json.loads(path.read_text())
-    except ValueError as error:
-        raise RewardModelError(f"{path}: not valid JSON: {error}") from None
-    if not isinstance(meta, dict):
-        raise RewardModelError(f"{path}: expected a JSON object")
+    path = Path(directory) / MODEL_FILE
+    meta = read_json_object(path, RewardModelError, "no complete reward model here (train one with 'robot-stack reward train')")
     if meta.get("format_version") != FORMAT_VERSION:
         raise RewardModelError(f"{path}: format version {meta.get('format_version')!r}, this build reads {FORMAT_VERSION}")
     if meta.get("kind") not in KINDS:

@@ -24,7 +24,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from robot_stack.data.files import write_atomic, write_json_atomic
+from robot_stack.data.files import read_json_object, write_atomic, write_json_atomic
 from robot_stack.hardware.interfaces import RobotState
 
 FRAMES_FILE = "frames.json"
@@ -218,18 +218,8 @@ class FrameSetWriter:
 
 
 def read_frames_meta(directory: Path) -> dict[str, Any]:
-    import json
-
-    directory = Path(directory)
-    meta_file = directory / FRAMES_FILE
-    if not meta_file.is_file():
-        raise FrameSetError(
-            f"{directory}: no {FRAMES_FILE}, so no complete frame set here (record one with 'robot-stack reward record')"
-        )
-    try:
-        meta = json.loads(meta_file.read_text())
-    except ValueError as error:
-        raise FrameSetError(f"{meta_file}: not valid JSON: {error}") from None
+    meta_file = Path(directory) / FRAMES_FILE
+    meta = read_json_object(meta_file, FrameSetError, "no complete frame set here (record one with 'robot-stack reward record')")
     for key in ("cameras", "class_names", "state_names", "episodes"):
         if key not in meta:
             raise FrameSetError(f"{meta_file}: missing key '{key}'")
