@@ -20,6 +20,10 @@ def _session_files(tmp_path, episode_steps=20):
     paths = RunPaths.under(tmp_path, tmp_path / "demos")
     config = session_config(base, paths, demo_episodes=0)
     config = with_fields(config, "task", max_episode_steps=episode_steps)
+    # Five processes share two cores here (the learner importing torch, the simulated
+    # controller's 1 kHz physics): the controller's state can pause for a second, which on a
+    # real cell would rightly stop the actor.
+    config = with_fields(config, "ros", state_timeout_s=3.0)
     for directory in (paths.logs, paths.checkpoints):
         directory.mkdir(parents=True, exist_ok=True)
     paths.config_file.write_text(config_to_yaml(config))
