@@ -6,15 +6,17 @@ A demo set is a directory of ``episode_000.safetensors``, ``episode_001.safetens
 ``demos.json`` (task, specs, the episode files, counts, seed, time). ``demos.json`` is
 written last: a directory without it holds no complete demo set. Nothing is pickled.
 
-In simulation the scripted teleoperator records the demos. A real robot needs a person
-with a SpaceMouse: ``record_demos_with`` takes any env and teleop device, so that path
-only has to build them.
+In simulation the scripted teleoperator records the demos. On a real robot (robot backend
+'franka') a person drives the arm with the task's SpaceMouse and the task's success
+detector decides which episodes are kept; a device that drops out drops the attempt, and
+recording goes on once it is back. ``record_demos_with`` takes any env and teleop device.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -33,10 +35,13 @@ from robot_stack.data.transitions import (
 from robot_stack.config.schema import TaskConfig
 from robot_stack.data.demos import DEMOS_FILE, spec_to_json
 from robot_stack.envs.franka_env import action_from_teleop
+from robot_stack.hardware.interfaces import TeleopDisconnected
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS_PER_EPISODE = 3
+# A teleop device that drops out mid-demo has this long to come back before recording stops.
+DEVICE_RETURN_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -58,11 +63,7 @@ def record_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: int = 0
     from robot_stack.sim.teleop import ScriptedTeleop
 
     if config.robot.backend != "sim":
-        raise ValueError(
-            f"task '{config.task.name}' runs on robot backend '{config.robot.backend}': recording demos on a real "
-            "robot needs a person with a SpaceMouse, which this build does not drive yet; record demos of a "
-            "simulated task (robot backend 'sim'), or call actor.demos.record_demos_with(env, device, ...)"
-        )
+        return _record_real_demos(config, episodes, out_dir, seed, progress)
     teleop_config = config.teleop
     if teleop_config.kind != "scripted":
         # In simulation the scripted teleoperator is the demonstrator whatever device the task names.
@@ -73,6 +74,23 @@ def record_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: int = 0
         return record_demos_with(sim.env, teleop, config.task.name, episodes, out_dir, seed=seed, progress=progress)
     finally:
         sim.env.close()
+
+
+def _record_real_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: int, progress: bool) -> DemoSet:
+    """A person drives the real arm with the task's SpaceMouse; the task's success detector
+    decides which episodes are kept."""
+    from robot_stack.envs.factory import make_real_env
+    from robot_stack.hardware.devices import make_teleop
+
+    if config.teleop.kind == "none":
+        raise ValueError(f"task '{config.task.name}' names no teleop device: demos on a real robot need a SpaceMouse")
+    env = make_real_env(config)
+    try:
+        device = make_teleop(config, tcp_rotation=lambda: env.backend.read_state().tcp_rotation)
+        env.close_with(device.close)
+        return record_demos_with(env, device, config.task.name, episodes, out_dir, seed=seed, progress=progress)
+    finally:
+        env.close()
 
 
 def record_demos_with(
@@ -108,7 +126,12 @@ def record_demos_with(
                 )
             episode_seed = seed + demos.attempts
             demos.attempts += 1
-            batch, success = _record_episode(env, device, episode_seed)
+            try:
+                batch, success = _record_episode(env, device, episode_seed)
+            except TeleopDisconnected as error:
+                log.error("demo attempt with seed %d dropped: %s", episode_seed, error)
+                _wait_for_device(device, DEVICE_RETURN_TIMEOUT_S)
+                continue
             if not success:
                 log.info("demo attempt with seed %d did not succeed; dropped", episode_seed)
                 continue
@@ -136,6 +159,18 @@ def record_demos_with(
         },
     )
     return demos
+
+
+def _wait_for_device(device, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            device.read()
+            return
+        except TeleopDisconnected as error:
+            if time.monotonic() > deadline:
+                raise TeleopDisconnected(f"the teleop device did not come back within {timeout_s:.0f} s: {error}") from error
+            time.sleep(0.5)
 
 
 def _record_episode(env, device, seed: int) -> tuple[dict[str, np.ndarray], bool]:

@@ -74,16 +74,13 @@ def evaluate_policy(
 ) -> EvalReport:
     """Roll out ``policy.act(observation, deterministic=True, rng)`` for ``episodes`` episodes.
 
-    ``env_factory(config)`` builds the env (default: the simulated one); a NaN action is
+    ``env_factory(config)`` builds the env (default: the one the task's robot backend names); a NaN action is
     counted and replaced by the hold action, as the actor does.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if env_factory is None:
-        from robot_stack.envs.factory import make_sim_env
-
-        def env_factory(config: TaskConfig):
-            return make_sim_env(config).env
+        from robot_stack.envs.factory import make_env as env_factory
 
     env = env_factory(config)
     rng = np.random.default_rng(seed)

@@ -6,7 +6,9 @@ policy acts. ``reset()`` comes at each episode start.
 
 - ``HumanIntervention``: a person with a teleop device (SpaceMouse). Whenever the device
   says the operator is moving it (beyond its deadzone) or pressing a button, the device's
-  action replaces the policy's, for as long as they keep at it (HIL-SERL).
+  action replaces the policy's, for as long as they keep at it (HIL-SERL). A device that
+  drops out ends the intervention: the policy acts, and the operator is told (logged at
+  the first failed reading and every few seconds while it lasts) until it is back.
 - ``ScriptedIntervention``: the scripted teleoperator that stands in for that person in
   simulation. It watches the policy against the (noisy) scripted expert and steps in the
   way a human supervisor does: not at the first wobble, but once the policy has gone
@@ -17,15 +19,18 @@ policy acts. ``reset()`` comes at each episode start.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from typing import Any, Mapping, Optional, Protocol
 
 import numpy as np
 
 from robot_stack.config.schema import ScriptedInterventionConfig
 from robot_stack.envs.franka_env import GRIPPER_THRESHOLD, action_from_teleop
-from robot_stack.hardware.interfaces import TeleopDevice
+from robot_stack.hardware.interfaces import TeleopDevice, TeleopDisconnected
 
+log = logging.getLogger(__name__)
 
 class Intervention(Protocol):
     enabled: bool
@@ -36,10 +41,15 @@ class Intervention(Protocol):
 
 
 class HumanIntervention:
+    #: While the device stays disconnected, the error is repeated this often (s).
+    REPEAT_ERROR_S = 5.0
+
     def __init__(self, device: TeleopDevice, env_action_dim: int, enabled: bool = True):
         self.device = device
         self.env_action_dim = env_action_dim
         self.enabled = enabled
+        self.disconnected_steps = 0
+        self._last_error_at: float | None = None
 
     def reset(self) -> None:
         pass
@@ -47,7 +57,18 @@ class HumanIntervention:
     def decide(self, observation: Mapping[str, Any], policy_action: np.ndarray, env_step: int) -> Optional[np.ndarray]:
         if not self.enabled:
             return None
-        command = self.device.read()
+        try:
+            command = self.device.read()
+        except TeleopDisconnected as error:
+            self.disconnected_steps += 1
+            now = time.monotonic()
+            if self._last_error_at is None or now - self._last_error_at >= self.REPEAT_ERROR_S:
+                log.error("teleop device lost, the policy acts alone until it is back: %s", error)
+                self._last_error_at = now
+            return None
+        if self._last_error_at is not None:
+            log.warning("teleop device back after %d step(s) without it", self.disconnected_steps)
+            self._last_error_at, self.disconnected_steps = None, 0
         # A gripper request is a button press: it is an intervention even with the puck still.
         if not (command.intervening or command.gripper is not None):
             return None

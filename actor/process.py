@@ -39,7 +39,7 @@ import safetensors.torch
 import torch
 
 from robot_stack.data.files import write_json_atomic
-from actor.intervention import Intervention, ScriptedIntervention
+from actor.intervention import HumanIntervention, Intervention, ScriptedIntervention
 from actor.rate import LoopTiming, RateLimiter, percentile_ms
 from robot_stack.data.transitions import (
     TransitionBuffer,
@@ -69,16 +69,12 @@ PolicyFactory = Callable[[AgentConfig, dict, int, bool], Any]
 
 
 def sim_actor_environment(config: TaskConfig, rng: np.random.Generator) -> ActorEnvironment:
-    """The simulated env, with the scripted teleoperator as supervisor when the task's
-    teleop kind is 'scripted' (none when 'none')."""
+    """The simulated env, supervised by the scripted teleoperator (teleop kind 'scripted'),
+    by a person with a real SpaceMouse driving the simulated arm ('spacemouse'), or by
+    nobody ('none')."""
     from robot_stack.envs.factory import make_sim_env
     from robot_stack.sim.teleop import ScriptedTeleop
 
-    if config.teleop.kind == "spacemouse":
-        raise ValueError(
-            f"task '{config.task.name}' names a SpaceMouse teleop device, which the simulated actor cannot drive "
-            "yet; use teleop kind 'scripted' or 'none', or pass an env_factory that brings the device"
-        )
     sim = make_sim_env(config)
     intervention = None
     if config.teleop.kind == "scripted":
@@ -86,7 +82,37 @@ def sim_actor_environment(config: TaskConfig, rng: np.random.Generator) -> Actor
         intervention = ScriptedIntervention(
             teleop, config.teleop.intervention, rng, sim.env.action_dim, config.task.max_episode_steps
         )
+    elif config.teleop.kind == "spacemouse":
+        intervention = _human_intervention(config, sim.env)
     return ActorEnvironment(sim.env, intervention)
+
+
+def real_actor_environment(config: TaskConfig, rng: np.random.Generator) -> ActorEnvironment:
+    """The real robot (robot backend 'franka'), supervised by the operator's SpaceMouse."""
+    from robot_stack.envs.factory import make_real_env
+
+    env = make_real_env(config)
+    try:
+        intervention = _human_intervention(config, env) if config.teleop.kind != "none" else None
+    except BaseException:
+        env.close()
+        raise
+    return ActorEnvironment(env, intervention)
+
+
+def actor_environment(config: TaskConfig, rng: np.random.Generator) -> ActorEnvironment:
+    """The env the task's robot backend names, with its supervisor."""
+    if config.robot.backend == "sim":
+        return sim_actor_environment(config, rng)
+    return real_actor_environment(config, rng)
+
+
+def _human_intervention(config: TaskConfig, env) -> HumanIntervention:
+    from robot_stack.hardware.devices import make_teleop
+
+    device = make_teleop(config, tcp_rotation=lambda: env.backend.read_state().tcp_rotation)
+    env.close_with(device.close)
+    return HumanIntervention(device, env.action_dim)
 
 
 def decode_weights(blob: bytes | bytearray) -> dict[str, torch.Tensor]:
@@ -141,7 +167,7 @@ def run_actor(
     this actor (wrong task, spec or key).
     """
     rng = np.random.default_rng(seed)
-    environment = (env_factory or sim_actor_environment)(config, np.random.default_rng([seed, 1]))
+    environment = (env_factory or actor_environment)(config, np.random.default_rng([seed, 1]))
     env = environment.env
     observation_spec, action_spec = transition_spec(env)
     previous_threads = torch.get_num_threads()

@@ -4,7 +4,9 @@
 # Idempotent: re-running only does what is missing.
 #
 #   scripts/setup.sh [EXTRAS]     EXTRAS defaults to "dev" (e.g. "dev,ros,franka"); with "ros" it
-#                                 also builds ros_ws (scripts/build_ros.sh)
+#                                 also builds ros_ws (scripts/build_ros.sh). The hardware extras:
+#                                 franka (franky-control, pylibfranka, franky-sim), realsense,
+#                                 spacemouse.
 #
 # Environment: PYTHON (interpreter for the venv, default python3), VENV (default .venv).
 set -euo pipefail
@@ -19,8 +21,11 @@ torch_version="2.13.0"
 say() { printf '[setup] %s\n' "$*"; }
 
 # 1. Debian packages. MuJoCo renders offscreen through EGL; on machines without a GPU
-#    Mesa's software EGL does the work.
+#    Mesa's software EGL does the work. pyrealsense2 talks to cameras through libusb;
+#    pyspacemouse opens the device through hidapi.
 apt_packages=(libegl1 libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libgles2)
+case ",$extras," in *,realsense,*) apt_packages+=(libusb-1.0-0) ;; esac
+case ",$extras," in *,spacemouse,*) apt_packages+=(libhidapi-hidraw0 libhidapi-libusb0) ;; esac
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${apt_packages[@]}"; do

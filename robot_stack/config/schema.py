@@ -98,11 +98,58 @@ class GripperConfig(StrictModel):
         return self
 
 
+class CollisionConfig(StrictModel):
+    """The arm's reflex thresholds (libfranka's collision behaviour): external torque or
+    force above these stops the robot with a reflex, which the backend then recovers from."""
+
+    joint_torque_nm: Vec7 = Field(
+        (20.0, 20.0, 18.0, 18.0, 16.0, 14.0, 12.0), description="Per-joint external torque threshold (Nm)."
+    )
+    cartesian_force: Vec6 = Field(
+        (20.0, 20.0, 20.0, 25.0, 25.0, 25.0),
+        description="External wrench threshold at the end effector: force x, y, z (N), torque x, y, z (Nm).",
+    )
+
+    @field_validator("joint_torque_nm", "cartesian_force")
+    @classmethod
+    def _positive(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(0 < x <= 100.0 for x in v):
+            raise ValueError("each collision threshold must be in (0, 100]")
+        return v
+
+
+class LoadConfig(StrictModel):
+    """What hangs below the flange beyond the Franka Hand (a peg, a tool), for the robot's
+    dynamic model. Zero mass: nothing extra."""
+
+    mass_kg: float = Field(0.0, ge=0.0, le=3.0)
+    center_of_mass_m: Vec3 = Field((0.0, 0.0, 0.0), description="In the flange frame.")
+    inertia_kg_m2: Vec3 = Field((0.0, 0.0, 0.0), description="Diagonal of the inertia about the centre of mass.")
+
+
 class RobotConfig(StrictModel):
     name: str = "fr3"
     backend: Literal["sim", "franka"] = "sim"
     address: Optional[str] = Field(
         None, description="Hostname or IP of the robot's control interface (franka backend only)."
+    )
+    driver: Literal["franky", "libfranka_torque"] = Field(
+        "franky",
+        description="franka backend only. franky: a C++ 1 kHz Cartesian impedance tracking loop whose target "
+        "Python sets at the policy rate (the default). libfranka_torque: this project's own impedance law in "
+        "Python over pylibfranka's readOnce/writeOnce (control-law research; needs a fast real-time machine).",
+    )
+    realtime: Literal["enforce", "ignore"] = Field(
+        "enforce",
+        description="libfranka's real-time check: 'enforce' refuses to run without a real-time kernel "
+        "(the safe choice on a robot); 'ignore' for simulators and development machines.",
+    )
+    collision: CollisionConfig = CollisionConfig()
+    load: LoadConfig = LoadConfig()
+    joint_move_speed_factor: float = Field(
+        0.1, gt=0.0, le=0.5,
+        description="Fraction of the arm's velocity, acceleration and jerk limits used by joint-space moves "
+        "(resets to the home pose).",
     )
     home_joint_positions_rad: Vec7 = FR3_HOME_RAD
     tcp_offset_m: Vec3 = Field(
@@ -156,6 +203,7 @@ class CameraConfig(StrictModel):
         None, description="Crop (x, y, width, height) in capture pixels, applied before the resize."
     )
     output_size_hw: tuple[int, int] = Field((128, 128), description="Image size given to the policy (h, w).")
+    depth: bool = Field(False, description="Also stream depth (realsense and replay only).")
 
     @field_validator("resolution_wh", "output_size_hw")
     @classmethod
@@ -207,10 +255,33 @@ class TeleopConfig(StrictModel):
     kind: Literal["spacemouse", "scripted", "none"] = "none"
     translation_scale: float = Field(1.0, gt=0, le=5.0, description="Device translation (unit) -> action units.")
     rotation_scale: float = Field(1.0, gt=0, le=5.0, description="Device rotation (unit) -> action units.")
-    deadzone: float = Field(0.001, ge=0.0, lt=1.0, description="Twist magnitude below which the device is idle.")
+    deadzone: float = Field(
+        0.001, ge=0.0, lt=1.0,
+        description="Per axis, in device units normalised to [-1, 1]: smaller deflections read as zero (and are "
+        "not an intervention); larger ones are rescaled so the command starts from zero at the edge.",
+    )
     axis_signs: Vec6 = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    frame: Literal["end_effector", "base"] = Field(
+        "end_effector",
+        description="spacemouse: 'end_effector' reads the device's axes as the gripper's own (a device held "
+        "or mounted with the hand); 'base' reads them in the robot base frame, turned by "
+        "base_from_device_rpy_rad, and rotates them into the end-effector frame with the measured TCP pose.",
+    )
+    base_from_device_rpy_rad: Vec3 = Field(
+        (0.0, 0.0, 0.0),
+        description="spacemouse, frame 'base': the device's orientation in the robot base frame "
+        "(an operator facing the robot across the table: yaw pi).",
+    )
+    device_path: Optional[str] = Field(
+        None, description="spacemouse: the hidraw path to open (e.g. /dev/hidraw3); default: the first SpaceMouse found."
+    )
+    disconnect_timeout_s: float = Field(
+        0.5, gt=0.0, le=10.0, description="spacemouse: no report for this long while moving counts as a disconnect."
+    )
     button_map: dict[int, TeleopButtonAction] = Field(
-        default_factory=lambda: {0: "gripper_close", 1: "gripper_open"}
+        default_factory=lambda: {0: "gripper_close", 1: "gripper_open"},
+        description="spacemouse: button index (its bit in the device's button report: 0 is the left button of a "
+        "two-button device) -> action.",
     )
     expert_noise_std: float = Field(
         0.0, ge=0.0, le=1.0, description="Gaussian noise (action units) added by the scripted teleoperator."
@@ -691,6 +762,24 @@ class TaskConfig(StrictModel):
             for name in self.task.observation.images:
                 if self.cameras.cameras[name].kind != "sim":
                     raise ValueError(f"camera '{name}' is kind '{self.cameras.cameras[name].kind}'; a sim robot needs sim cameras")
+        if self.robot.backend != "sim":
+            used = dict.fromkeys(list(self.task.observation.images) + list(self.task.reward.classifier.cameras or ()))
+            for name in used:
+                if name in self.cameras.cameras and self.cameras.cameras[name].kind == "sim":
+                    raise ValueError(
+                        f"camera '{name}' is kind 'sim', which only the simulated robot renders; robot backend "
+                        f"'{self.robot.backend}' needs realsense (or replay) cameras"
+                    )
+            if self.task.reward.source == "sim_ground_truth":
+                raise ValueError(
+                    "task.reward.source is 'sim_ground_truth', which only the simulator knows; a real robot needs "
+                    "a learned success detector: source 'classifier' or 'vlm'"
+                )
+            if self.teleop.kind == "scripted":
+                raise ValueError(
+                    "teleop.kind 'scripted' drives the simulator's scripted expert; a real robot needs a person "
+                    "with a device: kind 'spacemouse' (or 'none')"
+                )
         if "object_position" in self.task.observation.state and self.robot.backend != "sim":
             raise ValueError(
                 "task.observation.state lists 'object_position', which only the simulated robot provides; "

@@ -104,13 +104,74 @@ def make_sim_env(config: TaskConfig | str | Path, render_mode: str | None = None
     return SimEnv(env=env, world=world, backend=backend, scene=scene, expert=expert)
 
 
+def wait_for_operator(backend, timeout_s: float, prompt: str, stream=None) -> None:
+    """Block until the operator presses Enter on the terminal (the arm holds meanwhile)."""
+    import select
+    import sys
+    import time
+
+    stream = stream if stream is not None else sys.stdin
+    if not stream.isatty():
+        raise RuntimeError(
+            "reset mode 'human' waits for the operator to press Enter on a terminal, and this process has none; "
+            "run it from a terminal, or run the cell as ROS 2 nodes (the reset node's reset/operator_done service)"
+        )
+    print(prompt, flush=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        backend.hold()
+        ready, _, _ = select.select([stream], [], [], 0.2)
+        if ready:
+            stream.readline()
+            return
+    raise TimeoutError(f"the operator did not confirm the reset within {timeout_s:.0f} s")
+
+
+def make_real_env(config: TaskConfig, render_mode: str | None = None) -> FrankaEnv:
+    """A task on the real robot: the arm through the driver ``robot.driver`` names, the
+    RealSense cameras the observation and the reward model need, the learned success
+    detector, and the scripted reset (then, in reset mode 'human', the operator's go)."""
+    from robot_stack.hardware.devices import make_cameras, make_robot_backend
+    from robot_stack.reset.scripted import ScriptedReset
+    from robot_stack.reward.detector import LearnedSuccess, SuccessDetector
+
+    success = LearnedSuccess(SuccessDetector.from_task(config))
+    names = tuple(dict.fromkeys(tuple(config.task.observation.images) + success.cameras))
+    if not names and render_mode == "rgb_array":
+        names = tuple(config.cameras.cameras)
+    backend = make_robot_backend(config)
+    cameras = None
+    try:
+        cameras = make_cameras(config, names)
+        routine = ScriptedReset(
+            config.task.reset, np.array(config.robot.home_joint_positions_rad), config.robot.gripper.max_width_m
+        )
+
+        def reset_routine(rng: np.random.Generator):
+            outcome = routine.run(backend, rng)
+            if config.task.reset.mode == "human":
+                wait_for_operator(
+                    backend, config.ros.reset_timeout_s,
+                    f"[{config.task.name}] reset: set the scene up for the next episode, then press Enter",
+                )
+                state = backend.read_state()
+                return state.tcp_position_m, state.tcp_rotation
+            return outcome.position_m, outcome.rotation
+
+        return FrankaEnv(
+            config, backend, cameras, success, reset_routine, render_mode=render_mode, reward_cameras=success.cameras
+        )
+    except BaseException:
+        if cameras is not None:
+            cameras.close()
+        backend.close()
+        raise
+
+
 def make_env(config: TaskConfig | str | Path, render_mode: str | None = None) -> FrankaEnv:
-    """The env a task YAML describes."""
+    """The env a task YAML describes: simulated (robot backend 'sim') or real ('franka')."""
     if not isinstance(config, TaskConfig):
         config = load_task_config(config)
     if config.robot.backend == "sim":
         return make_sim_env(config, render_mode).env
-    raise ValueError(
-        f"robot backend '{config.robot.backend}' (task '{config.task.name}') needs the hardware backends, "
-        "which this build does not include yet; run a task whose robot backend is 'sim'"
-    )
+    return make_real_env(config, render_mode)

@@ -220,6 +220,19 @@ class FrankaEnv(gym.Env):
             self._on_close()
             self._on_close = None
 
+    def close_with(self, fn: Callable[[], None]) -> None:
+        """Also run ``fn`` when the env closes (a device that lives as long as the env)."""
+        previous = self._on_close
+
+        def both() -> None:
+            try:
+                fn()
+            finally:
+                if previous is not None:
+                    previous()
+
+        self._on_close = both
+
     # ------------------------------------------------------------------ observation
 
     @property

@@ -92,6 +92,11 @@ class TeleopCommand:
     buttons: tuple[str, ...] = ()  # mapped button actions pressed this reading
 
 
+class TeleopDisconnected(RuntimeError):
+    """The teleop device stopped delivering readings; the intervention has ended. Raised by
+    ``TeleopDevice.read`` for as long as the device is gone."""
+
+
 @runtime_checkable
 class TeleopDevice(Protocol):
     def read(self) -> TeleopCommand: ...

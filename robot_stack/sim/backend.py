@@ -18,15 +18,10 @@ import numpy as np
 
 from robot_stack.config.schema import ImpedanceConfig, RobotConfig
 from robot_stack.control import ArmState, CartesianTarget, ImpedanceGains, SafetyBox, impedance_torques
+from robot_stack.control.joint_move import JOINT_MOVE_SETTLE_S, joint_move_torques, minimum_jerk_reference
 from robot_stack.hardware.interfaces import RobotState, TargetStatus
 from robot_stack.sim.world import SimWorld
 
-# Joint-space impedance used only for joint moves (resets), like a Franka joint
-# motion: stiff enough to track a slow interpolated reference, damped near critically.
-_JOINT_MOVE_STIFFNESS = np.array([600.0, 600.0, 600.0, 600.0, 250.0, 150.0, 100.0])
-_JOINT_MOVE_DAMPING = np.array([50.0, 50.0, 50.0, 50.0, 30.0, 25.0, 10.0])
-# Time the joint impedance keeps pulling at the goal after the interpolation ends.
-_JOINT_MOVE_SETTLE_S = 0.1
 
 
 def impedance_gains_from_config(robot: RobotConfig, impedance: ImpedanceConfig | None = None) -> ImpedanceGains:
@@ -130,15 +125,13 @@ class SimFrankaBackend:
             raise ValueError(f"joint move target {q_goal.round(4).tolist()} is outside the joint limits")
         q_start = d.qpos[:7].copy()
         steps = max(1, int(round(duration_s / self.world.physics_timestep_s)))
-        settle_steps = int(round(_JOINT_MOVE_SETTLE_S / self.world.physics_timestep_s))
+        settle_steps = int(round(JOINT_MOVE_SETTLE_S / self.world.physics_timestep_s))
         limits = self.gains.torque_limits_nm
         for i in range(1, steps + settle_steps + 1):
-            s = min(1.0, i / steps)
-            blend = 10 * s**3 - 15 * s**4 + 6 * s**5
-            q_ref = q_start + blend * (q_goal - q_start)
+            q_ref = minimum_jerk_reference(q_start, q_goal, i, steps)
             mujoco.mj_step1(m, d)
             coriolis = d.qfrc_bias[:7] - d.qfrc_gravcomp[:7]
-            tau = _JOINT_MOVE_STIFFNESS * (q_ref - d.qpos[:7]) - _JOINT_MOVE_DAMPING * d.qvel[:7] + coriolis
+            tau = joint_move_torques(q_ref, d.qpos[:7], d.qvel[:7], coriolis)
             tau = np.clip(tau, self._tau - self.gains.torque_rate_limit_nm, self._tau + self.gains.torque_rate_limit_nm)
             self._tau = np.clip(tau, -limits, limits)
             d.ctrl[:7] = self._tau

@@ -12,7 +12,7 @@ from actor.demos import record_demos, record_demos_with
 from robot_stack.data.demos import DEMOS_FILE, demos_exist, load_demos
 from robot_stack.config import load_task_config
 from robot_stack.envs import make_sim_env
-from robot_stack.hardware.interfaces import TeleopCommand
+from robot_stack.hardware.interfaces import TeleopCommand, TeleopDisconnected
 from robot_stack.transport import ArraySpec
 
 STATE_SPEC = {"state": ArraySpec("<f4", (16,))}
@@ -83,12 +83,34 @@ def test_a_directory_without_a_description_holds_no_demos(tmp_path) -> None:
         load_demos(tmp_path, STATE_SPEC, 4)
 
 
-def test_a_real_robot_config_is_refused_with_the_reason(pick_cube_state_yaml_path, tmp_path) -> None:
-    config = load_task_config(pick_cube_state_yaml_path)
-    real = config.model_copy(update={"robot": config.robot.model_copy(update={"backend": "franka"})})
+def test_a_device_lost_mid_demo_drops_that_attempt_and_recording_goes_on(pick_cube_state_yaml_path, tmp_path) -> None:
+    from robot_stack.sim.teleop import ScriptedTeleop
 
-    with pytest.raises(ValueError, match="SpaceMouse"):
-        record_demos(real, 1, tmp_path, progress=False)
+    config = load_task_config(pick_cube_state_yaml_path)
+    sim = make_sim_env(config)
+    expert = ScriptedTeleop(sim.expert, sim.backend, config.teleop, np.random.default_rng(0))
+
+    class FlakyDevice:
+        """The scripted expert behind a device that drops out for a few reads in the first attempt."""
+
+        def __init__(self):
+            self.reads = 0
+
+        def reset(self) -> None:
+            expert.reset()
+
+        def read(self) -> TeleopCommand:
+            self.reads += 1
+            if 5 <= self.reads < 8:
+                raise TeleopDisconnected("SpaceMouse at /dev/spacemouse stopped reporting")
+            return expert.read()
+
+    demos = record_demos_with(sim.env, FlakyDevice(), "flaky", episodes=1, out_dir=tmp_path, progress=False)
+    sim.env.close()
+
+    assert demos.attempts == 2 and len(demos.episodes) == 1
+    assert demos.episodes[0]["seed"] == 1  # the attempt with seed 0 was dropped
+    assert demos_exist(tmp_path)
 
 
 def test_a_teleoperator_that_never_succeeds_gives_up_after_bounded_attempts(pick_cube_state_yaml_path, tmp_path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from actor.intervention import HumanIntervention, ScriptedIntervention, intervention_rate
 from robot_stack.config.schema import ScriptedInterventionConfig
-from robot_stack.hardware.interfaces import TeleopCommand
+from robot_stack.hardware.interfaces import TeleopCommand, TeleopDisconnected
 
 EXPERT_TWIST = np.array([0.5, 0.0, -0.5, 0.0, 0.0, 0.1])
 AGREEING = np.array([0.5, 0.0, -0.5, 0.0, 0.0, 0.0, -1.0], np.float32)
@@ -186,3 +186,32 @@ def test_a_six_dimensional_task_gets_the_twist_only() -> None:
     human = HumanIntervention(FakeTeleop(gripper=None), env_action_dim=6)
 
     assert human.decide({}, AGREEING[:6], 0).shape == (6,)
+
+
+class _UnpluggedTeleop:
+    def __init__(self):
+        self.connected = False
+
+    def read(self) -> TeleopCommand:
+        if not self.connected:
+            raise TeleopDisconnected("SpaceMouse Compact at /dev/hidraw3 stopped reporting")
+        return TeleopCommand(twist=np.array(EXPERT_TWIST), gripper=None, intervening=True)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_lost_device_ends_the_intervention_and_tells_the_operator(caplog) -> None:
+    device = _UnpluggedTeleop()
+    human = HumanIntervention(device, env_action_dim=7)
+
+    with caplog.at_level("ERROR", logger="actor.intervention"):
+        assert human.decide({}, AGREEING, 0) is None
+        assert human.decide({}, AGREEING, 1) is None
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "/dev/hidraw3" in errors[0].getMessage()
+    assert human.disconnected_steps == 2
+
+    device.connected = True
+    np.testing.assert_allclose(human.decide({}, AGREEING, 2), [*EXPERT_TWIST, 0.0])
+    assert human.disconnected_steps == 0

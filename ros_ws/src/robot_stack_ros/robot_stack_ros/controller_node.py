@@ -1,7 +1,7 @@
 """The Cartesian impedance controller as a lifecycle node.
 
-configure: build the task's robot backend (the simulated FR3 now; the real Franka backend
-plugs in here) and start the real-time loop (robot_stack.control.loop), which holds the
+configure: build the task's robot backend (the simulated FR3, or the real arm through the
+driver robot.driver names: robot_stack.hardware.franka) and start the real-time loop (robot_stack.control.loop), which holds the
 arm and publishes its state from then on. activate: accept targets. deactivate: refuse
 targets and hold position. cleanup/shutdown: hold, stop the loop, close the backend.
 With ``autostart`` (default true) the node configures and activates itself.
@@ -77,18 +77,18 @@ class ControllerNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         config = self.config
         try:
-            if config.robot.backend != "sim":
-                raise RuntimeError(
-                    f"robot backend '{config.robot.backend}' needs the hardware backends, which this build does not "
-                    "include yet; run a task whose robot backend is 'sim'"
-                )
-            from robot_stack.sim.backend import SimFrankaBackend
-            from robot_stack.sim.tasks import make_task_scene
-            from robot_stack.sim.world import SimWorld
+            if config.robot.backend == "sim":
+                from robot_stack.sim.backend import SimFrankaBackend
+                from robot_stack.sim.tasks import make_task_scene
+                from robot_stack.sim.world import SimWorld
 
-            self.world = SimWorld(config.robot, config.task.sim)
-            self.scene = make_task_scene(self.world, config.task)
-            self._backend = SimFrankaBackend(self.world, safety_box_from_config(config))
+                self.world = SimWorld(config.robot, config.task.sim)
+                self.scene = make_task_scene(self.world, config.task)
+                self._backend = SimFrankaBackend(self.world, safety_box_from_config(config))
+            else:
+                from robot_stack.hardware.devices import make_robot_backend
+
+                self._backend = make_robot_backend(config)
             self._set_gains_on_backend = self._backend_gains_setter(self._backend)
         except Exception as error:
             self.get_logger().error(f"configure failed: {error}")
@@ -215,7 +215,10 @@ class ControllerNode(LifecycleNode):
         from robot_stack.sim.backend import impedance_gains_from_config
 
         def apply(impedance: ImpedanceConfig) -> None:
-            backend.gains = impedance_gains_from_config(self.config.robot, impedance)
+            if hasattr(backend, "set_impedance"):  # the real drivers
+                backend.set_impedance(impedance)
+            else:
+                backend.gains = impedance_gains_from_config(self.config.robot, impedance)
 
         return apply
 

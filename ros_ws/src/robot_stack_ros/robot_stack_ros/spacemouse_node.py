@@ -4,7 +4,8 @@ spacemouse/twist (TwistStamped, action units in [-1, 1], end-effector frame, aft
 task's axis signs, scales and deadzone) and spacemouse/joy (Joy: axes = the same six
 values, buttons = the device's buttons), at ``rate_hz`` (default 50).
 
-Devices (teleop.kind): 'spacemouse' is the 3Dconnexion device (its driver plugs in here);
+Devices (teleop.kind): 'spacemouse' is the 3Dconnexion device (robot_stack.hardware.spacemouse;
+while it is unplugged the node publishes a zero twist and logs the error every 5 s);
 'scripted' is the simulated session's scripted teleoperator (noisy scripted expert)
 watching a mirror of the simulated world, published as if it were a device, for viewing
 and for exercising the operator path without hardware.
@@ -18,6 +19,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Joy
 
 
+from robot_stack.hardware.interfaces import TeleopCommand, TeleopDisconnected
 from robot_stack_ros.clients import MirrorFeed, PeerTimeout
 from robot_stack_ros.common import NodeConfigError, COMMAND_QOS, Topics, load_config, run_node
 
@@ -37,10 +39,17 @@ class SpaceMouseNode(Node):
             self.feed = MirrorFeed(self, self.config)
             self.device = ScriptedTeleop(self.feed.mirror.expert, self.feed.mirror, teleop, np.random.default_rng())
         elif teleop.kind == "spacemouse":
-            raise NodeConfigError(
-                "teleop kind 'spacemouse' needs the SpaceMouse driver, which this build does not include yet; "
-                "use teleop kind 'scripted' in simulation"
-            )
+            from robot_stack.hardware.spacemouse import SpaceMouse
+
+            tcp_rotation = None
+            if teleop.frame == "base":
+                # The device's axes are read in the base frame and turned into the gripper's
+                # with the measured TCP pose from the controller.
+                from robot_stack_ros.clients import StateCache
+
+                self.state = StateCache(self, max_age_s=self.config.ros.state_timeout_s)
+                tcp_rotation = lambda: self.state.read().tcp_rotation  # noqa: E731
+            self.device = SpaceMouse(teleop, tcp_rotation=tcp_rotation)
         else:
             raise NodeConfigError("the task's teleop kind is 'none': there is no device to publish")
         self.pub_twist = self.create_publisher(TwistStamped, Topics.SPACEMOUSE_TWIST, COMMAND_QOS)
@@ -55,7 +64,15 @@ class SpaceMouseNode(Node):
                 self.feed.sync(timeout_s=0.0)
             except PeerTimeout:
                 return
-        command = self.device.read()
+        try:
+            command = self.device.read()
+        except TeleopDisconnected as error:
+            # Zero twist, no buttons: the intervention ends while the device is gone.
+            command = TeleopCommand(twist=np.zeros(6), gripper=None, intervening=False)
+            self.get_logger().error(str(error), throttle_duration_sec=5.0)
+        except PeerTimeout as error:
+            self.get_logger().warning(f"no TCP pose for the device's base frame: {error}", throttle_duration_sec=5.0)
+            return
         stamp = self.get_clock().now().to_msg()
         twist = TwistStamped()
         twist.header.stamp = stamp
@@ -70,6 +87,9 @@ class SpaceMouseNode(Node):
         pressed = [0] * (max(self.config.teleop.button_map, default=-1) + 1)
         if command.gripper is not None:
             action = "gripper_close" if command.gripper >= 0.5 else "gripper_open" if command.gripper <= -0.5 else None
+            if action in buttons:
+                pressed[buttons[action]] = 1
+        for action in command.buttons:  # success / failure / rerecord marks of a real device
             if action in buttons:
                 pressed[buttons[action]] = 1
         joy.buttons = pressed
