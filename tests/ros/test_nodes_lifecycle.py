@@ -71,3 +71,58 @@ def test_camera_node_renders_the_controller_world(ros_env, tmp_path):
         rclpy.shutdown()
         assert camera.stop() == 0
         assert controller.stop() == 0
+
+
+def test_camera_node_publishes_a_recorded_realsense_camera(ros_env, tmp_path):
+    pytest.importorskip("pyrealsense2", reason="pyrealsense2 is not installed (pip install -e '.[realsense]')")
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "hardware"))
+    from realsense_recording import record
+
+    from robot_stack.config import load_task_config
+    from robot_stack.config.loader import config_to_yaml
+    from robot_stack.session import with_fields
+
+    recording = record(tmp_path / "wrist.db3", n_frames=90, fps=30, size_wh=(96, 64))
+    config = load_task_config(TASKS / "fr3_lab_insertion.yaml")
+    replay = config.cameras.cameras["wrist_1"].model_copy(
+        update={"kind": "replay", "replay_path": recording.path, "resolution_wh": (96, 64), "crop_xywh": (16, 0, 64, 64)}
+    )
+    config = with_fields(config, "cameras", cameras={"wrist_1": replay})
+    config = with_fields(config, "task.observation", images=("wrist_1",))
+    path = tmp_path / "lab.yaml"
+    path.write_text(config_to_yaml(config))
+
+    enter_ros_environment(ros_env)
+    import rclpy
+    from rclpy.node import Node
+    from sensor_msgs.msg import CameraInfo, Image
+
+    camera = NodeProcess("camera", {"config": str(path), "cameras": ["wrist_1"], "fps": 10.0}, ros_env, tmp_path)
+    rclpy.init()
+    node = Node("realsense_probe")
+    got = {}
+    qos = rclpy.qos.qos_profile_sensor_data
+    node.create_subscription(Image, "cameras/wrist_1/image_raw", lambda m: got.__setitem__("image", m), qos)
+    node.create_subscription(CameraInfo, "cameras/wrist_1/camera_info", lambda m: got.__setitem__("info", m), qos)
+    try:
+        deadline = time.monotonic() + 30
+        while not ("image" in got and "info" in got) and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.05)
+            assert camera.alive(), camera.log()[-3000:]
+        assert "image" in got and "info" in got, camera.log()[-3000:]
+        image, info = got["image"], got["info"]
+        assert (image.height, image.width, image.encoding) == (128, 128, "rgb8")
+        pixels = np.frombuffer(image.data, np.uint8).reshape(128, 128, 3)
+        # The recording's quadrants (red, green / blue, yellow) survive the crop and resize.
+        assert pixels[10, 10, 0] > pixels[10, 10, 1] and pixels[10, 117, 1] > pixels[10, 117, 0]
+        assert pixels[117, 10, 2] > pixels[117, 10, 0]
+        # The recording's intrinsics (fx = fy = 96, centre (48, 32)), moved by the crop and
+        # scaled by the resize (64 -> 128 px).
+        assert (info.height, info.width) == (128, 128)
+        np.testing.assert_allclose([info.k[0], info.k[4], info.k[2], info.k[5], info.k[8]], [192, 192, 64, 64, 1])
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        assert camera.stop() == 0
