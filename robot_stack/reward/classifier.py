@@ -116,7 +116,11 @@ class SuccessClassifierModel:
         self.net.eval()
         with torch.inference_mode():
             for start in range(0, batch, INFERENCE_BATCH):
-                chunk = {c: torch.from_numpy(np.ascontiguousarray(images[c][start:start + INFERENCE_BATCH])).to(self.device) for c in self.cameras}
+                # np.require copies read-only frames (a camera driver's buffers), which torch cannot wrap.
+                chunk = {
+                    c: torch.from_numpy(np.require(images[c][start:start + INFERENCE_BATCH], requirements=("C", "W"))).to(self.device)
+                    for c in self.cameras
+                }
                 out[start:start + INFERENCE_BATCH] = class_probabilities(self.net(chunk)).double().cpu().numpy()
         return out
 
