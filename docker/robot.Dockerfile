@@ -6,7 +6,7 @@
 # Devices (add what the task uses, or --privileged -v /dev:/dev for all of them):
 #   Franka (libfranka, FCI):  --network host --cap-add SYS_NICE --ulimit rtprio=99 --ulimit memlock=-1
 #                             (the 1 kHz loop needs real-time priority; the host runs a PREEMPT_RT kernel)
-#   SpaceMouse (hidraw):      --device /dev/hidrawN  (the SpaceMouse's node: ls -l /dev/hidraw*)
+#   SpaceMouse (hidraw):      --device /dev/spacemouse (scripts/udev/99-robot-stack.rules names it; or /dev/hidrawN)
 #   RealSense (USB, V4L2):    --device /dev/bus/usb -v /dev:/dev --device-cgroup-rule 'c 81:* rmw' --device-cgroup-rule 'c 189:* rmw'
 #   Runs and logs on the host: -v "$PWD/runs:/robot-stack/runs"; CurveZMQ keys: -v "$PWD/keys:/robot-stack/keys:ro"
 FROM ros:jazzy-ros-base
@@ -14,7 +14,7 @@ FROM ros:jazzy-ros-base
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       python3-venv python3-pip python3-colcon-common-extensions ros-jazzy-launch-ros \
-      libegl1 libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libgles2 libhidapi-hidraw0 \
+      libegl1 libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libgles2 libhidapi-hidraw0 libhidapi-libusb0 libusb-1.0-0 \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /robot-stack

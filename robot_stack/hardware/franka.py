@@ -27,8 +27,10 @@ is already loaded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -130,6 +132,27 @@ def refuse_if_loaded(conflicting_module: str, wanted: str) -> None:
             f"pylibfranka both register libfranka's pybind11 types (importing both fails with 'generic_type: "
             f"type \"Duration\" is already registered!'). Use one Franka driver per process (robot.driver)."
         )
+
+
+@contextlib.contextmanager
+def keep_thread_scheduling():
+    """Restore the calling thread's scheduling policy afterwards.
+
+    libfranka's Robot constructor raises the calling thread to SCHED_FIFO priority 99 where
+    it may (as root, or with rtprio rights), even with the real-time check set to ignore.
+    That belongs to the 1 kHz control thread, not to the caller: a Python thread left at
+    SCHED_FIFO starves every other process on the machine while it busy-waits, and every
+    thread and child process it starts inherits the policy."""
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    except (AttributeError, OSError):  # no POSIX scheduling API here
+        yield
+        return
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) != (policy, param.sched_priority):
+            os.sched_setscheduler(0, policy, param)
 
 
 def flange_to_tcp(tcp_offset_m) -> np.ndarray:
@@ -497,7 +520,8 @@ class FrankyBackend:
         f = self._franky
         realtime = f.RealtimeConfig.Enforce if self.robot_config.realtime == "enforce" else f.RealtimeConfig.Ignore
         try:
-            return f.Robot(self.address, realtime_config=realtime)
+            with keep_thread_scheduling():
+                return f.Robot(self.address, realtime_config=realtime)
         except f.IncompatibleVersionException as error:
             raise version_error(self.address, "franky-control", error) from error
         except f.RealtimeException as error:

@@ -47,6 +47,7 @@ from robot_stack.hardware.franka import (
     column_major,
     hand_unreachable_message,
     load_inertia_column_major,
+    keep_thread_scheduling,
     nominal_ee_to_tcp,
     realtime_error,
     recovery_failed_error,
@@ -347,7 +348,8 @@ class LibfrankaTorqueBackend:
         pl = self._pl
         realtime = pl.RealtimeConfig.kEnforce if self.robot_config.realtime == "enforce" else pl.RealtimeConfig.kIgnore
         try:
-            return pl.Robot(self.address, realtime)
+            with keep_thread_scheduling():
+                return pl.Robot(self.address, realtime)
         except pl.RealtimeException as error:
             raise realtime_error(error) from error
         except pl.NetworkException as error:

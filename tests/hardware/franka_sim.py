@@ -89,6 +89,7 @@ def run_libfranka_torque_check() -> dict:
     the fingers while it holds there."""
     from robot_stack.hardware.franka import make_franka_backend
 
+    policy_before = os.sched_getscheduler(0)
     backend = make_franka_backend(sim_robot_config(driver="libfranka_torque"), None)
     try:
         backend.move_to_joint_positions(np.array(FR3_HOME_RAD), 1.0)
@@ -120,6 +121,7 @@ def run_libfranka_torque_check() -> dict:
             "opened_width_m": opened_width_m,
             "closed_width_m": backend.read_state().gripper_width_m,
             "gripper_error": backend.gripper_error,
+            "caller_kept_scheduling": os.sched_getscheduler(0) == policy_before,
         }
     finally:
         backend.close()

@@ -264,3 +264,17 @@ def test_libfranka_torque_backend_reaches_a_target(franky_sim):
     assert outcome["settled_error_m"] < 0.003
     assert outcome["opened_width_m"] > 0.075 and outcome["closed_width_m"] < 0.005
     assert outcome["gripper_error"] is None
+    assert outcome["caller_kept_scheduling"]
+
+
+def test_the_callers_thread_keeps_its_scheduling_policy(connect):
+    # libfranka raises the thread that connects to SCHED_FIFO 99; left there, the caller (and
+    # every process it starts) would starve the machine while it busy-waits.
+    import os
+
+    before = os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+    backend = connect()
+    backend.set_gripper(0.02)
+    backend.recover()
+
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
