@@ -37,6 +37,10 @@ D455) librealsense's ``rs.align`` reprojects the depth. Where they share one ima
 set of intrinsics (D405) the depth already is in colour pixels and is used as it is:
 aligning identical cameras at the same resolution only punches rows and columns of holes
 into the depth (each depth pixel lands on exactly one colour pixel, and rounding drops some).
+
+pyrealsense2 carries its own DDS: a process that imports it before rclpy crashes at exit
+(SIGSEGV), while rclpy first is fine. The ROS nodes import rclpy first; any other process
+that uses both must do the same.
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 franky against franky-sim (127.0.0.1), the two wrist cameras played back from recordings, and
 the learned success classifier as the reward. Reset, steps and the actor's env factory."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
 from franka_sim import FRANKY, FRANKY_SIM, missing_package, start_franky_sim, stop_franky_sim
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _MISSING = missing_package(FRANKY, FRANKY_SIM)
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
 
