@@ -40,35 +40,43 @@ def test_bad_config_is_named(ros_env, tmp_path):
     assert "missing.yaml" in process.log() and "not found" in process.log()
 
 
-def test_camera_node_renders_the_controller_world(ros_env, tmp_path):
+def _first_image_and_info(ros_env, image_camera, info_camera, processes, timeout_s):
+    """The first image of one camera and CameraInfo of another that the camera node publishes,
+    read by a probe node in this process; the processes must stay alive meanwhile."""
     enter_ros_environment(ros_env)
     import rclpy
     from rclpy.node import Node
     from sensor_msgs.msg import CameraInfo, Image
 
-    config = {"config": str(TASKS / "sim_pick_cube.yaml")}
-    controller = NodeProcess("controller", config, ros_env, tmp_path)
-    camera = NodeProcess("camera", {**config, "fps": 10.0}, ros_env, tmp_path)
     rclpy.init()
     node = Node("camera_probe")
     got = {}
     qos = rclpy.qos.qos_profile_sensor_data
-    node.create_subscription(Image, "cameras/front/image_raw", lambda m: got.__setitem__("image", m), qos)
-    node.create_subscription(CameraInfo, "cameras/wrist/camera_info", lambda m: got.__setitem__("info", m), qos)
+    node.create_subscription(Image, f"cameras/{image_camera}/image_raw", lambda m: got.__setitem__("image", m), qos)
+    node.create_subscription(CameraInfo, f"cameras/{info_camera}/camera_info", lambda m: got.__setitem__("info", m), qos)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout_s
         while not ("image" in got and "info" in got) and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.05)
-            assert controller.alive() and camera.alive(), camera.log()[-3000:]
-        assert "image" in got and "info" in got, camera.log()[-3000:]
-        image, info = got["image"], got["info"]
-        assert (image.height, image.width, image.encoding) == (128, 128, "rgb8")
-        pixels = np.frombuffer(image.data, np.uint8).reshape(128, 128, 3)
-        assert pixels.std() > 5  # a rendered scene, not a blank frame
-        assert (info.height, info.width) == (128, 128) and info.k[0] > 0 and info.k[8] == 1.0
+            assert all(p.alive() for p in processes), processes[-1].log()[-3000:]
+        assert "image" in got and "info" in got, processes[-1].log()[-3000:]
     finally:
         node.destroy_node()
         rclpy.shutdown()
+    image = got["image"]
+    assert (image.height, image.width, image.encoding) == (128, 128, "rgb8")
+    return np.frombuffer(image.data, np.uint8).reshape(128, 128, 3), got["info"]
+
+
+def test_camera_node_renders_the_controller_world(ros_env, tmp_path):
+    config = {"config": str(TASKS / "sim_pick_cube.yaml")}
+    controller = NodeProcess("controller", config, ros_env, tmp_path)
+    camera = NodeProcess("camera", {**config, "fps": 10.0}, ros_env, tmp_path)
+    try:
+        pixels, info = _first_image_and_info(ros_env, "front", "wrist", [controller, camera], 60)
+        assert pixels.std() > 5  # a rendered scene, not a blank frame
+        assert (info.height, info.width) == (128, 128) and info.k[0] > 0 and info.k[8] == 1.0
+    finally:
         assert camera.stop() == 0
         assert controller.stop() == 0
 
@@ -94,27 +102,9 @@ def test_camera_node_publishes_a_recorded_realsense_camera(ros_env, tmp_path):
     path = tmp_path / "lab.yaml"
     path.write_text(config_to_yaml(config))
 
-    enter_ros_environment(ros_env)
-    import rclpy
-    from rclpy.node import Node
-    from sensor_msgs.msg import CameraInfo, Image
-
     camera = NodeProcess("camera", {"config": str(path), "cameras": ["wrist_1"], "fps": 10.0}, ros_env, tmp_path)
-    rclpy.init()
-    node = Node("realsense_probe")
-    got = {}
-    qos = rclpy.qos.qos_profile_sensor_data
-    node.create_subscription(Image, "cameras/wrist_1/image_raw", lambda m: got.__setitem__("image", m), qos)
-    node.create_subscription(CameraInfo, "cameras/wrist_1/camera_info", lambda m: got.__setitem__("info", m), qos)
     try:
-        deadline = time.monotonic() + 30
-        while not ("image" in got and "info" in got) and time.monotonic() < deadline:
-            rclpy.spin_once(node, timeout_sec=0.05)
-            assert camera.alive(), camera.log()[-3000:]
-        assert "image" in got and "info" in got, camera.log()[-3000:]
-        image, info = got["image"], got["info"]
-        assert (image.height, image.width, image.encoding) == (128, 128, "rgb8")
-        pixels = np.frombuffer(image.data, np.uint8).reshape(128, 128, 3)
+        pixels, info = _first_image_and_info(ros_env, "wrist_1", "wrist_1", [camera], 30)
         # The recording's quadrants (red, green / blue, yellow) survive the crop and resize.
         assert pixels[10, 10, 0] > pixels[10, 10, 1] and pixels[10, 117, 1] > pixels[10, 117, 0]
         assert pixels[117, 10, 2] > pixels[117, 10, 0]
@@ -123,6 +113,4 @@ def test_camera_node_publishes_a_recorded_realsense_camera(ros_env, tmp_path):
         assert (info.height, info.width) == (128, 128)
         np.testing.assert_allclose([info.k[0], info.k[4], info.k[2], info.k[5], info.k[8]], [192, 192, 64, 64, 1])
     finally:
-        node.destroy_node()
-        rclpy.shutdown()
         assert camera.stop() == 0
