@@ -521,10 +521,11 @@ def add_reward_commands(groups: argparse._SubParsersAction) -> None:
 def hw_check_command(args: argparse.Namespace) -> int:
     """Connect to every device the task config names (arm, cameras, SpaceMouse) and report
     what is reachable, measured rates, and one frame per camera as PNG. Exit 1 if any fails."""
-    from robot_stack.config import load_task_config
+    config = _load_task(args.config)
+    if config is None:
+        return 1
     from robot_stack.hardware.check import run_check
 
-    config = load_task_config(args.config)
     report = run_check(config, args.out, seconds=args.seconds)
     print(report.table())
     print(f"results: {args.out / 'hw_check.json'}")
