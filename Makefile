@@ -8,10 +8,10 @@ EPISODES ?= 3
 OUT ?= outputs/demo
 RUN_DIR ?= runs/$(basename $(notdir $(TASK)))
 
-.PHONY: setup session demo reward test test-all bench check-configs clean
+.PHONY: setup session demo reward rldg test test-all bench check-configs clean
 
 setup:
-	scripts/setup.sh dev,ros,vlm,franka,realsense,spacemouse
+	scripts/setup.sh dev,ros,vlm,franka,realsense,spacemouse,rldg
 
 # The main job: a simulated HIL-SERL task session (demos, learner and actor processes,
 # scripted teleoperator interventions, evaluation, learning curve).
@@ -31,6 +31,21 @@ reward: setup
 	$(VENV)/bin/robot-stack reward train $(REWARD_TASK) --frames runs/reward/frames_train
 	$(VENV)/bin/robot-stack reward eval $(REWARD_TASK) --frames runs/reward/frames_test --out runs/reward/eval
 
+# RLDG in simulation (README, "RLDG"): a specialist per cube, datasets from their rollouts and from
+# the scripted human-like demonstrator (same episode count), the same generalist trained on each,
+# evaluated per variant (seen and held out) beside the specialists.
+RLDG ?= hardware_configs/rldg/sim_pick_cube_sizes.yaml
+RLDG_RUN ?= runs/rldg/pick_cube_sizes
+rldg: setup
+	$(VENV)/bin/robot-stack rldg specialists $(RLDG)
+	$(VENV)/bin/robot-stack rldg collect $(RLDG) --source specialists --overwrite
+	$(VENV)/bin/robot-stack rldg collect $(RLDG) --source human_like --overwrite
+	$(VENV)/bin/robot-stack rldg validate $(RLDG_RUN)/data/specialists $(RLDG_RUN)/data/human_like
+	$(VENV)/bin/robot-stack rldg finetune $(RLDG) --data $(RLDG_RUN)/data/specialists
+	$(VENV)/bin/robot-stack rldg finetune $(RLDG) --data $(RLDG_RUN)/data/human_like
+	$(VENV)/bin/robot-stack rldg eval $(RLDG) --specialists \
+		--generalist rl_rollouts=$(RLDG_RUN)/generalists/specialists human_like_demos=$(RLDG_RUN)/generalists/human_like
+
 # The test suite CI runs (slow end-to-end variants excluded; `make test-all` runs them).
 test: setup
 	$(PY) -m pytest -m "not slow" -q
@@ -39,7 +54,7 @@ test-all: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	scripts/setup.sh dev,ros,vlm,franka,realsense,spacemouse,bench
+	scripts/setup.sh dev,ros,vlm,franka,realsense,spacemouse,rldg,bench
 	$(PY) benchmarks/bench_control_law.py
 	$(PY) benchmarks/bench_sim_env.py
 	$(PY) benchmarks/bench_transport.py --quick

@@ -72,7 +72,8 @@ def evaluate_policy(
     progress: bool = True,
     env_factory: Optional[Callable[[TaskConfig], object]] = None,
 ) -> EvalReport:
-    """Roll out ``policy.act(observation, deterministic=True, rng)`` for ``episodes`` episodes.
+    """Roll out ``policy.act(observation, deterministic=True, rng)`` for ``episodes`` episodes
+    (``policy.reset()``, where it has one, at the start of each).
 
     ``env_factory(config)`` builds the env (default: the one the task's robot backend names); a NaN action is
     counted and replaced by the hold action, as the actor does.
@@ -90,6 +91,8 @@ def evaluate_policy(
     try:
         for index in bar:
             observation, info = env.reset(seed=seed + index)
+            if hasattr(policy, "reset"):
+                policy.reset()  # a policy with memory (action chunks) starts each episode afresh
             length, episode_return, done = 0, 0.0, False
             while not done:
                 action, held = hold_if_nonfinite(policy.act(observation, deterministic=True, rng=rng))

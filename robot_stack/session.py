@@ -204,7 +204,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def run_session(
-    task_file: Path,
+    task_file: Path | TaskConfig,
     run_dir: Optional[Path] = None,
     *,
     max_env_steps: Optional[int] = None,
@@ -216,10 +216,14 @@ def run_session(
     progress: bool = True,
     interventions: bool = True,
 ) -> dict[str, Any]:
-    """Run a whole simulated task session; returns the summary it also writes to JSON."""
+    """Run a whole simulated task session; returns the summary it also writes to JSON.
+
+    ``task_file`` is a task YAML or an already loaded config (a variant made in code, as RLDG's
+    specialists are): the session writes the config it runs to the run dir either way, and its
+    processes read that file."""
     from tqdm import tqdm
 
-    base = load_task_config(task_file)
+    base = task_file if isinstance(task_file, TaskConfig) else load_task_config(task_file)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / base.task.name
     paths = RunPaths.under(run_dir, demos if demos is not None else Path("runs") / "demos" / base.task.name)
     config = session_config(
@@ -309,7 +313,8 @@ def run_session(
     (paths.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     print(_summary_text(summary))
     if interrupted:
-        print(f"resume with: robot-stack session {task_file} --run-dir {paths.run_dir}")
+        source = paths.config_file if isinstance(task_file, TaskConfig) else task_file
+        print(f"resume with: robot-stack session {source} --run-dir {paths.run_dir}")
     return summary
 
 

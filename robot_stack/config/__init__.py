@@ -12,6 +12,7 @@ from robot_stack.config.loader import (
     SourceLocation,
     config_to_yaml,
     infer_config_kind,
+    load_model_file,
     load_section_config,
     load_task_config,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "TransportConfig",
     "config_to_yaml",
     "infer_config_kind",
+    "load_model_file",
     "load_section_config",
     "load_task_config",
 ]

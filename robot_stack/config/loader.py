@@ -37,7 +37,7 @@ from pydantic import BaseModel, PrivateAttr, ValidationError
 
 from robot_stack.config.schema import SECTION_MODELS, StrictModel, TaskConfig
 
-ConfigKind = Literal["robot", "cameras", "teleop", "session", "task"]
+ConfigKind = Literal["robot", "cameras", "teleop", "session", "task", "rldg"]
 CONFIG_KINDS: tuple[ConfigKind, ...] = get_args(ConfigKind)
 
 # The folders of hardware_configs/ and the kind of file each holds.
@@ -46,6 +46,7 @@ KIND_BY_DIRECTORY: dict[str, ConfigKind] = {
     "cameras": "cameras",
     "teleop": "teleop",
     "sessions": "session",
+    "rldg": "rldg",
     "tasks": "task",
 }
 
@@ -604,15 +605,29 @@ def load_task_config(path: str | os.PathLike[str]) -> LoadedTaskConfig:
 
 def load_section_config(path: str | os.PathLike[str], kind: ConfigKind) -> StrictModel:
     """Load one file of the given kind: a robot/cameras/teleop/session file (fields at the
-    top level, no include), or a task file (``kind="task"``, same as load_task_config)."""
+    top level, no include), a task file (``kind="task"``, same as load_task_config), or an
+    RLDG experiment file (``kind="rldg"``, its variants resolved and checked too)."""
     if kind == "task":
         return load_task_config(path)
+    if kind == "rldg":
+        from robot_stack.config.rldg import load_rldg_config
+
+        return load_rldg_config(path).spec
     if kind not in SECTION_MODELS:
         raise ValueError(f"unknown config kind {kind!r}; expected one of {', '.join(CONFIG_KINDS)}")
     file = Path(path)
     document = _read_document(file)
     _refuse_include(document)
     return _validate(SECTION_MODELS[kind], document.data, document.locations, source=file)
+
+
+def load_model_file(path: str | os.PathLike[str], model: type[StrictModel]) -> StrictModel:
+    """Load a YAML file that holds one model's fields at its top level (no include), with the
+    same located errors as a task file's (file, line, field, value, what is allowed)."""
+    file = Path(path)
+    document = _read_document(file)
+    _refuse_include(document)
+    return _validate(model, document.data, document.locations, source=file)
 
 
 def infer_config_kind(path: str | os.PathLike[str]) -> Optional[ConfigKind]:

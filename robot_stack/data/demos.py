@@ -24,7 +24,7 @@ DEMOS_FILE = "demos.json"
 def demos_exist(directory: Path) -> bool:
     """True if ``directory`` holds a complete demo set."""
     try:
-        meta = _read_meta(Path(directory))
+        meta = read_demo_meta(Path(directory))
     except (FileNotFoundError, ValueError):
         return False
     return all((Path(directory) / episode["file"]).is_file() for episode in meta["episodes"])
@@ -34,7 +34,7 @@ def load_demos(directory: Path, observation_spec: Mapping[str, ArraySpec], actio
     """Every transition of a demo set as one batch, checked against the spec the learner
     expects (raises ValueError naming the file and the key that differs)."""
     directory = Path(directory)
-    meta = _read_meta(directory)
+    meta = read_demo_meta(directory)
     spec = batch_spec(observation_spec, action_dim)
     batches = []
     for episode in meta["episodes"]:
@@ -49,7 +49,7 @@ def load_demos(directory: Path, observation_spec: Mapping[str, ArraySpec], actio
     return concatenate_batches(batches)
 
 
-def _read_meta(directory: Path) -> dict[str, Any]:
+def read_demo_meta(directory: Path) -> dict[str, Any]:
     path = directory / DEMOS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no demo set in {directory} ({DEMOS_FILE} is missing)")

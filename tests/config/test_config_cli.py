@@ -37,7 +37,7 @@ def bad_robot(tmp_path: Path) -> Path:
 def test_hardware_configs_ship_every_kind_of_file() -> None:
     folders = {path.parent.name for path in SHIPPED_CONFIGS}
 
-    assert folders == {"robots", "cameras", "teleop", "sessions", "tasks"}
+    assert folders == {"robots", "cameras", "teleop", "sessions", "tasks", "rldg"}
 
 
 @pytest.mark.parametrize("config_file", SHIPPED_CONFIGS, ids=lambda path: f"{path.parent.name}/{path.name}")
@@ -154,7 +154,7 @@ def test_a_file_of_unknown_kind_asks_for_kind(tmp_path: Path, capsys: pytest.Cap
     assert exit_code == 1
     assert capsys.readouterr().err == (
         f"{file}: cannot tell what kind of config this is: it has no top-level 'task' key and its folder is not "
-        "one of robots/, cameras/, teleop/, sessions/, tasks/; pass --kind {robot,cameras,teleop,session,task}\n"
+        "one of robots/, cameras/, teleop/, sessions/, rldg/, tasks/; pass --kind {robot,cameras,teleop,session,task,rldg}\n"
     )
 
 
