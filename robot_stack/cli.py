@@ -675,7 +675,7 @@ def rldg_eval_command(args: argparse.Namespace) -> int:
     _setup_logging("rldg")
     out = args.out or experiment.run_dir / "eval"
     try:
-        summary = evaluate(experiment, _labelled_paths(args.generalist), out, variants=args.variants,
+        evaluate(experiment, _labelled_paths(args.generalist), out, variants=args.variants,
                            episodes=args.episodes, include_specialists=args.specialists, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, KeyError) as error:
         print(f"rldg eval: {error}", file=sys.stderr)
