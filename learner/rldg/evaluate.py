@@ -178,7 +178,7 @@ def plot_results(summary: Mapping[str, Any], path: Path) -> None:
     axis.set_ylabel("success rate (%)")
     axis.set_ylim(0, 105)
     axis.set_title(f"RLDG {summary['experiment']}: {summary['episodes_per_variant']} episodes per variant (95% intervals)")
-    axis.legend(loc="lower right", fontsize="small")
+    axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
