@@ -101,7 +101,7 @@ class VariantReport:
         return {**self.__dict__, "success_rate": self.successes / self.attempts if self.attempts else None}
 
 
-def _recorded_config(variant: Variant, cameras: Sequence[str]) -> TaskConfig:
+def with_cameras(variant: Variant, cameras: Sequence[str]) -> TaskConfig:
     """The variant's config with the recorded cameras rendered (a state-only specialist
     ignores them: its policy reads the state)."""
     from robot_stack.session import with_fields
@@ -113,7 +113,9 @@ def _recorded_config(variant: Variant, cameras: Sequence[str]) -> TaskConfig:
     return with_fields(variant.config, "task.observation", images=images)
 
 
-def _specialist_actor(variant: Variant, config: TaskConfig) -> Callable[[Any], np.ndarray]:
+def load_specialist(variant: Variant):
+    """The policy of the variant's newest complete specialist checkpoint (built for the variant's
+    own observation, not for cameras recorded beside it)."""
     import safetensors.torch
 
     from robot_stack.data.checkpoints import CheckpointStore
@@ -126,10 +128,14 @@ def _specialist_actor(variant: Variant, config: TaskConfig) -> Callable[[Any], n
             f"variant '{variant.name}' has no specialist checkpoint under {variant.specialist}: "
             "train it with `robot-stack rldg specialists`, or name one with the variant's 'specialist' field"
         )
-    # The specialist sees what it was trained on: the variant's own observation, not the recorded cameras.
-    policy = Policy.build(variant.config.agent, observation_spec(variant.config), env_action_dim(config),
-                          config.task.gripper_mode == "binary")
+    config = variant.config
+    policy = Policy.build(config.agent, observation_spec(config), env_action_dim(config), config.task.gripper_mode == "binary")
     policy.load_weights(safetensors.torch.load_file(str(complete[-1].path / "policy.safetensors")))
+    return policy
+
+
+def _specialist_actor(variant: Variant) -> Callable[[Any], np.ndarray]:
+    policy = load_specialist(variant)
     rng = np.random.default_rng(0)
     return lambda observation: policy.act(observation, deterministic=True, rng=rng)
 
@@ -180,12 +186,12 @@ def collect(
         raise ValueError(f"held-out variants have no specialist to roll out: {', '.join(held_out)}")
     wanted = episodes_per_variant or spec.episodes_per_variant
     cameras = tuple(spec.cameras) if spec.cameras is not None else tuple(chosen[0].config.task.observation.images)
-    first = _recorded_config(chosen[0], cameras)
+    first = with_cameras(chosen[0], cameras)
     writer = DatasetWriter(Path(out), first.task.control_rate_hz, dataset_features(first, cameras, spec.image_storage, spec.video_codec),
                            robot_type=spec.robot_type, video_codec=spec.video_codec, overwrite=overwrite)
     reports: list[VariantReport] = []
     for number, variant in enumerate(chosen):
-        config = _recorded_config(variant, cameras)
+        config = with_cameras(variant, cameras)
         if config.robot.backend != "sim" and source == "human_like":
             raise ValueError(f"variant '{variant.name}': the scripted human-like demonstrator runs in simulation only")
         if state_names(config) != state_names(first) or action_names(config) != action_names(first):
@@ -194,7 +200,7 @@ def collect(
         env = sim.env
         on_reset = None
         if source == "specialists":
-            act = _specialist_actor(variant, config)
+            act = _specialist_actor(variant)
         else:
             from robot_stack.envs.franka_env import action_from_teleop
             from robot_stack.sim.human_like import HumanLikeTeleop

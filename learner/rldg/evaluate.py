@@ -14,7 +14,6 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from robot_stack.config.rldg import RldgExperiment, Variant
-from robot_stack.config.schema import TaskConfig
 from robot_stack.data.files import write_json_atomic
 
 EVAL_JSON = "rldg_eval.json"
@@ -34,13 +33,6 @@ class InstructedPolicy:
 
     def act(self, observation, deterministic: bool = True, rng=None) -> np.ndarray:
         return self.generalist.act(observation, self.instruction)
-
-
-def _config_with_cameras(variant: Variant, cameras) -> TaskConfig:
-    from robot_stack.session import with_fields
-
-    images = tuple(dict.fromkeys(tuple(variant.config.task.observation.images) + tuple(cameras)))
-    return with_fields(variant.config, "task.observation", images=images)
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -63,13 +55,9 @@ def evaluate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate each generalist (label -> checkpoint dir) on every variant; returns the results."""
-    import safetensors.torch
-
     from actor.evaluate import evaluate_policy
+    from learner.rldg.collect import load_specialist, with_cameras
     from learner.rldg.generalist import load_generalist
-    from robot_stack.data.checkpoints import CheckpointStore
-    from robot_stack.envs.spec import env_action_dim, observation_spec
-    from robot_stack.policy import Policy
 
     if not generalists and not include_specialists:
         raise ValueError("nothing to evaluate: name a generalist or ask for the specialists")
@@ -80,7 +68,7 @@ def evaluate(
     for label, generalist in loaded.items():
         results[label] = {}
         for variant in chosen:
-            config = _config_with_cameras(variant, generalist.features.cameras)
+            config = with_cameras(variant, generalist.features.cameras)
             seed = _seed(experiment, variant)
             report = evaluate_policy(config, InstructedPolicy(generalist, variant.instruction), count, seed=seed, progress=progress)
             results[label][variant.name] = _outcome(report)
@@ -89,13 +77,7 @@ def evaluate(
         for variant in chosen:
             if variant.held_out:
                 continue
-            complete = CheckpointStore(variant.specialist).complete() if variant.specialist.is_dir() else []
-            if not complete:
-                raise FileNotFoundError(f"variant '{variant.name}': no specialist checkpoint under {variant.specialist}")
-            config = variant.config
-            policy = Policy.build(config.agent, observation_spec(config), env_action_dim(config), config.task.gripper_mode == "binary")
-            policy.load_weights(safetensors.torch.load_file(str(complete[-1].path / "policy.safetensors")))
-            report = evaluate_policy(config, policy, count, seed=_seed(experiment, variant), progress=progress)
+            report = evaluate_policy(variant.config, load_specialist(variant), count, seed=_seed(experiment, variant), progress=progress)
             results[SPECIALISTS][variant.name] = _outcome(report)
 
     summary = {
