@@ -143,7 +143,7 @@ class ActorLink:
         with self._send_lock:
             seq = self.outbox.next_seq
             message = TransitionBatch(self.outbox.stream_id, seq, arrays, dict(info or {}), time.monotonic())
-            self.outbox.add(seq, [pack(message)])
+            self.outbox.add(seq, [pack(message, allocate=self.outbox.allocate)])
         self._waker.wake()
         return seq
 
@@ -161,6 +161,8 @@ class ActorLink:
             if update is None or update.version <= self._taken_version:
                 return None
             self._taken_version = update.version
+            # Not kept here: once the caller lets it go, its buffer assembles a later version.
+            self._latest = None
             return update
 
     def wait_connected(self, timeout_s: float) -> bool:

@@ -50,10 +50,12 @@ from robot_stack.transport.messages import (
     unpack,
 )
 from robot_stack.transport.security import AuthorisedKeys, configure_server, start_authenticator
-from robot_stack.transport.weights import blob_digest, check_safetensors, chunk_weights
+from robot_stack.transport.weights import check_safetensors, chunk_weights, new_blob_id
 from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, VersionMismatch
 
 log = logging.getLogger(__name__)
+
+ACK_DELAY_S = 0.002  # longest an ack waits to be coalesced with those of later batches
 
 
 @dataclass(frozen=True)
@@ -129,10 +131,16 @@ class LearnerLink:
         self._delivered: dict[str, int] = {}
         self._committed: dict[str, int] = {}
         self._commit_pending = False
-        self._weights: Optional[tuple[int, bytes, bytes]] = None  # version, blob, digest
+        self._weights: Optional[tuple[int, bytes, bytes]] = None  # version, blob, blob id
         self._weights_pending = False
         self._peers: dict[bytes, PeerInfo] = {}
         self._ack_due: set[bytes] = set()
+        self._unacked: dict[bytes, int] = {}  # batches received from a peer since its last ack
+        self._last_ack: dict[bytes, float] = {}
+        # Acks are coalesced: one per ACK_EVERY batches or ACK_DELAY_S, whichever comes first
+        # (a commit or a gap is acknowledged at once), so a stream of small batches does not
+        # cost an ack message each way per batch.
+        self._ack_every = max(1, self.settings.max_in_flight_batches // 4)
         self._gaps: set[bytes] = set()
         self.counters = LearnerLinkCounters()
         self._waker = Waker()
@@ -193,7 +201,7 @@ class LearnerLink:
         with self._lock:
             if self._weights is not None and version <= self._weights[0]:
                 raise ValueError(f"weights version {version} is not newer than the published {self._weights[0]}")
-            self._weights = (version, blob, None)
+            self._weights = (version, blob, new_blob_id())
             self._weights_pending = True
         self._waker.wake()
 
@@ -262,7 +270,8 @@ class LearnerLink:
             while not self._stop.is_set():
                 # While the receive queue is full the router is not read, so TCP pushes back.
                 poller = reading if self._queue_has_room() else not_reading
-                ready = dict(poller.poll(timeout=int(self.settings.heartbeat_interval_s * 1000 / 2)))
+                timeout_ms = ACK_DELAY_S * 1000 if self._ack_due else self.settings.heartbeat_interval_s * 1000 / 2
+                ready = dict(poller.poll(timeout=max(1, int(timeout_ms))))
                 if self._waker.read_fd in ready:
                     self._waker.drain()
                 if router in ready:
@@ -372,6 +381,7 @@ class LearnerLink:
             return False
         received = self._received.get(batch.stream_id, -1)
         self._ack_due.add(identity)
+        self._unacked[identity] = self._unacked.get(identity, 0) + 1
         if batch.seq <= received:
             self.counters.duplicates += 1
             return False
@@ -392,14 +402,22 @@ class LearnerLink:
         return True
 
     def _send_acks(self, router: zmq.Socket) -> None:
+        now = time.monotonic()
         with self._lock:
-            if self._commit_pending:
-                self._ack_due.update(self._peers)
-                self._commit_pending = False
-            due, self._ack_due = self._ack_due, set()
+            forced = set(self._peers) if self._commit_pending else set()
+            self._commit_pending = False
             gaps, self._gaps = self._gaps, set()
+            due, deferred = forced | gaps, set()
+            for identity in self._ack_due:
+                if self._unacked.get(identity, 0) >= self._ack_every or now - self._last_ack.get(identity, 0.0) >= ACK_DELAY_S:
+                    due.add(identity)
+                elif identity not in due:
+                    deferred.add(identity)
+            self._ack_due = deferred
             acks = []
-            for identity in due | gaps:
+            for identity in due:
+                self._unacked[identity] = 0
+                self._last_ack[identity] = now
                 peer = self._peers.get(identity)
                 if peer is None:
                     continue
@@ -418,6 +436,8 @@ class LearnerLink:
                 log.info("actor '%s' silent for %.1f s; forgetting its connection", peer.actor_id, now - peer.last_heard)
                 with self._lock:
                     self._peers.pop(identity, None)
+                    self._unacked.pop(identity, None)
+                    self._last_ack.pop(identity, None)
                 continue
             self._reply(router, identity, Heartbeat(self.learner_id, now))
 
@@ -447,20 +467,20 @@ class LearnerLink:
             if not self._weights_pending:
                 return
             self._weights_pending = False
-            version, blob, _ = self._weights
-        # The blob is hashed once here, in the link thread, and reused for late joiners.
-        blob = bytes(blob) if not isinstance(blob, bytes) else blob
-        digest = blob_digest(blob)
-        with self._lock:
-            if self._weights[0] == version:
-                self._weights = (version, blob, digest)
-        self._send_weights(publisher, WEIGHTS_TOPIC_ALL, version, blob, digest)
+            version, blob, blob_id = self._weights
+        if not isinstance(blob, bytes):  # a buffer the caller could still change: keep our own copy
+            blob = bytes(blob)
+            with self._lock:
+                if self._weights[0] == version:
+                    self._weights = (version, blob, blob_id)
+        self._send_weights(publisher, WEIGHTS_TOPIC_ALL, version, blob, blob_id)
         self.counters.weights_published += 1
 
     def _send_weights(
-        self, publisher: zmq.Socket, topic: bytes, version: int, blob: bytes, digest: Optional[bytes]
+        self, publisher: zmq.Socket, topic: bytes, version: int, blob: bytes, blob_id: bytes
     ) -> None:
-        for chunk in chunk_weights(version, blob, self._chunk_bytes, digest):
+        # A late joiner gets the same blob id, so its copy joins chunks it may already hold.
+        for chunk in chunk_weights(version, blob, self._chunk_bytes, blob_id):
             try:
                 publisher.send(pack(chunk, prefix=topic), flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:

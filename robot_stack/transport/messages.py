@@ -7,7 +7,7 @@
 | Refuse           | learner -> actor   | why the learner will not talk to this actor (both versions on a mismatch); retry or not |
 | TransitionBatch  | actor -> learner   | sequence number, arrays with a leading transition axis, scalar info |
 | Ack              | learner -> actor   | highest sequence received, highest committed (safe in a checkpoint) |
-| WeightsChunk     | learner -> actors  | weights version, chunk index/count, blob size and digest, chunk bytes |
+| WeightsChunk     | learner -> actors  | weights version, chunk index/count, blob size and id, chunk CRC-32, chunk bytes |
 | Heartbeat        | both               | sender id, send time |
 | Stats            | actor -> learner   | named scalars (episode return, loop jitter, ...) |
 | Event            | actor -> learner   | a named event (episode start/end, intervention) with scalar detail |
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar, Mapping, Sequence, Union
+from typing import Any, Callable, ClassVar, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -132,7 +132,8 @@ class WeightsChunk:
     index: int
     count: int
     total_bytes: int
-    digest: bytes
+    blob_id: bytes  # 16 bytes naming the published blob: every chunk of it carries the same
+    crc32: int  # of this chunk's payload
     payload: Buffer = b""
 
 
@@ -185,9 +186,10 @@ def encode(message: Message) -> list[Buffer]:
     return encode_frames(header, arrays)
 
 
-def pack(message: Message, prefix: bytes = b"") -> bytearray:
-    """The message as one buffer for ``socket.send(buffer, copy=False)``."""
-    return join_frames(encode(message), prefix)
+def pack(message: Message, prefix: bytes = b"", allocate: Optional[Callable[[int], bytearray]] = None) -> bytearray:
+    """The message as one buffer for ``socket.send(buffer, copy=False)``; ``allocate(size)``
+    may supply a reused buffer of that size (see ``join_frames``)."""
+    return join_frames(encode(message), prefix, allocate)
 
 
 def unpack(data: Any, limits: WireLimits = DEFAULT_LIMITS) -> Message:
@@ -196,7 +198,10 @@ def unpack(data: Any, limits: WireLimits = DEFAULT_LIMITS) -> Message:
 
 
 def _batch_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    counts = {name: np.shape(array)[0] if np.ndim(array) else None for name, array in arrays.items()}
+    counts = {}
+    for name, array in arrays.items():
+        shape = array.shape if isinstance(array, np.ndarray) else np.shape(array)
+        counts[name] = shape[0] if shape else None
     if any(count is None for count in counts.values()) or len(set(counts.values())) > 1:
         raise ValueError(f"every array of a transition batch needs the same leading (transition) axis; got {counts}")
     return dict(arrays)
@@ -293,9 +298,13 @@ def _check_field(cls: type, name: str, value: Any, where: str, limits: WireLimit
         if not isinstance(value, bool):
             raise DecodeError(f"{where} must be true or false, got {value!r}")
         return value
-    if name == "digest":
+    if name == "blob_id":
         if not isinstance(value, bytes) or len(value) != 16:
             raise DecodeError(f"{where} must be 16 bytes")
+        return value
+    if name == "crc32":
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+            raise DecodeError(f"{where} must be an unsigned 32-bit integer, got {value!r}")
         return value
     if name.endswith("_spec"):
         return _spec_from_wire(value, where, limits)

@@ -21,13 +21,13 @@ import math
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import msgpack
 import numpy as np
 
 MAGIC = b"RSTP"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 _PREFIX = struct.Struct("<4sH")
 _JOIN_MAGIC = b"RSMF"
 _JOIN_HEAD = struct.Struct("<4sI")
@@ -73,25 +73,44 @@ class WireLimits:
 DEFAULT_LIMITS = WireLimits()
 
 
+_WIRE_TEXT: dict[np.dtype, str] = {}  # dtype -> its checked wire string
+_FROM_WIRE: dict[str, np.dtype] = {}  # checked wire string -> dtype
+_CACHE_LIMIT = 256
+
+
 def dtype_to_wire(dtype: np.dtype) -> str:
     """The dtype string sent on the wire, e.g. '<f4', '|u1', '>i8'; refuses unsafe kinds."""
+    text = _WIRE_TEXT.get(dtype)
+    if text is not None:
+        return text
     text = np.dtype(dtype).str
     if not _DTYPE_PATTERN.match(text):
         raise TypeError(f"arrays of dtype {np.dtype(dtype)!r} cannot travel on the wire (numeric, bool, S and U only)")
+    if len(_WIRE_TEXT) < _CACHE_LIMIT and isinstance(dtype, np.dtype):
+        _WIRE_TEXT[dtype] = text
     return text
 
 
 def dtype_from_wire(text: Any) -> np.dtype:
+    # A hit means this exact string passed the check before (only str keys are ever stored).
+    dtype = _FROM_WIRE.get(text) if type(text) is str else None
+    if dtype is not None:
+        return dtype
     if not isinstance(text, str) or not _DTYPE_PATTERN.match(text):
         raise DecodeError(f"dtype {text!r} is not allowed on the wire (numeric, bool, S and U only)")
-    return np.dtype(text)
+    dtype = np.dtype(text)
+    if len(_FROM_WIRE) < _CACHE_LIMIT:
+        _FROM_WIRE[text] = dtype
+    return dtype
 
 
 def shape_from_wire(shape: Any, limits: WireLimits) -> tuple[int, ...]:
-    if not isinstance(shape, list) or len(shape) > MAX_ARRAY_DIMS:
+    if type(shape) is not list or len(shape) > MAX_ARRAY_DIMS:
         raise DecodeError(f"array shape {shape!r} is not a list of at most {MAX_ARRAY_DIMS} sizes")
-    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= limits.max_message_bytes for n in shape):
-        raise DecodeError(f"array shape {shape!r} has a size that is not a non-negative integer")
+    bound = limits.max_message_bytes
+    for n in shape:
+        if type(n) is not int or not 0 <= n <= bound:  # exactly int: a bool is not a size
+            raise DecodeError(f"array shape {shape!r} has a size that is not a non-negative integer")
     return tuple(shape)
 
 
@@ -189,15 +208,26 @@ def _aligned(position: int) -> int:
     return -(-position // FRAME_ALIGNMENT) * FRAME_ALIGNMENT
 
 
-def join_frames(frames: Sequence[Any], prefix: bytes = b"") -> bytearray:
-    """One buffer holding ``prefix`` (e.g. a pub/sub topic), a frame table and the frames."""
+def join_frames(
+    frames: Sequence[Any], prefix: bytes = b"", allocate: Optional[Callable[[int], bytearray]] = None
+) -> bytearray:
+    """One buffer holding ``prefix`` (e.g. a pub/sub topic), a frame table and the frames.
+
+    ``allocate(size)`` may hand out a reused buffer of exactly ``size`` bytes (its old
+    contents do not matter: every byte is written, the alignment padding included)."""
     views = [memoryview(frame).cast("B") for frame in frames]
     table_end = len(prefix) + _JOIN_HEAD.size + len(views) * _JOIN_ENTRY.size
     position, entries = _aligned(table_end), []
     for view in views:
         entries.append((position - len(prefix), view.nbytes))
         position = _aligned(position + view.nbytes)
-    buffer = bytearray(position)
+    if allocate is None:
+        buffer = bytearray(position)
+    else:
+        buffer = allocate(position)
+        if len(buffer) != position:
+            raise ValueError(f"allocate({position}) returned {len(buffer)} bytes")
+        _zero_padding(buffer, len(prefix), table_end, views, entries)
     buffer[: len(prefix)] = prefix
     _JOIN_HEAD.pack_into(buffer, len(prefix), _JOIN_MAGIC, len(views))
     for index, (offset, length) in enumerate(entries):
@@ -206,6 +236,16 @@ def join_frames(frames: Sequence[Any], prefix: bytes = b"") -> bytearray:
         start = len(prefix) + offset
         buffer[start : start + length] = view
     return buffer
+
+
+def _zero_padding(buffer: bytearray, start: int, table_end: int, views, entries) -> None:
+    # A reused buffer still holds an earlier message: clear the gaps between the parts, so
+    # nothing of it travels (the gaps are under 64 bytes each).
+    previous_end = table_end
+    for view, (offset, length) in zip(views, entries):
+        buffer[previous_end : start + offset] = bytes(start + offset - previous_end)
+        previous_end = start + offset + length
+    buffer[previous_end:] = bytes(len(buffer) - previous_end)
 
 
 def split_frames(data: Any, limits: WireLimits = DEFAULT_LIMITS) -> list[memoryview]:

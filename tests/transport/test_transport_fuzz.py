@@ -97,7 +97,7 @@ plausible_values = (
     | st.lists(st.sampled_from(["a", "<f4", "|u1", [], [2], [0, 3]]), max_size=3)
 )
 header_keys = st.sampled_from(
-    ["type", "arrays", "seq", "stream_id", "info", "version", "index", "count", "total_bytes", "digest", "payload",
+    ["type", "arrays", "seq", "stream_id", "info", "version", "index", "count", "total_bytes", "blob_id", "crc32", "payload",
      "observation_spec", "values", "detail", "sent_time", "extra"]
 ) | st.text(max_size=6) | st.binary(max_size=4)
 
@@ -228,7 +228,7 @@ def chunk_streams(draw):
     for message in frames[: draw(st.integers(1, len(frames)))]:
         if draw(st.booleans()):
             header = _header_of(message[0])
-            key = draw(st.sampled_from(["version", "index", "count", "total_bytes", "digest"]))
+            key = draw(st.sampled_from(["version", "index", "count", "total_bytes", "blob_id", "crc32"]))
             header[key] = draw(st.integers(-1, 300) | st.binary(min_size=16, max_size=16))
             message[0] = bytearray(PREFIX + msgpack.packb(header, use_bin_type=True))
         if draw(st.booleans()) and len(message) > 1 and message[1]:

@@ -14,19 +14,22 @@ import zmq
 
 from robot_stack.config import SessionConfig
 from robot_stack.transport import (
+    Ack,
     ActorLink,
     ArraySpec,
     Hello,
     LearnerLink,
     LinkRefused,
     Refuse,
+    TransitionBatch,
+    Welcome,
     encode,
     generate_keys,
     pack_weights,
     unpack_weights,
 )
-from robot_stack.transport.messages import unpack
-from robot_stack.transport.wire import join_frames, split_frames
+from robot_stack.transport.messages import pack, unpack
+from robot_stack.transport.wire import PROTOCOL_VERSION, join_frames, split_frames
 from test_transport_restarts import free_ports
 
 OBSERVATION_SPEC = {"image": ArraySpec("|u1", (8, 8, 3)), "state": ArraySpec("<f4", (5,))}
@@ -283,8 +286,8 @@ def test_a_peer_speaking_another_protocol_version_is_refused_with_both_versions(
     dealer.close()
 
     assert isinstance(reply, Refuse) and not reply.retry
-    assert (reply.learner_protocol, reply.actor_protocol) == (1, 7)
-    assert "v7" in reply.reason and "v1" in reply.reason
+    assert (reply.learner_protocol, reply.actor_protocol) == (PROTOCOL_VERSION, 7)
+    assert "v7" in reply.reason and f"v{PROTOCOL_VERSION}" in reply.reason
 
 
 def test_an_actor_receiving_another_protocol_version_stops_with_both_versions(session, links) -> None:
@@ -303,7 +306,7 @@ def test_an_actor_receiving_another_protocol_version_stops_with_both_versions(se
         client.wait_connected(5)
     router.close()
 
-    assert "v9" in str(error.value) and "v1" in str(error.value)
+    assert "v9" in str(error.value) and f"v{PROTOCOL_VERSION}" in str(error.value)
 
 
 def test_garbage_frames_are_dropped_and_the_learner_keeps_serving(session, links) -> None:
@@ -314,8 +317,8 @@ def test_garbage_frames_are_dropped_and_the_learner_keeps_serving(session, links
     dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
     junk = (
         [b"\x00" * 3],
-        [join_frames([b"RSTP\x01\x00\xc1"])],
-        [join_frames([b"RSTP\x01\x00\x81\xa4type\xa5hello", b"x"])],
+        [join_frames([b"RSTP" + struct.pack("<H", PROTOCOL_VERSION) + b"\xc1"])],
+        [join_frames([b"RSTP" + struct.pack("<H", PROTOCOL_VERSION) + b"\x81\xa4type\xa5hello", b"x"])],
         [b"GET / HTTP/1.1\r\n"],
         [join_frames([b"RSTP"]), b"second frame"],
     )
@@ -418,3 +421,27 @@ def test_a_plain_actor_cannot_talk_to_a_curve_learner(session, links, keys) -> N
 
     assert not connected
     assert server.receive(timeout_s=0.2) == []
+
+
+def test_acks_for_a_burst_of_batches_are_coalesced_and_the_last_one_covers_the_burst(session, links) -> None:
+    config = session(transport={"max_in_flight_batches": 64})
+    links(learner(config).start())
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
+    dealer.send(pack(Hello("robot1", "pick", "s" * 32, OBSERVATION_SPEC, ACTION_SPEC)))
+    assert dealer.poll(5000) and isinstance(unpack(dealer.recv()), Welcome)
+
+    for seq in range(64):  # a batch every 0.3 ms: the learner's loop sees about one at a time
+        dealer.send(pack(TransitionBatch("s" * 32, seq, batch(seq))))
+        time.sleep(0.0003)
+    acks, deadline = [], time.monotonic() + 2.0
+    while time.monotonic() < deadline and (not acks or acks[-1].received_seq < 63):
+        if dealer.poll(100):
+            message = unpack(dealer.recv())
+            if isinstance(message, Ack):
+                acks.append(message)
+    dealer.close()
+
+    assert acks and acks[-1].received_seq == 63
+    assert len(acks) <= 24  # one per 16 batches (a quarter of the window) or per 2 ms, not one per batch

@@ -33,7 +33,6 @@ from robot_stack.transport.messages import (
 )
 from robot_stack.transport.weights import (
     WeightsAssembler,
-    blob_digest,
     check_safetensors,
     chunk_weights,
     pack_weights,
@@ -41,7 +40,7 @@ from robot_stack.transport.weights import (
 )
 from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, VersionMismatch, WireLimits, split_frames
 
-DIGEST = bytes(range(16))
+BLOB_ID = bytes(range(16))
 NESTED_INFO = {
     "episode": 7,
     "success": True,
@@ -82,7 +81,9 @@ EXAMPLES = {
         sent_time=1234.5,
     ),
     "ack": Ack(stream_id="5f0c1e", received_seq=42, committed_seq=40, rewind=True),
-    "weights": WeightsChunk(version=3, index=1, count=4, total_bytes=40, digest=DIGEST, payload=b"0123456789"),
+    "weights": WeightsChunk(
+        version=3, index=1, count=4, total_bytes=40, blob_id=BLOB_ID, crc32=0xFFFFFFFF, payload=b"0123456789"
+    ),
     "heartbeat": Heartbeat(sender_id="actor-0", sent_time=99.25),
     "stats": Stats(sender_id="actor-0", values={"episode_return": 3.5, "loop_jitter_ms": [0.1, 0.4], "tag": None}),
     "event": Event(sender_id="actor-0", kind="intervention", detail={"start": True, "source": b"spacemouse"}),
@@ -431,14 +432,14 @@ def test_a_batch_whose_received_arrays_disagree_on_the_transition_count_is_refus
 
 
 def test_a_weights_chunk_with_more_payload_than_its_blob_is_refused():
-    chunk = WeightsChunk(version=1, index=0, count=1, total_bytes=4, digest=DIGEST, payload=b"12345")
+    chunk = WeightsChunk(version=1, index=0, count=1, total_bytes=4, blob_id=BLOB_ID, crc32=0, payload=b"12345")
 
     with pytest.raises(DecodeError, match="payload \\(5 bytes\\) exceeds the blob size 4"):
         decode(encode(chunk))
 
 
 def test_a_weights_chunk_whose_index_is_not_below_its_count_is_refused():
-    chunk = WeightsChunk(version=1, index=2, count=2, total_bytes=4, digest=DIGEST, payload=b"12")
+    chunk = WeightsChunk(version=1, index=2, count=2, total_bytes=4, blob_id=BLOB_ID, crc32=0, payload=b"12")
 
     with pytest.raises(DecodeError, match="chunk 2/2 of version 1 .* inconsistent numbering"):
         decode(encode(chunk))
@@ -512,13 +513,13 @@ def test_the_assembler_refuses_a_blob_too_short_to_be_safetensors(size):
         assemble(chunks)
 
 
-def test_a_chunk_whose_digest_disagrees_with_the_rest_of_its_version_is_refused():
+def test_a_chunk_whose_blob_id_disagrees_with_the_rest_of_its_version_is_refused():
     first, second = received(chunk_weights(2, BLOB, len(BLOB) // 2 + 1))
     assembler = WeightsAssembler(max_blob_bytes=1 << 20)
     assembler.add(first, now=0.0)
-    forged = WeightsChunk(2, second.index, second.count, second.total_bytes, bytes(16), second.payload)
+    forged = WeightsChunk(2, second.index, second.count, second.total_bytes, bytes(16), second.crc32, second.payload)
 
-    with pytest.raises(DecodeError, match="weights version 2: chunks disagree on count, size or digest"):
+    with pytest.raises(DecodeError, match="weights version 2: chunks disagree on count, size or blob id"):
         assembler.add(forged, now=0.0)
 
 
@@ -526,38 +527,88 @@ def test_a_chunk_whose_count_disagrees_with_the_rest_of_its_version_is_refused()
     first, second = received(chunk_weights(2, BLOB, len(BLOB) // 2 + 1))
     assembler = WeightsAssembler(max_blob_bytes=1 << 20)
     assembler.add(first, now=0.0)
-    forged = WeightsChunk(2, 1, 3, second.total_bytes, second.digest, second.payload)
+    forged = WeightsChunk(2, 1, 3, second.total_bytes, second.blob_id, second.crc32, second.payload)
 
-    with pytest.raises(DecodeError, match="chunks disagree on count, size or digest"):
+    with pytest.raises(DecodeError, match="chunks disagree on count, size or blob id"):
         assembler.add(forged, now=0.0)
 
 
-def test_a_version_whose_reassembled_bytes_do_not_match_its_digest_is_dropped():
-    wrong = blob_digest(b"another blob")
-    chunks = [WeightsChunk(2, c.index, c.count, c.total_bytes, wrong, c.payload) for c in chunk_weights(2, BLOB, 32)]
+def damaged(chunk):
+    payload = bytearray(chunk.payload)
+    payload[len(payload) // 2] ^= 0x40
+    return WeightsChunk(chunk.version, chunk.index, chunk.count, chunk.total_bytes, chunk.blob_id, chunk.crc32, bytes(payload))
+
+
+def test_a_chunk_whose_bytes_do_not_match_its_crc_is_dropped_and_its_version_stays_incomplete():
+    chunks = received(chunk_weights(2, BLOB, 32))
     assembler = WeightsAssembler(max_blob_bytes=1 << 20)
+    assemble(chunks[:3], assembler)
 
-    with pytest.raises(DecodeError, match="weights version 2: digest mismatch after reassembly; dropped"):
-        assemble(received(chunks), assembler)
+    with pytest.raises(DecodeError, match="weights version 2 chunk 3: CRC-32 mismatch; chunk dropped"):
+        assembler.add(damaged(chunks[3]), now=0.0)
 
+    assert assemble(chunks[4:], assembler) == []
     assert assembler.completed_version == -1
 
 
-def test_a_version_dropped_for_its_digest_is_taken_when_sent_again_intact():
-    wrong = blob_digest(b"another blob")
-    corrupt = [WeightsChunk(2, c.index, c.count, c.total_bytes, wrong, c.payload) for c in chunk_weights(2, BLOB, 32)]
+def test_a_version_with_a_damaged_chunk_completes_when_that_chunk_is_sent_again_intact():
+    chunks = received(chunk_weights(2, BLOB, 32))
     assembler = WeightsAssembler(max_blob_bytes=1 << 20)
-    with pytest.raises(DecodeError, match="digest mismatch"):
-        assemble(received(corrupt), assembler)
+    with pytest.raises(DecodeError, match="CRC-32 mismatch"):
+        assembler.add(damaged(chunks[0]), now=0.0)
+    assert assemble(chunks[1:], assembler) == []
 
-    updates = assemble(received(chunk_weights(2, BLOB, 32)), assembler)
+    updates = assemble(chunks[:1], assembler)
 
     assert [(update.version, update.blob) for update in updates] == [(2, BLOB)]
 
 
+def test_a_late_joiners_copy_with_the_same_blob_id_fills_the_chunks_still_missing():
+    blob_id = bytes(range(16))
+    first_send = received(chunk_weights(2, BLOB, 32, blob_id))
+    resend = received(chunk_weights(2, BLOB, 32, blob_id))
+    assembler = WeightsAssembler(max_blob_bytes=1 << 20)
+    assemble(first_send[::2], assembler)
+
+    updates = assemble(resend, assembler)
+
+    assert [update.blob for update in updates] == [BLOB]
+
+
+def test_every_chunk_of_one_publication_names_the_same_blob_id_and_each_publication_a_new_one():
+    first = list(chunk_weights(2, BLOB, 32))
+    second = list(chunk_weights(2, BLOB, 32))
+
+    assert len({chunk.blob_id for chunk in first}) == 1
+    assert first[0].blob_id != second[0].blob_id and len(first[0].blob_id) == 16
+
+
+def test_the_assembler_reuses_a_blob_buffer_only_once_nobody_holds_it():
+    blobs = [pack_weights({"w": np.full(100, float(version), np.float32)}) for version in range(1, 5)]
+    assembler = WeightsAssembler(max_blob_bytes=1 << 20)
+
+    held = assemble(received(chunk_weights(1, blobs[0], 64)), assembler)[0]
+    second = assemble(received(chunk_weights(2, blobs[1], 64)), assembler)[0]
+    assert second.blob is not held.blob  # version 1 is still held by the caller
+    view = memoryview(second.blob)
+    second_buffer_id = id(second.blob)
+    del second
+    third = assemble(received(chunk_weights(3, blobs[2], 64)), assembler)[0]
+    assert id(third.blob) != second_buffer_id  # a memoryview still refers to version 2's buffer
+    view.release()
+    released_id = id(held.blob)
+    del held
+    fourth = assemble(received(chunk_weights(4, blobs[3], 64)), assembler)[0]
+
+    # Buffers of versions 1 and 2, both let go now, are alive in the assembler: one is filled again.
+    assert id(fourth.blob) in (released_id, second_buffer_id)
+    assert fourth.blob == blobs[3] and third.blob == blobs[2]
+    np.testing.assert_array_equal(fourth.tensors()["w"], np.full(100, 4.0, np.float32))
+
+
 def test_a_chunk_whose_payload_length_does_not_fit_its_index_is_refused():
     first = next(chunk_weights(2, BLOB, 32))
-    short = WeightsChunk(2, 0, first.count, first.total_bytes, first.digest, bytes(first.payload)[:-1])
+    short = WeightsChunk(2, 0, first.count, first.total_bytes, first.blob_id, first.crc32, bytes(first.payload)[:-1])
     size = len(first.payload)
 
     with pytest.raises(DecodeError, match=f"weights version 2 chunk 0: {size - 1} bytes, expected {size}"):
@@ -656,3 +707,22 @@ def test_unpack_weights_refuses_a_well_framed_blob_that_does_not_load(entry, dat
 
     with pytest.raises(DecodeError, match=f"weights blob does not load as numpy arrays: {problem}"):
         unpack_weights(blob)
+
+
+@pytest.mark.parametrize("name", ["transitions", "weights", "hello"])
+def test_a_message_packed_into_a_reused_dirty_buffer_is_byte_for_byte_the_fresh_one(name):
+    fresh = pack(EXAMPLES[name], prefix=b"topic")
+    sizes = []
+
+    def dirty(size):
+        sizes.append(size)
+        return bytearray(b"\xff" * size)
+
+    reused = pack(EXAMPLES[name], prefix=b"topic", allocate=dirty)
+
+    assert sizes == [len(fresh)] and bytes(reused) == bytes(fresh)
+
+
+def test_an_allocator_returning_the_wrong_size_is_refused():
+    with pytest.raises(ValueError, match="returned 3 bytes"):
+        pack(EXAMPLES["ack"], allocate=lambda size: bytearray(3))

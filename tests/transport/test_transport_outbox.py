@@ -15,7 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from robot_stack.transport.messages import TransitionBatch, encode
+from robot_stack.transport.messages import TransitionBatch, encode, pack, unpack
 from robot_stack.transport.outbox import Outbox, OutboxFull
 
 
@@ -57,6 +57,41 @@ def add_batches(outbox, seqs):
 
 
 # --------------------------------------------------------------------------- in memory
+
+
+def packed_batch(outbox, seq, fill):
+    message = TransitionBatch("stream", seq, {"observation": np.full((2, 10), fill, dtype=np.float32)})
+    return pack(message, allocate=outbox.allocate)
+
+
+def test_a_released_batchs_buffer_packs_a_later_batch_once_nothing_refers_to_it(open_outbox):
+    outbox = open_outbox(None)
+    first = packed_batch(outbox, 0, 1.0)
+    first_id = id(first)
+    outbox.add(0, [first])
+    view = memoryview(first)  # e.g. ZeroMQ still sending it
+    del first
+    outbox.release(0)
+
+    second = packed_batch(outbox, 1, 2.0)
+    assert id(second) != first_id
+    view.release()
+    outbox.add(1, [second])
+    third = packed_batch(outbox, 2, 3.0)
+
+    assert id(third) == first_id
+    np.testing.assert_array_equal(unpack(third).arrays["observation"], np.full((2, 10), 3.0, np.float32))
+    assert bytes(third) == bytes(pack(TransitionBatch("stream", 2, {"observation": np.full((2, 10), 3.0, np.float32)})))
+
+
+def test_buffers_kept_for_reuse_stay_within_a_quarter_of_the_memory_bound(open_outbox):
+    outbox = open_outbox(None, memory_limit_bytes=8 * BATCH_BYTES)
+    for seq in range(6):
+        outbox.add(seq, [bytearray(BATCH_BYTES)])
+
+    outbox.release(5)
+
+    assert outbox.sizes()["spare_bytes"] == 2 * BATCH_BYTES
 
 
 def test_frames_returns_each_added_batch_unchanged(open_outbox):
