@@ -1,4 +1,5 @@
-"""Evaluate a policy: deterministic actions, no interventions, success rate over seeded
+"""Evaluate a policy: deterministic actions (the policy's mean; or sampled ones, to compare
+with the success rate seen in training), no interventions, success rate over seeded
 episodes (seeds seed, seed+1, ...), written as a CSV of episodes and a JSON summary."""
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class EvalReport:
     task: str
     seed: int
     episodes: list[EpisodeOutcome] = field(default_factory=list)
+    deterministic: bool = True
     nonfinite_actions: int = 0
     wall_time_s: float = 0.0
 
@@ -54,6 +56,7 @@ class EvalReport:
         return {
             "task": self.task,
             "seed": self.seed,
+            "deterministic": self.deterministic,
             "episodes": len(self.episodes),
             "success_rate": self.success_rate,
             "mean_length": self.mean_length if self.episodes else None,
@@ -71,9 +74,11 @@ def evaluate_policy(
     seed: int = 0,
     progress: bool = True,
     env_factory: Optional[Callable[[TaskConfig], object]] = None,
+    deterministic: bool = True,
 ) -> EvalReport:
-    """Roll out ``policy.act(observation, deterministic=True, rng)`` for ``episodes`` episodes
-    (``policy.reset()``, where it has one, at the start of each).
+    """Roll out ``policy.act(observation, deterministic, rng)`` for ``episodes`` episodes
+    (``policy.reset()``, where it has one, at the start of each); sampled actions draw from
+    ``rng``, seeded with ``seed``.
 
     ``env_factory(config)`` builds the env (default: the one the task's robot backend names); a NaN action is
     counted and replaced by the hold action, as the actor does.
@@ -85,7 +90,7 @@ def evaluate_policy(
 
     env = env_factory(config)
     rng = np.random.default_rng(seed)
-    report = EvalReport(task=config.task.name, seed=seed)
+    report = EvalReport(task=config.task.name, seed=seed, deterministic=deterministic)
     start = time.perf_counter()
     bar = tqdm(range(episodes), desc=f"eval {config.task.name}", unit="ep", disable=not progress, dynamic_ncols=True)
     try:
@@ -95,7 +100,7 @@ def evaluate_policy(
                 policy.reset()  # a policy with memory (action chunks) starts each episode afresh
             length, episode_return, done = 0, 0.0, False
             while not done:
-                action, held = hold_if_nonfinite(policy.act(observation, deterministic=True, rng=rng))
+                action, held = hold_if_nonfinite(policy.act(observation, deterministic=deterministic, rng=rng))
                 if held:
                     report.nonfinite_actions += 1
                     log.warning("policy gave a non-finite action in evaluation episode %d; holding", index)
@@ -130,7 +135,7 @@ def write_eval(report: EvalReport, directory: Path) -> list[Path]:
 
 
 def evaluate_checkpoint(config: TaskConfig, checkpoints: Path, episodes: int, out: Path, seed: int = 1_000_000,
-                        progress: bool = True) -> EvalReport:
+                        progress: bool = True, deterministic: bool = True) -> EvalReport:
     """Evaluate the policy of the newest complete checkpoint under ``checkpoints``; write the results to ``out``."""
     import safetensors.torch
 
@@ -145,6 +150,6 @@ def evaluate_checkpoint(config: TaskConfig, checkpoints: Path, episodes: int, ou
     policy = Policy.build(config.agent, observation_spec(config), env_action_dim(config), config.task.gripper_mode == "binary")
     policy.load_weights(safetensors.torch.load_file(str(newest.path / "policy.safetensors")))
     log.info("evaluating %s", newest.path)
-    report = evaluate_policy(config, policy, episodes, seed=seed, progress=progress)
+    report = evaluate_policy(config, policy, episodes, seed=seed, progress=progress, deterministic=deterministic)
     write_eval(report, out)
     return report

@@ -325,8 +325,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from actor.evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(config, args.checkpoints or Path(config.session.checkpoint_dir), args.episodes, args.out,
-                                 seed=args.seed, progress=not args.no_progress)
-    print(f"evaluation: success rate {report.success_rate:.1%} over {len(report.episodes)} episodes; wrote {args.out}")
+                                 seed=args.seed, progress=not args.no_progress, deterministic=not args.stochastic)
+    actions = "sampled" if args.stochastic else "deterministic"
+    print(f"evaluation ({actions} actions): success rate {report.success_rate:.1%} over {len(report.episodes)} episodes; "
+          f"wrote {args.out}")
     return 0
 
 
@@ -392,6 +394,8 @@ def add_session_commands(groups: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--episodes", type=_positive_int, default=50)
     evaluate.add_argument("--out", type=Path, required=True)
     evaluate.add_argument("--seed", type=int, default=1_000_000, help="episode seeds start here (apart from training's)")
+    evaluate.add_argument("--stochastic", action="store_true",
+                          help="sample actions from the policy (as in training) instead of taking its mean")
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(run=evaluate_command)
 

@@ -51,3 +51,20 @@ def test_a_nan_action_is_held_and_counted_not_raised(config) -> None:
     report = evaluate_policy(short, policy, episodes=1, progress=False)
 
     assert report.nonfinite_actions == 5 and report.episodes[0].length == 5
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_the_evaluation_asks_the_policy_for_mean_or_sampled_actions_and_says_which(config, tmp_path, deterministic) -> None:
+    short = config.model_copy(update={"task": config.task.model_copy(update={"max_episode_steps": 3})})
+    asked = []
+
+    class Recording(FakePolicy):
+        def act(self, observation, deterministic, rng):
+            asked.append(deterministic)
+            return super().act(observation, deterministic, rng)
+
+    report = evaluate_policy(short, Recording(), episodes=1, progress=False, deterministic=deterministic)
+    write_eval(report, tmp_path)
+
+    assert asked == [deterministic] * 3
+    assert json.loads((tmp_path / "eval.json").read_text())["deterministic"] is deterministic
