@@ -25,6 +25,7 @@ Reported to the learner:
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import threading
@@ -216,6 +217,8 @@ class _ActorLoop:
         except Exception as error:
             self._write_status("failed", f"{type(error).__name__}: {error}")
             raise
+        finally:
+            gc.unfreeze()
 
     def _run(self, stop: threading.Event, max_env_steps: Optional[int], seed: int) -> ActorSummary:
         s, actor = self.summary, self.config.actor
@@ -223,6 +226,12 @@ class _ActorLoop:
         next_stats = start + actor.stats_every_s
         next_status = start
         observation, closed = self._reset(seed)
+        # Python's full garbage collection scans every object the process holds (torch,
+        # MuJoCo, the config): in a loaded actor it paused a control step for up to 150 ms.
+        # What exists now is frozen out of it, and the rest is collected at each reset, where
+        # no control period runs.
+        gc.collect()
+        gc.freeze()
         episode_return, episode_length, episode_interventions = 0.0, 0, 0
         self._write_status("running")
         while True:
@@ -297,6 +306,7 @@ class _ActorLoop:
         observation, info = self.env.reset(seed=seed) if seed is not None else self.env.reset()
         if self.intervention is not None:
             self.intervention.reset()
+        gc.collect()  # between episodes, not in the middle of one
         self.rate.restart()  # a reset is neither a control period nor an overrun
         return observation, gripper_closed_after_reset(self.env, info)
 

@@ -8,7 +8,9 @@ Two runs, measured in the same invocation:
   - learner training on this machine (the baseline of the README's earlier figure).
 
 Figures: actor loop rate, jitter p50/p99 (from the learner's actor.csv, the actor's own
-report), policy inference p99; the controller's achieved loop rate and overruns (its log).
+report), policy inference p99; the controller's achieved loop rate and overruns (its log);
+the CPU each process used while the actor stepped (cores, from /proc/<pid>/stat), which
+shows what a 2-core machine is short of.
 
     python benchmarks/bench_ros_cell.py [--env-steps 600] [--only remote|training]
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import subprocess
@@ -40,6 +43,13 @@ from robot_stack.session import RunPaths, session_config, with_fields  # noqa: E
 
 TARGET_JITTER_P99_MS = 10.0
 NO_TRAINING = 10**9  # min_online_transitions: the learner stores transitions but never trains
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its reaped children, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def run_cell(mode: str, env_steps: int, work: Path) -> dict:
@@ -67,6 +77,9 @@ def run_cell(mode: str, env_steps: int, work: Path) -> dict:
     start = time.monotonic()
     deadline = start + env_steps / 10.0 * 3 + 120
     last = -1
+    processes = {node.name: node.process.pid for node in nodes} | {"learner": learner.pid}
+    cpu_start: dict[str, float] = {}
+    cpu_window: dict[str, float] = {}
     try:
         while time.monotonic() < deadline:
             time.sleep(1.0)
@@ -77,10 +90,16 @@ def run_cell(mode: str, env_steps: int, work: Path) -> dict:
                 steps = json.loads(status.read_text())["env_steps"]
             except (OSError, ValueError, KeyError):
                 steps = 0
+            if steps > 0 and not cpu_start:
+                cpu_start = {name: cpu_seconds(pid) for name, pid in processes.items()}
+                cpu_start["_wall"] = time.monotonic()
             if steps != last:
                 print(f"  {mode}: {steps}/{env_steps} env steps, {time.monotonic() - start:.0f} s", end="\r", flush=True)
                 last = steps
             if steps >= env_steps or not nodes[3].alive():
+                if cpu_start and nodes[3].alive():
+                    wall = time.monotonic() - cpu_start["_wall"]
+                    cpu_window = {name: (cpu_seconds(pid) - cpu_start[name]) / wall for name, pid in processes.items()}
                 break
         else:
             raise RuntimeError(f"the actor did not finish {env_steps} steps in time:\n{nodes[3].log()[-3000:]}")
@@ -110,6 +129,7 @@ def run_cell(mode: str, env_steps: int, work: Path) -> dict:
         "inference_p99_ms": max(r["inference_p99_ms"] for r in rows),
         "controller_hz": float(match.group(1)) if match else float("nan"),
         "controller_overruns": int(match.group(3)) if match else -1,
+        "cpu_cores": cpu_window,
     }
 
 
@@ -130,6 +150,11 @@ def main() -> int:
         label = "remote (not training)" if r["mode"] == "remote" else "training here"
         print(f"{label:22s} {r['loop_hz']:9.2f} {r['jitter_p50_ms']:9.2f}ms {r['jitter_p99_ms']:9.2f}ms {r['overruns']:9d} "
               f"{r['inference_p99_ms']:8.2f}ms {r['controller_hz']:14.0f} {r['controller_overruns']:13d}")
+    for r in results:
+        if r["cpu_cores"]:
+            used = ", ".join(f"{name} {cores:.2f}" for name, cores in sorted(r["cpu_cores"].items(), key=lambda kv: -kv[1]))
+            print(f"CPU while stepping, learner {r['mode']} (cores of {os.cpu_count()}): {used}; "
+                  f"total {sum(r['cpu_cores'].values()):.2f}")
     for r in results:
         met = r["jitter_p99_ms"] < TARGET_JITTER_P99_MS
         print(f"target actor jitter p99 < {TARGET_JITTER_P99_MS:.0f} ms, learner {r['mode']}: "

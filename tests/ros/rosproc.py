@@ -79,12 +79,14 @@ def param_args(params: dict) -> list[str]:
 
 
 class NodeProcess:
-    def __init__(self, executable: str, params: dict, env: dict, log_dir: Path, cwd: Path = REPO):
+    def __init__(self, executable: str, params: dict, env: dict, log_dir: Path, cwd: Path = REPO, remaps: dict = None):
+        """``remaps``: ROS name remappings as ``ros2 run``/launch pass them (``-r from:=to``)."""
         self.name = executable
         self.log_path = Path(log_dir) / f"{executable}.log"
         self._log = open(self.log_path, "w")
+        remap_args = [arg for key, value in (remaps or {}).items() for arg in ("-r", f"{key}:={value}")]
         self.process = subprocess.Popen(
-            [str(NODE_DIR / executable), *param_args(params)], cwd=cwd, env=env,
+            [str(NODE_DIR / executable), *param_args(params), *remap_args], cwd=cwd, env=env,
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

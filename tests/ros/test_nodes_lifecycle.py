@@ -114,3 +114,41 @@ def test_camera_node_publishes_a_recorded_realsense_camera(ros_env, tmp_path):
         np.testing.assert_allclose([info.k[0], info.k[4], info.k[2], info.k[5], info.k[8]], [192, 192, 64, 64, 1])
     finally:
         assert camera.stop() == 0
+
+
+def test_reset_and_reward_nodes_take_their_streams_on_a_feeds_node_with_its_own_name(ros_env, tmp_path):
+    # Launch renames a node with `-r __node:=<name>`, which applies to every node in the
+    # process: the feeds node must still get its own name, in the launched namespace.
+    config = {"config": str(TASKS / "sim_pick_cube_state.yaml")}
+    remaps = {"__ns": "/cell1"}
+    reset = NodeProcess("reset", config, ros_env, tmp_path, remaps={**remaps, "__node": "resetter"})
+    reward = NodeProcess("reward", config, ros_env, tmp_path, remaps=remaps)
+    processes = [reset, reward]
+    enter_ros_environment(ros_env)
+    import rclpy
+    from rclpy.node import Node
+
+    rclpy.init()
+    probe = Node("names_probe")
+    expected = {("resetter", "/cell1"), ("resetter_feeds", "/cell1"), ("reward_service", "/cell1"),
+                ("reward_service_feeds", "/cell1")}
+    try:
+        wait_for(lambda: UP["reset"] in reset.log() and UP["reward"] in reward.log(), 30, "reset and reward", processes)
+
+        def seen():
+            rclpy.spin_once(probe, timeout_sec=0.05)
+            return expected <= set(probe.get_node_names_and_namespaces())
+
+        wait_for(seen, 20, "the nodes and their feeds nodes in the ROS graph", processes, poll_s=0.0)
+        names = [name for name, _ in probe.get_node_names_and_namespaces()]
+        assert names.count("resetter") == 1 and names.count("reward_service") == 1
+        subscribed = {topic for topic, _ in probe.get_subscriber_names_and_types_by_node("resetter_feeds", "/cell1")}
+        assert "/cell1/franka/tcp_pose" in subscribed
+        for process in processes:
+            assert process.stop(signal.SIGINT, timeout_s=10) == 0, process.log()[-3000:]
+    finally:
+        probe.destroy_node()
+        rclpy.shutdown()
+        for process in processes:
+            if process.alive():
+                process.stop(signal.SIGKILL)

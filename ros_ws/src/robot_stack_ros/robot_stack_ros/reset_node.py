@@ -25,7 +25,7 @@ from robot_stack_interfaces.action import ResetTask
 from robot_stack_interfaces.srv import RandomiseScene
 
 from robot_stack_ros.clients import PeerTimeout, RosRobotBackend, StateCache, call_service
-from robot_stack_ros.common import Topics, load_config, run_node
+from robot_stack_ros.common import FeedNode, Topics, load_config, run_node
 from robot_stack_ros.convert import pose_msg
 
 
@@ -38,7 +38,8 @@ class ResetNode(Node):
         super().__init__("reset")
         self.config = load_config(self)
         c = self.config
-        self.state = StateCache(self, max_age_s=c.ros.state_timeout_s)
+        self._feeds = FeedNode(self)
+        self.state = StateCache(self._feeds.node, max_age_s=c.ros.state_timeout_s)
         self.backend = RosRobotBackend(self, c, self.state)
         self.backend.lead_s = 0.0  # the routine's waits are real durations
         self.routine = ScriptedReset(c.task.reset, np.array(c.robot.home_joint_positions_rad), c.robot.gripper.max_width_m)
@@ -126,6 +127,9 @@ class ResetNode(Node):
                 handle.abort()
         result.duration_s = time.monotonic() - started
         return result
+
+    def shutdown(self) -> None:
+        self._feeds.close()
 
     def _hold_quietly(self) -> None:
         try:

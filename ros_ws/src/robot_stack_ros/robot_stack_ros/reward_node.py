@@ -25,7 +25,7 @@ from rclpy.node import Node
 from robot_stack_interfaces.srv import ClassifySuccess
 
 from robot_stack_ros.clients import MirrorFeed, StateCache
-from robot_stack_ros.common import NodeConfigError, Topics, load_config, run_node, stamp_seconds
+from robot_stack_ros.common import FeedNode, NodeConfigError, Topics, load_config, run_node, stamp_seconds
 from robot_stack_ros.convert import image_from_msg, time_msg
 
 
@@ -38,8 +38,10 @@ class RewardNode(Node):
         self.feed = None
         self.detector = None
         self.state = None
+        self._feeds = None
         if source == "sim_ground_truth":
-            self.feed = MirrorFeed(self, self.config)
+            self._feeds = FeedNode(self)
+            self.feed = MirrorFeed(self._feeds.node, self.config)
         else:
             from robot_stack.reward.base import RewardModelError
             from robot_stack.reward.detector import SuccessDetector
@@ -49,7 +51,8 @@ class RewardNode(Node):
             except (RewardModelError, ValueError, OSError) as error:
                 raise NodeConfigError(f"reward source '{source}': {error}") from None
             if self.detector.state_checks:
-                self.state = StateCache(self, self.config.ros.state_timeout_s)
+                self._feeds = FeedNode(self)
+                self.state = StateCache(self._feeds.node, self.config.ros.state_timeout_s)
         self._lock = threading.Lock()
         self.answered = 0
         self.create_service(
@@ -60,6 +63,10 @@ class RewardNode(Node):
             detail = (f" ({self.detector.model.kind} on {', '.join(self.detector.cameras)}, threshold "
                       f"{self.detector.threshold:.4f}, state checks: {self.detector.state_checks.describe()})")
         self.get_logger().info(f"serving '{source}' success on {Topics.CLASSIFY_SUCCESS}{detail}")
+
+    def shutdown(self) -> None:
+        if self._feeds is not None:
+            self._feeds.close()
 
     def _on_query(self, request, response):
         try:
