@@ -34,7 +34,9 @@ def _learner(context):
     demos = LaunchConfiguration('demos').perform(context)
     if demos:
         cmd += ['--demos', demos]
-    return [ExecuteProcess(cmd=cmd, name='learner', output='screen')]
+    # On Ctrl-C the learner finishes its update and writes a final checkpoint (replay buffers
+    # included), which takes longer than launch's default 5 s before it escalates to SIGTERM.
+    return [ExecuteProcess(cmd=cmd, name='learner', output='screen', sigterm_timeout='60', sigkill_timeout='30')]
 
 
 def generate_launch_description():
