@@ -63,6 +63,10 @@ bench: setup
 	$(PY) benchmarks/bench_reward.py
 	$(PY) benchmarks/bench_ros_cell.py
 	$(PY) benchmarks/bench_learning.py
+	$(PY) benchmarks/bench_learning.py --runs ours --task hardware_configs/tasks/sim_peg_insertion_state.yaml \
+		--max-minutes 30 --out outputs/bench_peg_state
+	$(PY) benchmarks/bench_learning.py --runs ours --task hardware_configs/tasks/sim_pick_cube.yaml \
+		--max-minutes 30 --set agent.batch_size=32 --out outputs/bench_pixels
 
 check-configs: setup
 	$(VENV)/bin/robot-stack config check hardware_configs/*/*.yaml --quiet

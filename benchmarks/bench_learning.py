@@ -17,7 +17,7 @@ its episodes.csv; the three curves go into one PNG. Figures printed: env steps a
 until the target was first reached, final rolling success, evaluation success (ours).
 
     python benchmarks/bench_learning.py [--runs ours ablation sb3] [--max-env-steps 20000]
-        [--target 0.9] [--out outputs/bench_learning] [--task hardware_configs/tasks/sim_pick_cube_state.yaml]
+        [--target 0.9] [--max-minutes M] [--set PATH=VALUE ...] [--out outputs/bench_learning] [--task hardware_configs/tasks/sim_pick_cube_state.yaml]
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ WINDOW = 20
 MIN_POLICY_ONLY = 10
 
 
-def run_ours(task: Path, out: Path, max_env_steps: int, target: float, interventions: bool, demos: bool,
-             eval_episodes: int) -> dict:
+def run_ours(task, out: Path, max_env_steps: int, target: float, interventions: bool, demos: bool,
+             eval_episodes: int, max_minutes: float | None = None) -> dict:
     from robot_stack.session import run_session
 
     run_dir = out / ("ours" if interventions or demos else "ablation")
@@ -48,22 +48,21 @@ def run_ours(task: Path, out: Path, max_env_steps: int, target: float, intervent
         task, run_dir, max_env_steps=max_env_steps, target_success_rate=target,
         eval_episodes=eval_episodes, demo_episodes=20 if demos else 0,
         demos=None if demos else run_dir / "no-demos", interventions=interventions, progress=True,
+        max_wall_time_s=None if max_minutes is None else max_minutes * 60.0,
     )
     summary["episodes_csv"] = str(run_dir / "logs" / "episodes.csv")
     return summary
 
 
-def run_sb3(task: Path, out: Path, max_env_steps: int, target: float, seed: int = 0) -> dict:
+def run_sb3(config, out: Path, max_env_steps: int, target: float, seed: int = 0) -> dict:
     import gymnasium as gym
     import torch
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from robot_stack.config import load_task_config
     from robot_stack.envs import make_env
 
     torch.set_num_threads(1)
-    config = load_task_config(task)
     run_dir = out / "sb3"
     run_dir.mkdir(parents=True, exist_ok=True)
     episodes_csv = run_dir / "episodes.csv"
@@ -119,6 +118,28 @@ def run_sb3(task: Path, out: Path, max_env_steps: int, target: float, seed: int 
             "wall_time_s": round(time.monotonic() - started, 1), "episodes_csv": str(episodes_csv)}
 
 
+def load_overrides(task: Path, overrides: list[str]):
+    """The task config with ``PATH=VALUE`` overrides applied (validated again as a whole)."""
+    import yaml
+
+    from robot_stack.config import load_task_config
+    from robot_stack.config.rldg import apply_overrides
+
+    config = load_task_config(task)
+    values = {}
+    for item in overrides:
+        path, separator, value = item.partition("=")
+        if not separator or not path:
+            raise SystemExit(f"--set {item!r}: expected PATH=VALUE, e.g. agent.batch_size=64")
+        values[path] = yaml.safe_load(value)
+    if not values:
+        return config
+    try:
+        return apply_overrides(config, values)
+    except (KeyError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+        raise SystemExit(f"--set on {task}: {error}") from None
+
+
 def describe(name: str, summary: dict, target: float) -> dict:
     path = Path(summary["episodes_csv"])
     reached = steps_to_success(path, target, WINDOW, MIN_POLICY_ONLY) if path.exists() else None
@@ -137,7 +158,7 @@ def describe(name: str, summary: dict, target: float) -> dict:
     }
 
 
-def plot(results: dict[str, dict], png: Path, target: float) -> None:
+def plot(results: dict[str, dict], png: Path, target: float, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,7 +178,7 @@ def plot(results: dict[str, dict], png: Path, target: float) -> None:
     axis.set_xlabel("env steps")
     axis.set_ylabel(f"success rate (last {WINDOW} policy-only episodes)")
     axis.set_ylim(-0.02, 1.02)
-    axis.set_title("sim pick-cube, state-based, CPU")
+    axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
@@ -173,6 +194,11 @@ def main() -> int:
     parser.add_argument("--task", type=Path, default=REPO / "hardware_configs/tasks/sim_pick_cube_state.yaml")
     parser.add_argument("--max-env-steps", type=int, default=20_000)
     parser.add_argument("--target", type=float, default=0.9)
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="PATH=VALUE",
+                        help="dotted task-config fields for this benchmark's session runs, e.g. agent.batch_size=64 "
+                             "(values are YAML)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="wall-clock budget of each session run (training only; evaluation comes after)")
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_learning"))
     args = parser.parse_args()
@@ -182,17 +208,20 @@ def main() -> int:
     for earlier in [previous, *(directory / "results.json" for directory in args.merge)]:
         if earlier.exists():  # runs made earlier (e.g. --runs sb3 alone) join the plot
             results.update(json.loads(earlier.read_text()).get("summaries", {}))
+    task_config = load_overrides(args.task, args.overrides)
     for name in args.runs:
         print(f"== {name}", flush=True)
         if name == "sb3":
-            results[name] = run_sb3(args.task, args.out, args.max_env_steps, args.target)
+            results[name] = run_sb3(task_config, args.out, args.max_env_steps, args.target)
         else:
             demos = interventions = name == "ours"
-            results[name] = run_ours(args.task, args.out, args.max_env_steps, args.target, interventions, demos,
-                                     args.eval_episodes if name == "ours" else 0)
+            results[name] = run_ours(task_config, args.out, args.max_env_steps, args.target, interventions, demos,
+                                     args.eval_episodes if name == "ours" else 0, args.max_minutes)
     table = [describe(name, summary, args.target) for name, summary in results.items()]
     png = args.out / "learning_curves.png"
-    plot(results, png, args.target)
+    task = task_config.task
+    kind = f"{len(task.observation.images)} camera(s)" if task.observation.images else "state-based"
+    plot(results, png, args.target, f"{task.name}, {kind}, CPU")
     (args.out / "results.json").write_text(json.dumps({"summaries": results, "table": table}, indent=1, default=str))
     print(f"\n{'run':10s} {'env steps':>10s} {'minutes':>8s} {'to target (steps / min)':>24s} {'final rolling':>14s} {'eval':>6s}")
     for row in table:
