@@ -13,8 +13,15 @@ the CPU each process used while the actor stepped (cores, from /proc/<pid>/stat)
 shows what a 2-core machine is short of.
 
     python benchmarks/bench_ros_cell.py [--env-steps 600] [--only remote|training]
+    python benchmarks/bench_ros_cell.py --learn [--env-steps 20000] [--max-minutes 30] [--out DIR]
 
 Target: actor loop jitter p99 < 10 ms.
+
+``--learn`` runs the HIL-SERL session itself over the ROS 2 nodes instead: 20 scripted demos,
+the actor node's scripted teleoperator stepping in, the learner training on the same cores,
+until the policy's success over its last 20 episodes without intervention reaches 90% (the
+session's stop rule) or the budget runs out; then the newest checkpoint is evaluated over
+50 episodes without interventions and the learning curve is written as a PNG.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from rosproc import NodeProcess, ros_environment  # noqa: E402
 
 from robot_stack.config import load_task_config  # noqa: E402
 from robot_stack.config.loader import config_to_yaml  # noqa: E402
-from robot_stack.data.curves import read_episodes  # noqa: E402
+from robot_stack.data.curves import plot_learning_curve, read_episodes, steps_to_success  # noqa: E402
 from robot_stack.session import RunPaths, session_config, with_fields  # noqa: E402
 
 TARGET_JITTER_P99_MS = 10.0
@@ -52,12 +59,14 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def run_cell(mode: str, env_steps: int, work: Path) -> dict:
+def run_cell(mode: str, env_steps: int, work: Path, max_minutes: float = 30.0) -> dict:
     base = load_task_config(REPO / "hardware_configs" / "tasks" / "sim_pick_cube_state.yaml")
     paths = RunPaths.under(work, work / "demos")
-    config = session_config(base, paths, demo_episodes=0)
+    config = session_config(base, paths, demo_episodes=20 if mode == "learn" else 0)
     config = with_fields(config, "training", torch_threads=1)
-    if mode == "remote":
+    if mode == "learn":
+        pass  # the task's own training settings
+    elif mode == "remote":
         config = with_fields(config, "training", min_online_transitions=NO_TRAINING)
         config = with_fields(config, "actor", sim_max_lead_env_steps=NO_TRAINING + 1)
     else:
@@ -65,6 +74,11 @@ def run_cell(mode: str, env_steps: int, work: Path) -> dict:
     for directory in (paths.logs, paths.checkpoints):
         directory.mkdir(parents=True, exist_ok=True)
     paths.config_file.write_text(config_to_yaml(config))
+    if mode == "learn" and not paths.demos.exists():
+        print(f"  recording {config.training.demo_episodes} demos into {paths.demos}", flush=True)
+        subprocess.run([sys.executable, "-m", "robot_stack", "record-demos", str(paths.config_file), "--episodes",
+                        str(config.training.demo_episodes), "--out", str(paths.demos)], cwd=REPO, check=True,
+                       stdout=subprocess.DEVNULL)
 
     env = ros_environment()
     learner_log = open(work / "learner.log", "w")
@@ -75,7 +89,8 @@ def run_cell(mode: str, env_steps: int, work: Path) -> dict:
     nodes.append(NodeProcess("actor", {**params, "run_dir": str(work), "max_env_steps": env_steps}, env, work))
     status = work / "actor_status.json"
     start = time.monotonic()
-    deadline = start + env_steps / 10.0 * 3 + 120
+    deadline = start + (max_minutes * 60 if mode == "learn" else env_steps / 10.0 * 3 + 120)
+    reached = None
     last = -1
     processes = {node.name: node.process.pid for node in nodes} | {"learner": learner.pid}
     cpu_start: dict[str, float] = {}
@@ -93,16 +108,21 @@ def run_cell(mode: str, env_steps: int, work: Path) -> dict:
             if steps > 0 and not cpu_start:
                 cpu_start = {name: cpu_seconds(pid) for name, pid in processes.items()}
                 cpu_start["_wall"] = time.monotonic()
+            if mode == "learn" and steps != last:
+                reached = steps_to_success(paths.logs / "episodes.csv", config.training.target_success_rate or 0.9,
+                                           config.training.success_window_episodes,
+                                           config.training.min_policy_only_episodes)
             if steps != last:
                 print(f"  {mode}: {steps}/{env_steps} env steps, {time.monotonic() - start:.0f} s", end="\r", flush=True)
                 last = steps
-            if steps >= env_steps or not nodes[3].alive():
+            if steps >= env_steps or not nodes[3].alive() or reached is not None:
                 if cpu_start and nodes[3].alive():
                     wall = time.monotonic() - cpu_start["_wall"]
                     cpu_window = {name: (cpu_seconds(pid) - cpu_start[name]) / wall for name, pid in processes.items()}
                 break
         else:
-            raise RuntimeError(f"the actor did not finish {env_steps} steps in time:\n{nodes[3].log()[-3000:]}")
+            if mode != "learn":
+                raise RuntimeError(f"the actor did not finish {env_steps} steps in time:\n{nodes[3].log()[-3000:]}")
     finally:
         print()
         for node in reversed(nodes):
@@ -110,6 +130,8 @@ def run_cell(mode: str, env_steps: int, work: Path) -> dict:
         learner.send_signal(signal.SIGINT)
         learner.wait(60)
         learner_log.close()
+    if mode == "learn":
+        return learning_result(config, paths, work, reached, time.monotonic() - start)
     actor = read_episodes(paths.logs / "actor.csv")
     rows = [r for r in actor if r.get("env_steps", 0) > 0]
     if not rows:
@@ -133,11 +155,45 @@ def run_cell(mode: str, env_steps: int, work: Path) -> dict:
     }
 
 
+def learning_result(config, paths: RunPaths, work: Path, reached, wall_s: float) -> dict:
+    """Evaluate the newest checkpoint (50 episodes, no interventions) and plot the curve."""
+    episodes = read_episodes(paths.logs / "episodes.csv")
+    training = config.training
+    reached = reached or steps_to_success(paths.logs / "episodes.csv", training.target_success_rate or 0.9,
+                                          training.success_window_episodes, training.min_policy_only_episodes)
+    evaluation_dir = work / "eval"
+    subprocess.run([sys.executable, "-m", "robot_stack", "evaluate", str(paths.config_file), "--checkpoints",
+                    str(paths.checkpoints), "--episodes", "50", "--out", str(evaluation_dir), "--no-progress"],
+                   cwd=REPO, check=True)
+    evaluation = json.loads((evaluation_dir / "eval.json").read_text())
+    png = plot_learning_curve(paths.logs / "episodes.csv", work / "learning_curve.png",
+                              title="sim pick-cube (state) over ROS 2 nodes, 2 CPU cores",
+                              window=config.training.success_window_episodes, evaluation=evaluation)
+    return {
+        "mode": "learn", "env_steps": int(episodes[-1]["step"]) if episodes else 0, "episodes": len(episodes),
+        "wall_time_min": wall_s / 60, "reached": reached, "evaluation_success": evaluation["success_rate"],
+        "curve": str(png),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env-steps", type=int, default=600)
     parser.add_argument("--only", choices=("remote", "training"), default=None)
+    parser.add_argument("--learn", action="store_true", help="run the learning session over the nodes instead")
+    parser.add_argument("--max-minutes", type=float, default=30.0, help="--learn: wall-clock budget")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench_ros_learning"), help="--learn: run dir (kept)")
     args = parser.parse_args()
+    if args.learn:
+        env_steps = args.env_steps if args.env_steps != 600 else 20_000
+        args.out.mkdir(parents=True, exist_ok=True)
+        r = run_cell("learn", env_steps, args.out.resolve(), args.max_minutes)
+        target = "not reached" if r["reached"] is None else (
+            f"{r['reached']['env_steps']} env steps, {r['reached']['wall_time_s'] / 60:.1f} min")
+        print(f"ROS 2 session, state pick-cube: {r['env_steps']} env steps, {r['episodes']} episodes, "
+              f"{r['wall_time_min']:.1f} min; 90% policy success: {target}; evaluation (50 episodes, no interventions): "
+              f"{r['evaluation_success']:.0%}; curve {r['curve']}")
+        return 0
     modes = [args.only] if args.only else ["remote", "training"]
     results = []
     for mode in modes:
