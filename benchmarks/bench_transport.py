@@ -93,7 +93,7 @@ COMMIT_PERIOD_S = 0.05
 AHEAD_BYTES = 128 * 1024**2  # the producer stays at most this far ahead of the learner
 RAW_HWM = 64  # ZeroMQ queue bound (messages) for the baselines, like max_in_flight_batches
 WEIGHTS_POLL_S = 0.0005
-LATENCY_HEAD = struct.Struct("<dI")  # sent_time, phase: start of the raw baseline's frame 0
+LATENCY_HEAD = struct.Struct("<dI")  # sent_time, phase: the last bytes of the raw baseline's message
 MB = 1e6
 
 OBSERVATION_SPEC = {
@@ -184,9 +184,9 @@ class RingBuffer:
 
 
 def arrays_from_frames(frames: list, batch_size: int) -> dict[str, np.ndarray]:
-    """The raw baseline's receiver: view the packed frames 1.. as the layout's arrays (no checks)."""
+    """The raw baseline's receiver: view the packed array parts (2..) as the layout's arrays (no checks)."""
     arrays = {}
-    for frame, (name, (dtype, shape)) in zip(split_frames(frames[0].buffer)[1:], transition_layout().items()):
+    for frame, (name, (dtype, shape)) in zip(split_frames(frames[0].buffer)[2:], transition_layout().items()):
         arrays[name] = np.frombuffer(frame, dtype=dtype).reshape(batch_size, *shape)
     return arrays
 
@@ -626,7 +626,7 @@ def role_raw_sender(cfg: dict, results, stop) -> None:
                 packed = bytearray(link_frames(arrays)[0])
 
                 def send(phase: int) -> None:
-                    # Send time and phase overwrite the last bytes of the last array.
+                    # Send time and phase overwrite the last bytes of the message (never decoded here).
                     LATENCY_HEAD.pack_into(packed, len(packed) - LATENCY_HEAD.size, time.monotonic(), phase)
                     _send_until_stopped(sock, [bytes(packed)], stop)
 

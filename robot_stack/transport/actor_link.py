@@ -2,11 +2,18 @@
 
 The control loop only ever calls non-blocking methods: ``send`` stores the batch in the
 outbox and returns its sequence number; ``latest_weights`` returns a newer complete
-weights version if one has arrived. A background thread owns the sockets: it says hello,
+weights version if one has arrived. A background thread runs the link: it says hello,
 sends what the learner has not received (at most ``max_in_flight_batches`` ahead of the
 learner's acknowledgements), releases what the learner has committed, assembles weight
 chunks, exchanges heartbeats, and when the learner falls silent or restarts it drops the
 connection and says hello again, resending from what the learner reports it holds.
+
+When the link is up, idle and inside its window, ``send`` puts the batch on the socket
+itself (non-blocking), which spares a wake-up of the link thread per batch. The two
+threads take turns on the socket under a lock; the link thread waits on the socket's
+file descriptor rather than on the socket, so its waiting never touches the socket while
+the caller sends, and whoever touched the socket last checks for input that arrived
+meanwhile (ZeroMQ signals that descriptor once per change, not per message).
 """
 
 from __future__ import annotations
@@ -44,10 +51,10 @@ from robot_stack.transport.messages import (
     Hello,
     Refuse,
     Stats,
-    TransitionBatch,
     WeightsChunk,
     Welcome,
     pack,
+    pack_transitions,
     unpack,
 )
 from robot_stack.transport.outbox import Outbox
@@ -75,6 +82,7 @@ class ActorLinkStatus:
     malformed_dropped: int
     refused: Optional[str]
     outbox: dict = field(default_factory=dict)
+    sent_directly: int = 0  # batches send() put on the socket itself (the link was idle)
 
 
 class ActorLink:
@@ -107,6 +115,9 @@ class ActorLink:
             max_disk_bytes=int(self.settings.outbox_max_disk_gb * 1024**3),
         )
         self._send_lock = threading.Lock()
+        # Held by whichever thread uses the transitions socket; see the module text.
+        self._socket_lock = threading.Lock()
+        self._connection: Optional[_Connection] = None
         self._state_lock = threading.Lock()
         self._reports: list[Any] = []
         self._latest: Optional[WeightsUpdate] = None
@@ -124,6 +135,7 @@ class ActorLink:
         self.malformed_dropped = 0
         self.refused: Optional[str] = None
         self._next_send = 0
+        self._sent_directly = 0
 
     # ----------------------------------------------------------------- control-loop API
 
@@ -142,10 +154,49 @@ class ActorLink:
             raise LinkRefused(self.refused)
         with self._send_lock:
             seq = self.outbox.next_seq
-            message = TransitionBatch(self.outbox.stream_id, seq, arrays, dict(info or {}), time.monotonic())
-            self.outbox.add(seq, [pack(message, allocate=self.outbox.allocate)])
-        self._waker.wake()
+            packed = pack_transitions(
+                self.outbox.stream_id, seq, arrays, info, time.monotonic(), allocate=self.outbox.allocate
+            )
+            self.outbox.add(seq, [packed])
+        if not self._send_now(seq):
+            self._waker.wake()
         return seq
+
+    def _send_now(self, seq: int) -> bool:
+        """Send batch ``seq`` from the caller's thread if the link is up and idle, without
+        waiting for the socket lock. False: the link thread must act (send it, or read
+        what arrived); True also when earlier batches still wait for the link thread,
+        which then keeps sending without being woken."""
+        if self._next_send < seq:
+            return True  # a backlog: the link thread polls without waiting until it is sent
+        if not self._socket_lock.acquire(blocking=False):
+            return False
+        try:
+            connection = self._connection
+            if (
+                connection is None
+                or not connection.welcomed
+                or connection.blocked
+                or connection.reset_reason is not None
+                or self._next_send != seq
+                or not self._window_open()
+            ):
+                return False
+            frames = self.outbox.frames(seq)
+            if frames is None:
+                return False
+            try:
+                connection.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                connection.blocked = True
+                return False
+            self._next_send = seq + 1
+            self._sent_directly += 1
+            connection.last_sent = time.monotonic()
+            # Sending may have consumed the descriptor's signal for an ack that arrived.
+            return not connection.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN
+        finally:
+            self._socket_lock.release()
 
     def send_stats(self, values: Mapping[str, Any]) -> None:
         """Best-effort: statistics are not kept across restarts."""
@@ -199,6 +250,7 @@ class ActorLink:
             malformed_dropped=self.malformed_dropped,
             refused=self.refused,
             outbox=self.outbox.sizes(),
+            sent_directly=self._sent_directly,
         )
 
     def close(self, timeout_s: float = 2.0) -> None:
@@ -239,9 +291,10 @@ class ActorLink:
                     self._stop.wait(0.1)
                     continue
                 if connection is None:
-                    connection = self._open(context)
+                    with self._socket_lock:
+                        connection = self._connection = self._open(context)
                     poller = zmq.Poller()
-                    poller.register(connection.socket, zmq.POLLIN)
+                    poller.register(connection.fd, zmq.POLLIN)
                     poller.register(connection.monitor, zmq.POLLIN)
                     poller.register(weights, zmq.POLLIN)
                     poller.register(self._waker.read_fd, zmq.POLLIN)
@@ -252,30 +305,35 @@ class ActorLink:
                     self._receive_weights(weights)
                 if connection.monitor in ready:
                     self._watch_handshake(connection)
-                if connection.socket in ready:
-                    self._receive(connection)
-                now = time.monotonic()
-                if connection.reset_reason is None:
-                    connection.reset_reason = self._check_liveness(connection, now)
-                if connection.reset_reason is not None:
-                    log.info("link to learner reset: %s; reconnecting", connection.reset_reason)
-                    connection.close()
-                    connection = None
-                    self._connected.clear()
-                    self.reconnects += 1
-                    continue
-                if connection.welcomed:
-                    self._send_pending(connection)
-                    self._send_reports(connection)
-                    if now - connection.last_sent >= self.settings.heartbeat_interval_s:
-                        self._send(connection, Heartbeat(self.actor_id, now))
+                with self._socket_lock:
+                    if connection.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                        self._receive(connection)
+                    now = time.monotonic()
+                    if connection.reset_reason is None:
+                        connection.reset_reason = self._check_liveness(connection, now)
+                    if connection.reset_reason is not None:
+                        log.info("link to learner reset: %s; reconnecting", connection.reset_reason)
+                        connection.close()
+                        connection = self._connection = None
+                        self._connected.clear()
+                        self.reconnects += 1
+                        continue
+                    if connection.welcomed:
+                        self._send_pending(connection)
+                        self._send_reports(connection)
+                        if now - connection.last_sent >= self.settings.heartbeat_interval_s:
+                            self._send(connection, Heartbeat(self.actor_id, now))
+                    # Sending may have consumed the descriptor's signal for input that arrived.
+                    connection.input_waiting = bool(connection.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
         except Exception:  # the link thread must never die silently
             log.exception("actor link thread failed")
             self.refused = self.refused or "the actor link thread failed; see the log"
             raise
         finally:
-            if connection is not None:
-                connection.close()
+            with self._socket_lock:
+                if connection is not None:
+                    connection.close()
+                self._connection = None
             weights.close(linger=0)
 
     def _open(self, context: zmq.Context) -> "_Connection":
@@ -286,7 +344,7 @@ class ActorLink:
             configure_client(socket, *self._keys)
         monitor = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
         socket.connect(endpoint(self.session.learner_host, self.session.transitions_port))
-        connection = _Connection(socket, monitor)
+        connection = _Connection(socket, monitor, socket.getsockopt(zmq.FD))
         hello = Hello(
             self.actor_id, self.task_id, self.outbox.stream_id, self.observation_spec, self.action_spec,
             self._assembler.completed_version,
@@ -298,6 +356,8 @@ class ActorLink:
         return connection
 
     def _poll_timeout_ms(self, connection: "_Connection") -> int:
+        if connection.input_waiting:
+            return 0
         if connection.blocked:
             return 10  # ZeroMQ's queue to the learner is full: give it time to drain
         if connection.welcomed and self._next_send < self.outbox.next_seq and self._window_open():
@@ -463,6 +523,7 @@ class ActorLink:
 class _Connection:
     socket: zmq.Socket
     monitor: zmq.Socket
+    fd: int  # signals changes on the socket (edge-triggered): check EVENTS after each use
     opened: float = field(default_factory=time.monotonic)
     last_heard: float = field(default_factory=time.monotonic)
     last_sent: float = 0.0
@@ -470,6 +531,7 @@ class _Connection:
     hello: Optional[Hello] = None
     hello_pending: bool = False
     blocked: bool = False
+    input_waiting: bool = False  # input arrived that the descriptor will not signal again
     reset_reason: Optional[str] = None
 
     def close(self) -> None:

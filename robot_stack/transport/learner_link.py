@@ -67,6 +67,7 @@ class ReceivedBatch:
     info: Mapping[str, Any]
     sent_time: float
     received_time: float
+    nbytes: int = 0  # of the arrays
 
     @property
     def count(self) -> int:
@@ -174,7 +175,7 @@ class LearnerLink:
             taken = []
             while self._queue and (max_batches is None or len(taken) < max_batches):
                 batch = self._queue.popleft()
-                self._queue_bytes -= sum(array.nbytes for array in batch.arrays.values())
+                self._queue_bytes -= batch.nbytes
                 self._delivered[batch.stream_id] = batch.seq
                 taken.append(batch)
         if taken:
@@ -299,9 +300,12 @@ class LearnerLink:
             return self._queue_bytes < self._queue_limit
 
     def _receive(self, router: zmq.Socket) -> None:
-        arrived = False
+        # Batches are handed to the training thread together, under one lock, at the end.
+        arrived: list[ReceivedBatch] = []
+        with self._lock:
+            room = self._queue_limit - self._queue_bytes  # only grows meanwhile (receive() takes)
         for _ in range(256):
-            if not self._queue_has_room():
+            if room <= 0:
                 break
             try:
                 frames = router.recv_multipart(flags=zmq.NOBLOCK, copy=False)
@@ -333,7 +337,10 @@ class LearnerLink:
                 continue
             peer.last_heard = now
             if isinstance(message, TransitionBatch):
-                arrived |= self._on_batch(identity, peer, message, now)
+                item = self._on_batch(identity, peer, message, now)
+                if item is not None:
+                    arrived.append(item)
+                    room -= item.nbytes
             elif isinstance(message, (Stats, Event)):
                 with self._lock:
                     self._reports.append(Report(peer.actor_id, message, now))
@@ -341,6 +348,8 @@ class LearnerLink:
                 self._quiet.warning("unexpected", "ignored an unexpected %s from %s", type(message).__name__, peer.actor_id)
         if arrived:
             with self._queue_ready:
+                self._queue.extend(arrived)
+                self._queue_bytes += sum(item.nbytes for item in arrived)
                 self._queue_ready.notify_all()
 
     def _on_hello(self, router: zmq.Socket, identity: bytes, hello: Hello, now: float) -> None:
@@ -374,32 +383,32 @@ class LearnerLink:
             Welcome(self.learner_id, hello.stream_id, received, committed, weights_version, self.settings.heartbeat_interval_s),
         )
 
-    def _on_batch(self, identity: bytes, peer: PeerInfo, batch: TransitionBatch, now: float) -> bool:
+    def _on_batch(self, identity: bytes, peer: PeerInfo, batch: TransitionBatch, now: float) -> Optional[ReceivedBatch]:
+        """The batch to hand to the training thread, or None (a duplicate, a gap, another stream)."""
         if batch.stream_id != peer.stream_id:
             self.counters.malformed += 1
             self._quiet.warning("stream", "actor %s sent a batch of another stream; dropped", peer.actor_id)
-            return False
+            return None
         received = self._received.get(batch.stream_id, -1)
         self._ack_due.add(identity)
         self._unacked[identity] = self._unacked.get(identity, 0) + 1
         if batch.seq <= received:
             self.counters.duplicates += 1
-            return False
+            return None
         if batch.seq > received + 1:
             # A gap: ask the actor to resend from what we hold rather than accept out of order.
             self._gaps.add(identity)
-            return False
-        item = ReceivedBatch(peer.actor_id, batch.stream_id, batch.seq, batch.arrays, batch.info, batch.sent_time, now)
+            return None
         size = batch.nbytes
-        with self._lock:
-            self._queue.append(item)
-            self._queue_bytes += size
-            self._received[batch.stream_id] = batch.seq
+        item = ReceivedBatch(
+            peer.actor_id, batch.stream_id, batch.seq, batch.arrays, batch.info, batch.sent_time, now, size
+        )
+        self._received[batch.stream_id] = batch.seq  # only this thread writes it once started
         peer.batches += 1
         self.counters.batches += 1
         self.counters.transitions += batch.count
         self.counters.bytes += size
-        return True
+        return item
 
     def _send_acks(self, router: zmq.Socket) -> None:
         now = time.monotonic()

@@ -30,12 +30,14 @@ from robot_stack.transport.wire import (
     PROTOCOL_VERSION,
     Buffer,
     DecodeError,
+    PackPlan,
     VersionMismatch,
     WireLimits,
     decode_frames,
     dtype_from_wire,
     dtype_to_wire,
     encode_frames,
+    encode_header,
     join_frames,
     shape_from_wire,
     split_frames,
@@ -164,6 +166,12 @@ MESSAGE_TYPES: dict[str, type] = {
     cls.TYPE: cls for cls in (Hello, Welcome, Refuse, TransitionBatch, Ack, WeightsChunk, Heartbeat, Stats, Event)
 }
 
+# Each message type's fields in order, and whether a received message must carry it.
+_FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {
+    cls: tuple((item.name, item.default is MISSING and item.default_factory is MISSING) for item in fields(cls))
+    for cls in MESSAGE_TYPES.values()
+}
+
 # --------------------------------------------------------------------------- encode
 
 
@@ -190,6 +198,42 @@ def pack(message: Message, prefix: bytes = b"", allocate: Optional[Callable[[int
     """The message as one buffer for ``socket.send(buffer, copy=False)``; ``allocate(size)``
     may supply a reused buffer of that size (see ``join_frames``)."""
     return join_frames(encode(message), prefix, allocate)
+
+
+_PLANS: dict[tuple, PackPlan] = {}  # array layout -> where its parts go
+_PLAN_LIMIT = 64
+
+
+def pack_transitions(
+    stream_id: str,
+    seq: int,
+    arrays: Mapping[str, np.ndarray],
+    info: Optional[Mapping[str, Any]] = None,
+    sent_time: float = 0.0,
+    allocate: Optional[Callable[[int], bytearray]] = None,
+) -> bytearray:
+    """``pack(TransitionBatch(stream_id, seq, arrays, info, sent_time))``, byte for byte, with
+    the per-array work (checks, the array table, offsets) done once per array layout."""
+    names = tuple(arrays)
+    values = tuple(arrays.values())
+    try:
+        key = (names, tuple([array.dtype for array in values]), tuple([array.shape for array in values]))
+    except AttributeError:  # not all numpy arrays: the general path converts them
+        return pack(TransitionBatch(stream_id, seq, arrays, dict(info or {}), sent_time), allocate=allocate)
+    plan = _PLANS.get(key)
+    if plan is None:
+        _batch_arrays(arrays)
+        plan = PackPlan(names, [np.ascontiguousarray(array) for array in values])
+        if len(_PLANS) < _PLAN_LIMIT:
+            _PLANS[key] = plan
+    header = {
+        "type": TransitionBatch.TYPE,
+        "stream_id": stream_id,
+        "seq": seq,
+        "info": _checked_info(dict(info or {}), "transitions.info"),
+        "sent_time": sent_time,
+    }
+    return plan.pack(encode_header(header), values, allocate)
 
 
 def unpack(data: Any, limits: WireLimits = DEFAULT_LIMITS) -> Message:
@@ -246,13 +290,12 @@ def decode(frames: Sequence[Any], limits: WireLimits = DEFAULT_LIMITS) -> Messag
     elif arrays:
         raise DecodeError(f"{kind} message carries arrays {sorted(arrays)}; it takes none")
     kwargs = {}
-    for item in fields(cls):
-        where = f"{kind}.{item.name}"
-        if item.name not in header:
-            if item.default is not MISSING or item.default_factory is not MISSING:
-                continue
-            raise DecodeError(f"{where} is missing")
-        kwargs[item.name] = _check_field(cls, item.name, header.pop(item.name), where, limits)
+    for name, required in _FIELDS[cls]:
+        if name not in header:
+            if required:
+                raise DecodeError(f"{kind}.{name} is missing")
+            continue
+        kwargs[name] = _check_field(cls, name, header.pop(name), f"{kind}.{name}", limits)
     if header:
         raise DecodeError(f"{kind} message has unknown field(s) {sorted(header, key=str)}")
     message = cls(**kwargs)
@@ -377,6 +420,7 @@ __all__ = [
     "decode",
     "encode",
     "pack",
+    "pack_transitions",
     "spec_mismatch",
     "unpack",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -112,6 +113,70 @@ def test_batches_arrive_in_order_with_their_arrays_and_info(session, links) -> N
     assert all(b.actor_id == "robot1" and b.count == 2 for b in received)
     assert np.array_equal(received[17].arrays["state"], np.full((2, 5), 17, np.float32))
     assert received[17].info == {"episode": 3, "step": 17}
+
+
+def test_an_idle_link_puts_each_batch_on_the_socket_from_the_calling_thread(session, links) -> None:
+    config = session()
+    server = links(learner(config).start())
+    client = links(actor(config).start())
+    assert client.wait_connected(5.0)
+
+    for step in range(40):  # paced like a control loop: the link is idle at every send
+        client.send(batch(step))
+        time.sleep(0.005)
+    received = receive_all(server, 40)
+
+    assert [b.seq for b in received] == list(range(40))
+    # Now and then the link thread holds the socket (a heartbeat, an ack): it sends those.
+    assert client.status().sent_directly >= 30
+
+
+def test_a_burst_many_windows_long_flows_without_waiting_for_heartbeats(session, links) -> None:
+    # Each window waits for an ack; the link thread must see every ack at once, also one
+    # whose arrival its own sending took the socket descriptor's signal for.
+    config = session(transport={"max_in_flight_batches": 4, "heartbeat_interval_s": 1.0, "peer_timeout_s": 10.0})
+    server = links(learner(config).start())
+    client = links(actor(config).start())
+    assert client.wait_connected(5.0)
+
+    started = time.monotonic()
+    for step in range(400):
+        client.send(batch(step, count=1))
+    received = receive_all(server, 400, timeout_s=20.0)
+    elapsed = time.monotonic() - started
+
+    assert [b.seq for b in received] == list(range(400))
+    assert elapsed < 4.0  # 100 windows; a stall until the next heartbeat (0.5 s) in a few would exceed it
+
+
+def test_batches_sent_from_two_threads_arrive_once_each_and_in_sequence(session, links) -> None:
+    config = session(transport={"max_in_flight_batches": 8})
+    server = links(learner(config).start())
+    client = links(actor(config).start())
+    assert client.wait_connected(5.0)
+    seqs: dict[int, list[int]] = {0: [], 1: []}
+
+    def sender(thread: int) -> None:
+        for step in range(150):
+            seqs[thread].append(client.send(batch(1000 * thread + step, count=1), {"thread": thread, "step": step}))
+            if step % 7 == 0:
+                time.sleep(0.001)
+
+    threads = [threading.Thread(target=sender, args=(thread,)) for thread in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    received = receive_all(server, 300)
+
+    assert [b.seq for b in received] == list(range(300))
+    assert sorted(seqs[0] + seqs[1]) == list(range(300))
+    by_seq = {b.seq: b for b in received}
+    for thread in (0, 1):
+        steps = [by_seq[seq].info["step"] for seq in seqs[thread]]
+        assert steps == list(range(150))  # each thread's batches in its own order, none lost
+        assert all(by_seq[seq].info["thread"] == thread for seq in seqs[thread])
+        assert all(by_seq[seq].arrays["state"][0, 0] == 1000 * thread + step for step, seq in enumerate(seqs[thread]))
 
 
 def test_commit_lets_the_actor_forget_its_batches(session, links) -> None:

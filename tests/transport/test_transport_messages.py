@@ -29,6 +29,7 @@ from robot_stack.transport.messages import (
     decode,
     encode,
     pack,
+    pack_transitions,
     unpack,
 )
 from robot_stack.transport.weights import (
@@ -101,9 +102,8 @@ def as_bytes(frames):
 
 def wire_frames(header, array_entries=(), array_frames=(), version=PROTOCOL_VERSION, magic=b"RSTP"):
     """Frames built by hand, so a test can put on the wire what ``encode`` never would."""
-    body = dict(header)
-    body["arrays"] = [list(entry) for entry in array_entries]
-    return [magic + struct.pack("<H", version) + msgpack.packb(body, use_bin_type=True), *array_frames]
+    table = msgpack.packb([list(entry) for entry in array_entries], use_bin_type=True)
+    return [magic + struct.pack("<H", version) + msgpack.packb(dict(header), use_bin_type=True), table, *array_frames]
 
 
 def assert_same_message(received, sent):
@@ -170,6 +170,102 @@ def test_packed_frames_start_at_64_byte_offsets_and_hold_the_encoded_frames():
     offsets = [struct.unpack_from("<Q", packed, 8 + 16 * i)[0] for i in range(count)]
     assert count == len(encode(message)) and all(offset % 64 == 0 for offset in offsets)
     assert [frame.tobytes() for frame in frames] == [bytes(original) for original in encode(message)]
+
+
+def test_the_array_table_and_arrays_lie_first_at_fixed_offsets_and_the_header_last():
+    arrays = {"image": np.ones((1, 8, 8, 3), np.uint8), "state": np.ones((1, 5), np.float32)}
+    short = bytes(pack(TransitionBatch("s", 1, arrays)))
+    long = bytes(pack(TransitionBatch("s", 2**40, arrays, {"note": "x" * 100})))
+
+    def offsets(packed):
+        return [struct.unpack_from("<Q", packed, 8 + 16 * i)[0] for i in range(4)]
+
+    assert offsets(short)[1:] == offsets(long)[1:]  # the table and the arrays
+    assert offsets(short)[0] == offsets(long)[0] > max(offsets(short)[1:])  # the header, after them
+
+
+def make_arrays(count: int = 3) -> dict:
+    rng = np.random.default_rng(count)
+    return {
+        "obs/image": rng.integers(0, 256, (count, 16, 16, 3), dtype=np.uint8),
+        "obs/state": rng.standard_normal((count, 19)).astype(np.float32),
+        "action": rng.standard_normal((count, 7)).astype(">f8"),
+        "every_other": np.arange(count * 8, dtype=np.int64).reshape(count, 8)[:, ::2],  # not contiguous
+        "nothing": np.zeros((count, 0), np.float32),
+        "done": np.arange(count) % 2 == 1,
+    }
+
+
+def dirty(size: int) -> bytearray:
+    return bytearray(b"\xa5" * size)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_pack_transitions_gives_the_bytes_pack_gives_also_in_a_dirty_reused_buffer(count):
+    arrays = make_arrays(count)
+    expected = bytes(pack(TransitionBatch("stream", 41, arrays, {"episode": 2}, 3.5)))
+
+    for _ in range(2):  # the second time from the cached layout
+        assert bytes(pack_transitions("stream", 41, arrays, {"episode": 2}, 3.5)) == expected
+        assert bytes(pack_transitions("stream", 41, arrays, {"episode": 2}, 3.5, allocate=dirty)) == expected
+    received = unpack(expected)
+    assert received.seq == 41 and received.info == {"episode": 2} and received.sent_time == 3.5
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(received.arrays[name], array)
+        assert received.arrays[name].dtype == array.dtype
+
+
+def test_pack_transitions_of_lists_and_scalars_takes_the_general_path():
+    arrays = {"reward": [0.5, 1.0], "done": np.array([False, True])}
+
+    packed = pack_transitions("s", 0, arrays)
+
+    assert bytes(packed) == bytes(pack(TransitionBatch("s", 0, arrays)))
+    np.testing.assert_array_equal(unpack(packed).arrays["reward"], [0.5, 1.0])
+
+
+def test_pack_transitions_refuses_arrays_that_disagree_on_the_transition_count():
+    with pytest.raises(ValueError, match="same leading \\(transition\\) axis"):
+        pack_transitions("s", 0, {"a": np.zeros((2, 3)), "b": np.zeros((3, 3))})
+    with pytest.raises(ValueError, match="same leading \\(transition\\) axis"):
+        pack_transitions("s", 0, {"a": np.zeros((2, 3)), "scalar": np.float32(1.0)})
+
+
+def test_messages_of_one_layout_decode_to_their_own_arrays():
+    first = unpack(bytes(pack_transitions("s", 0, {"x": np.full((2, 3), 1.0, np.float32)})))
+    second = unpack(bytes(pack_transitions("s", 1, {"x": np.full((2, 3), 2.0, np.float32)})))
+
+    assert first.arrays["x"].tolist() == [[1.0] * 3] * 2 and second.arrays["x"].tolist() == [[2.0] * 3] * 2
+
+
+def test_an_array_table_accepted_under_loose_limits_is_checked_again_under_tight_ones():
+    frames = wire_frames(HEADERS["transitions"], [["obs", "<f4", [0, 5000]]], [b""])
+    assert decode(frames).arrays["obs"].shape == (0, 5000)
+
+    with pytest.raises(DecodeError, match="has a size that is not a non-negative integer"):
+        decode(frames, WireLimits(max_message_bytes=1000))
+
+
+def test_a_message_without_an_array_table_part_is_refused():
+    frames = wire_frames(HEADERS["ack"])[:1]
+
+    with pytest.raises(DecodeError, match="message has a header but no array-table part"):
+        decode(frames)
+
+
+def test_an_array_table_that_is_not_a_list_is_refused():
+    frames = wire_frames(HEADERS["ack"])
+    frames[1] = msgpack.packb({"obs": "<f4"})
+
+    with pytest.raises(DecodeError, match="array table is a dict, not a list"):
+        decode(frames)
+
+
+def test_a_header_carrying_an_arrays_field_is_refused():
+    frames = wire_frames({**HEADERS["transitions"], "arrays": [["obs", "<f4", [1]]]}, [], [bytes(4)])
+
+    with pytest.raises(DecodeError, match="header has an 'arrays' field"):
+        decode(frames)
 
 
 def test_a_packed_table_pointing_outside_the_message_is_refused():
@@ -340,14 +436,14 @@ def test_a_header_that_does_not_match_its_message_type_is_refused_naming_the_fie
 def test_a_message_with_more_array_frames_than_its_header_lists_is_refused():
     frames = wire_frames(HEADERS["transitions"], [["a", "<f4", [1]]], [bytes(4), bytes(4)])
 
-    with pytest.raises(DecodeError, match="header lists 1 arrays but the message carries 2 array frames"):
+    with pytest.raises(DecodeError, match="array table lists 1 arrays but the message carries 2 array parts"):
         decode(frames)
 
 
 def test_a_message_with_fewer_array_frames_than_its_header_lists_is_refused():
     frames = wire_frames(HEADERS["transitions"], [["a", "<f4", [1]], ["b", "<f4", [1]]], [bytes(4)])
 
-    with pytest.raises(DecodeError, match="header lists 2 arrays but the message carries 1 array frames"):
+    with pytest.raises(DecodeError, match="array table lists 2 arrays but the message carries 1 array parts"):
         decode(frames)
 
 
@@ -355,7 +451,7 @@ def test_a_message_with_fewer_array_frames_than_its_header_lists_is_refused():
 def test_an_array_frame_whose_length_is_not_dtype_times_shape_is_refused(length):
     frames = wire_frames(HEADERS["transitions"], [["obs", "<f4", [2, 3]]], [bytes(length)])
 
-    with pytest.raises(DecodeError, match=f"array 'obs' \\(<f4 \\[2, 3\\]\\) needs 24 bytes but its frame has {length}"):
+    with pytest.raises(DecodeError, match=f"array 'obs' \\(<f4 \\[2, 3\\]\\) needs 24 bytes but its part has {length}"):
         decode(frames)
 
 
@@ -371,7 +467,7 @@ def test_an_array_whose_shape_multiplies_past_the_message_limit_is_refused():
     # 2**28 ** 4 is 0 modulo 2**64: the frame length must be checked against the true size.
     frames = wire_frames(HEADERS["transitions"], [["obs", "|u1", [2**28] * 4]], [b""])
 
-    with pytest.raises(DecodeError, match=f"needs {2**112} bytes but its frame has 0"):
+    with pytest.raises(DecodeError, match=f"needs {2**112} bytes but its part has 0"):
         decode(frames)
 
 
