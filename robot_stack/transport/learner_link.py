@@ -341,6 +341,10 @@ class LearnerLink:
                 if item is not None:
                     arrived.append(item)
                     room -= item.nbytes
+                if self._unacked.get(identity, 0) >= self._ack_every:
+                    # Acknowledge now, not after the whole read: the actor's window reopens
+                    # while the rest is read, instead of the stream stopping once per window.
+                    self._send_acks(router)
             elif isinstance(message, (Stats, Event)):
                 with self._lock:
                     self._reports.append(Report(peer.actor_id, message, now))

@@ -14,7 +14,9 @@
 
 ``encode(message)`` gives the frames; ``decode(frames)`` checks every field's type and
 returns the message, or raises ``DecodeError`` naming the message type and field.
-``pack``/``unpack`` do the same for the single ZeroMQ frame the links send.
+``pack``/``unpack`` do the same for the single ZeroMQ frame the links send;
+``pack_transitions`` is ``pack`` of a ``TransitionBatch``, byte for byte, for the actor's
+hot path (the array layout's work is done once per layout).
 """
 
 from __future__ import annotations
