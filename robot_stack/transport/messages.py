@@ -283,6 +283,9 @@ def decode(frames: Sequence[Any], limits: WireLimits = DEFAULT_LIMITS) -> Messag
     if cls is None:
         raise DecodeError(f"unknown message type {kind!r} (known: {sorted(MESSAGE_TYPES)})")
     if cls is TransitionBatch:
+        batch = _plain_batch(header, arrays)
+        if batch is not None:
+            return batch
         header["arrays"] = _received_batch_arrays(arrays)
     elif cls is WeightsChunk:
         payload = arrays.pop("payload", None)
@@ -304,6 +307,30 @@ def decode(frames: Sequence[Any], limits: WireLimits = DEFAULT_LIMITS) -> Messag
     if isinstance(message, WeightsChunk):
         _check_chunk(message)
     return message
+
+
+_BATCH_FIELDS = {"stream_id", "seq", "info", "sent_time"}
+
+
+def _plain_batch(header: dict, arrays: dict[str, np.ndarray]) -> Optional[TransitionBatch]:
+    """A transitions message whose fields all have exactly the usual types and valid values,
+    built without the general field-by-field walk; None sends anything else down that walk
+    (which accepts everything this accepts, and names what is wrong with the rest)."""
+    if header.keys() != _BATCH_FIELDS:
+        return None
+    stream_id, seq, info, sent_time = header["stream_id"], header["seq"], header["info"], header["sent_time"]
+    if not (
+        type(seq) is int
+        and -1 <= seq < 2**63
+        and type(stream_id) is str
+        and 0 < len(stream_id) <= MAX_ID_LENGTH
+        and stream_id.isprintable()
+        and type(info) is dict
+        and type(sent_time) is float
+        and math.isfinite(sent_time)
+    ):
+        return None
+    return TransitionBatch(stream_id, seq, _received_batch_arrays(arrays), info, sent_time)
 
 
 def _received_batch_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -246,6 +246,24 @@ def test_an_array_table_accepted_under_loose_limits_is_checked_again_under_tight
         decode(frames, WireLimits(max_message_bytes=1000))
 
 
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"seq": 3, "info": {"a": 1}, "sent_time": 2.5}, (3, {"a": 1}, 2.5)),
+        ({"seq": 3, "info": {}, "sent_time": 2}, (3, {}, 2.0)),  # an integer time, as msgpack may carry it
+        ({"seq": 3}, (3, {}, 0.0)),  # fields left at their defaults
+    ],
+    ids=["usual types", "integer time", "defaults"],
+)
+def test_transitions_headers_of_usual_and_unusual_but_valid_types_decode_alike(fields, expected):
+    frames = wire_frames({"type": "transitions", "stream_id": "s", **fields}, [["x", "<f4", [2]]], [bytes(8)])
+
+    message = decode(frames)
+
+    assert (message.seq, message.info, message.sent_time) == expected and type(message.sent_time) is float
+    assert message.arrays["x"].shape == (2,)
+
+
 def test_a_message_without_an_array_table_part_is_refused():
     frames = wire_frames(HEADERS["ack"])[:1]
 
