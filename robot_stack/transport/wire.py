@@ -288,12 +288,8 @@ def join_frames(
     for index in [*range(1, len(views)), 0][: len(views)]:
         entries[index] = (position - len(prefix), views[index].nbytes)
         position = _aligned(position + views[index].nbytes)
-    if allocate is None:
-        buffer = bytearray(position)
-    else:
-        buffer = allocate(position)
-        if len(buffer) != position:
-            raise ValueError(f"allocate({position}) returned {len(buffer)} bytes")
+    buffer, reused = _buffer(position, allocate)
+    if reused:
         _zero_padding(buffer, len(prefix), table_end, entries)
     buffer[: len(prefix)] = prefix
     _JOIN_HEAD.pack_into(buffer, len(prefix), _JOIN_MAGIC, len(views))
@@ -303,6 +299,16 @@ def join_frames(
         start = len(prefix) + offset
         buffer[start : start + length] = view
     return buffer
+
+
+def _buffer(size: int, allocate: Optional[Callable[[int], bytearray]]) -> tuple[bytearray, bool]:
+    """A zeroed new buffer, or (reused=True) one from ``allocate`` whose padding the caller clears."""
+    if allocate is None:
+        return bytearray(size), False
+    buffer = allocate(size)
+    if len(buffer) != size:
+        raise ValueError(f"allocate({size}) returned {len(buffer)} bytes")
+    return buffer, True
 
 
 def _zero_padding(buffer: bytearray, start: int, table_end: int, entries: Sequence[tuple[int, int]]) -> None:
@@ -363,12 +369,8 @@ class PackPlan:
         header_offset = self.header_offset
         header_end = header_offset + len(header)
         size = _aligned(header_end)
-        if allocate is None:
-            buffer = bytearray(size)
-        else:
-            buffer = allocate(size)
-            if len(buffer) != size:
-                raise ValueError(f"allocate({size}) returned {len(buffer)} bytes")
+        buffer, reused = _buffer(size, allocate)
+        if reused:
             for start, end, zeros in self.gaps:
                 buffer[start:end] = zeros
             buffer[header_end:] = bytes(size - header_end)
