@@ -63,7 +63,7 @@ class ReceivedBatch:
     actor_id: str
     stream_id: str
     seq: int
-    arrays: Mapping[str, np.ndarray]  # read-only views of the received frames
+    arrays: Mapping[str, np.ndarray]  # views of the received frame, no copy (writable: the frame belongs to this process)
     info: Mapping[str, Any]
     sent_time: float
     received_time: float
