@@ -289,18 +289,24 @@ class GripperWorker:
                     if self._pending is None:
                         self._last_commanded = None  # the same target again is a retry, not a repeat
             finally:
+                # The width the command ended at is read before the command counts as done, so a
+                # caller that sees the Hand idle reads where the fingers are now, not 20 ms ago.
+                self._refresh_width()
                 with self._wake:
                     self._busy = False
 
     def _poll_width(self) -> None:
         while not self._closing:
-            try:
-                self.width_m = float(self._read_width())
-            except Exception as error:
-                self.error = f"Franka Hand at {self.address}: reading the finger width failed: {error}"
-                log.warning(self.error)
-                time.sleep(1.0)
+            self._refresh_width()
             time.sleep(_GRIPPER_POLL_S)
+
+    def _refresh_width(self) -> None:
+        try:
+            self.width_m = float(self._read_width())
+        except Exception as error:
+            self.error = f"Franka Hand at {self.address}: reading the finger width failed: {error}"
+            log.warning(self.error)
+            time.sleep(1.0)
 
 
 def _stiffness_and_damping(impedance: ImpedanceConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -517,9 +517,17 @@ def _run_hand_process(address: str, gripper_fields: dict, conn, width, done) -> 
                 run_gripper_command(hand, target, width.value, gripper)
             except Exception as error:
                 conn.send(("error", f"Franka Hand at {address}: command to {target:.4f} m failed: {error}"))
+            # The width the command ended at is published before the command counts as done,
+            # so a caller that sees the Hand idle reads where the fingers are now.
+            _publish_width(hand, address, conn, width)
             done.value += received
-        try:
-            width.value = hand.read_once().width
-        except Exception as error:
-            conn.send(("error", f"Franka Hand at {address}: reading the finger width failed: {error}"))
-            time.sleep(1.0)
+        else:
+            _publish_width(hand, address, conn, width)
+
+
+def _publish_width(hand, address: str, conn, width) -> None:
+    try:
+        width.value = hand.read_once().width
+    except Exception as error:
+        conn.send(("error", f"Franka Hand at {address}: reading the finger width failed: {error}"))
+        time.sleep(1.0)
