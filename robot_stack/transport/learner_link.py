@@ -127,6 +127,7 @@ class LearnerLink:
         self._queue: deque[ReceivedBatch] = deque()
         self._queue_bytes = 0
         self._queue_ready = threading.Condition(self._lock)
+        self._reading_paused = False  # the queue was full when the link thread last looked
         self._reports: deque[Report] = deque(maxlen=10_000)
         self._received: dict[str, int] = {}
         self._delivered: dict[str, int] = {}
@@ -178,8 +179,9 @@ class LearnerLink:
                 self._queue_bytes -= batch.nbytes
                 self._delivered[batch.stream_id] = batch.seq
                 taken.append(batch)
-        if taken:
-            self._waker.wake()  # the queue has room again
+            resume = taken and self._reading_paused
+        if resume:
+            self._waker.wake()  # the queue has room again: the link thread reads the router again
         return taken
 
     def delivered_state(self) -> dict[str, int]:
@@ -297,7 +299,8 @@ class LearnerLink:
 
     def _queue_has_room(self) -> bool:
         with self._lock:
-            return self._queue_bytes < self._queue_limit
+            self._reading_paused = self._queue_bytes >= self._queue_limit
+            return not self._reading_paused
 
     def _receive(self, router: zmq.Socket) -> None:
         # Batches are handed to the training thread together, under one lock, at the end.
