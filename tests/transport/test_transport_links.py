@@ -149,6 +149,28 @@ def test_a_burst_many_windows_long_flows_without_waiting_for_heartbeats(session,
     assert elapsed < 4.0  # 100 windows; a stall until the next heartbeat (0.5 s) in a few would exceed it
 
 
+def test_a_full_receive_queue_stops_reading_and_taking_from_it_resumes_at_once(session, links) -> None:
+    # A queue of ~4 small batches: the link thread stops reading the socket until receive()
+    # makes room, and receive() must wake it then (its next poll would be 0.5 s away).
+    config = session(transport={"receive_queue_mb": 0.001, "heartbeat_interval_s": 1.0, "peer_timeout_s": 10.0})
+    server = links(learner(config).start())
+    client = links(actor(config).start())
+    assert client.wait_connected(5.0)
+
+    for step in range(200):
+        client.send(batch(step, count=1))
+    time.sleep(0.3)
+    queued = server.counters.batches
+    started = time.monotonic()
+    received = receive_all(server, 200, timeout_s=20.0)
+    elapsed = time.monotonic() - started
+
+    assert queued <= 8  # held back by the full queue, not read into memory
+    assert [b.seq for b in received] == list(range(200))
+    assert [int(b.arrays["state"][0, 0]) for b in received] == list(range(200))
+    assert elapsed < 4.0  # ~50 refills; waiting for the next poll each time would take ~25 s
+
+
 def test_batches_sent_from_two_threads_arrive_once_each_and_in_sequence(session, links) -> None:
     config = session(transport={"max_in_flight_batches": 8})
     server = links(learner(config).start())
