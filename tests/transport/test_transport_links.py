@@ -151,8 +151,11 @@ def test_a_burst_many_windows_long_flows_without_waiting_for_heartbeats(session,
 
 def test_a_full_receive_queue_stops_reading_and_taking_from_it_resumes_at_once(session, links) -> None:
     # A queue of ~4 small batches: the link thread stops reading the socket until receive()
-    # makes room, and receive() must wake it then (its next poll would be 0.5 s away).
-    config = session(transport={"receive_queue_mb": 0.001, "heartbeat_interval_s": 1.0, "peer_timeout_s": 10.0})
+    # makes room, and receive() must wake it then (its next poll would be 0.5 s away). With
+    # a window of 4, every batch is acknowledged at once, so no ack due shortens that poll.
+    config = session(transport={
+        "receive_queue_mb": 0.001, "max_in_flight_batches": 4, "heartbeat_interval_s": 1.0, "peer_timeout_s": 10.0,
+    })
     server = links(learner(config).start())
     client = links(actor(config).start())
     assert client.wait_connected(5.0)
@@ -168,7 +171,7 @@ def test_a_full_receive_queue_stops_reading_and_taking_from_it_resumes_at_once(s
     assert queued <= 8  # held back by the full queue, not read into memory
     assert [b.seq for b in received] == list(range(200))
     assert [int(b.arrays["state"][0, 0]) for b in received] == list(range(200))
-    assert elapsed < 4.0  # ~50 refills; waiting for the next poll each time would take ~25 s
+    assert elapsed < 2.0  # ~0.03 s here; waiting for polls that time out instead takes 4-6 s
 
 
 def test_batches_sent_from_two_threads_arrive_once_each_and_in_sequence(session, links) -> None:
