@@ -50,7 +50,7 @@ from robot_stack.data.transitions import (
     transition_spec,
 )
 from robot_stack.config.schema import AgentConfig, TaskConfig
-from robot_stack.transport.actor_link import ActorLink
+from robot_stack.transport.actor_link import ActorLink, LinkRefused
 
 log = logging.getLogger(__name__)
 
@@ -410,17 +410,14 @@ class _ActorLoop:
         """Wait (bounded) for the learner to have received the last batch sent."""
         s = self.summary
         deadline = time.monotonic() + timeout_s
-        while True:
-            status = self.link.status()
-            if status.received_seq >= s.last_seq or status.refused:
-                break
-            if time.monotonic() >= deadline:
+        try:
+            if not self.link.wait_received(s.last_seq, timeout_s):
                 log.warning(
                     "stopping with batches %d..%d not yet received by the learner; they stay in the outbox",
-                    status.received_seq + 1, s.last_seq,
+                    self.link.status().received_seq + 1, s.last_seq,
                 )
-                break
-            time.sleep(0.01)
+        except LinkRefused:
+            pass  # already reported; the batches stay in the outbox
         s.delivered = self.link.status().received_seq >= s.last_seq
         if self.link.status().connected:
             # The link thread sends stats and events on its next turn; give it that turn

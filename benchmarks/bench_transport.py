@@ -14,7 +14,8 @@ Every figure comes from separate processes (multiprocessing, 'spawn') talking ov
                array into a preallocated numpy ring buffer, as a learner's replay does; the
                durable outbox (segment files in a temp dir, + copy); CurveZMQ on (no copy).
   baselines    raw ZeroMQ PUSH -> PULL sending single-frame messages of exactly our
-               messages' byte size (copy=False, preallocated buffers), without ("raw") and
+               messages' byte size (copy=False, preallocated buffers; each side queues as
+               many messages as the link's default window holds), without ("raw") and
                with ("raw+copy") the same copy into the learner buffer; raw ZeroMQ with CURVE;
                and a pickle framing (pickle.dumps of a dict of numpy arrays per message over
                PUSH/PULL, pickle.loads, then the same copy) as research code does. Pickle is a
@@ -68,7 +69,7 @@ import multiprocessing as mp  # noqa: E402
 import numpy as np  # noqa: E402
 import zmq  # noqa: E402
 
-from robot_stack.config import SessionConfig  # noqa: E402
+from robot_stack.config import SessionConfig, TransportConfig  # noqa: E402
 from robot_stack.transport import (  # noqa: E402
     ActorLink,
     ArraySpec,
@@ -91,7 +92,6 @@ ACTION_DIM = 7
 RING_CAPACITY = 512  # transitions in the learner buffer (~100 MB)
 COMMIT_PERIOD_S = 0.05
 AHEAD_BYTES = 128 * 1024**2  # the producer stays at most this far ahead of the learner
-RAW_HWM = 64  # ZeroMQ queue bound (messages) for the baselines, like max_in_flight_batches
 WEIGHTS_POLL_S = 0.0005
 LATENCY_HEAD = struct.Struct("<dI")  # sent_time, phase: the last bytes of the raw baseline's message
 MB = 1e6
@@ -432,8 +432,9 @@ def role_link_actor(cfg: dict, results, stop) -> None:
             started = time.perf_counter()
             while not stop.is_set():
                 if link.outbox.next_seq - 1 - link.received_seq > ahead:
+                    # Far enough ahead of the learner: wait for it, as a raw sender waits for room.
                     t = time.perf_counter()
-                    time.sleep(0.0002)
+                    link.wait_received(link.outbox.next_seq - 1 - ahead, timeout_s=0.05)
                     waited_s += time.perf_counter() - t
                     continue
                 t = time.perf_counter()
@@ -581,12 +582,20 @@ def role_weights_learner(cfg: dict, results, stop) -> None:
         link.close()
 
 
+def raw_hwm(batch_size: int) -> int:
+    """Messages queued on each side of a baseline: the link's default window (at most
+    max_in_flight_batches batches and max_in_flight_mb unacknowledged)."""
+    window = TransportConfig()
+    by_bytes = int(window.max_in_flight_mb * 1024**2) // (batch_size * transition_bytes())
+    return max(1, min(window.max_in_flight_batches, by_bytes))
+
+
 def _raw_socket(kind: int, cfg: dict, server: bool) -> tuple[zmq.Context, zmq.Socket]:
     context = zmq.Context()
     sock = context.socket(kind)
     sock.linger = 0
-    sock.sndhwm = RAW_HWM
-    sock.rcvhwm = RAW_HWM
+    # The baselines' ZeroMQ queue bound, in messages, matches the link's default window.
+    sock.sndhwm = sock.rcvhwm = raw_hwm(cfg.get("batch_size", 1))
     curve = cfg.get("curve")
     if curve:
         server_public, server_secret, client_public, client_secret = curve

@@ -561,7 +561,10 @@ class TransportConfig(StrictModel):
     )
     handshake_timeout_s: float = Field(3.0, gt=0, le=60, description="wait for the learner's welcome before retrying")
     max_message_mb: float = Field(256.0, gt=0, le=4096, description="larger received messages are dropped")
-    max_in_flight_batches: int = Field(64, ge=1, le=100000, description="batches sent but not yet acknowledged")
+    max_in_flight_batches: int = Field(256, ge=1, le=100000, description="batches sent but not yet acknowledged")
+    max_in_flight_mb: float = Field(
+        64.0, gt=0, le=4096, description="bytes sent but not yet acknowledged (one batch is always let through)"
+    )
     outbox_dir: Path = Field(Path("runs/outbox"), description="actor: where unacknowledged batches spill and persist")
     outbox_memory_mb: float = Field(256.0, gt=0, description="actor: unacknowledged batches kept in memory")
     outbox_max_disk_gb: float = Field(20.0, gt=0, description="actor: disk bound of the outbox")

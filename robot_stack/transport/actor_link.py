@@ -3,10 +3,11 @@
 The control loop only ever calls non-blocking methods: ``send`` stores the batch in the
 outbox and returns its sequence number; ``latest_weights`` returns a newer complete
 weights version if one has arrived. A background thread runs the link: it says hello,
-sends what the learner has not received (at most ``max_in_flight_batches`` ahead of the
-learner's acknowledgements), releases what the learner has committed, assembles weight
-chunks, exchanges heartbeats, and when the learner falls silent or restarts it drops the
-connection and says hello again, resending from what the learner reports it holds.
+sends what the learner has not received (at most ``max_in_flight_batches`` batches and
+``max_in_flight_mb`` ahead of the learner's acknowledgements), releases what the learner
+has committed, assembles weight chunks, exchanges heartbeats, and when the learner falls
+silent or restarts it drops the connection and says hello again, resending from what the
+learner reports it holds.
 
 When the link is up, idle and inside its window, ``send`` puts the batch on the socket
 itself (non-blocking), which spares a wake-up of the link thread per batch. The two
@@ -22,6 +23,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -83,6 +85,8 @@ class ActorLinkStatus:
     refused: Optional[str]
     outbox: dict = field(default_factory=dict)
     sent_directly: int = 0  # batches send() put on the socket itself (the link was idle)
+    in_flight_batches: int = 0  # sent on this connection, not yet acknowledged
+    in_flight_bytes: int = 0
 
 
 class ActorLink:
@@ -119,6 +123,7 @@ class ActorLink:
         self._socket_lock = threading.Lock()
         self._connection: Optional[_Connection] = None
         self._state_lock = threading.Lock()
+        self._progress = threading.Condition()  # notified when the learner acknowledges or refuses
         self._reports: list[Any] = []
         self._latest: Optional[WeightsUpdate] = None
         self._taken_version = -1
@@ -136,6 +141,10 @@ class ActorLink:
         self.refused: Optional[str] = None
         self._next_send = 0
         self._sent_directly = 0
+        # Batches sent and not yet acknowledged, oldest first: (seq, bytes). Under the socket lock.
+        self._in_flight: deque[tuple[int, int]] = deque()
+        self._in_flight_bytes = 0
+        self._window_bytes = int(self.settings.max_in_flight_mb * 1024**2)
 
     # ----------------------------------------------------------------- control-loop API
 
@@ -191,6 +200,7 @@ class ActorLink:
                 connection.blocked = True
                 return False
             self._next_send = seq + 1
+            self._note_sent(seq, frames)
             self._sent_directly += 1
             connection.last_sent = time.monotonic()
             # Sending may have consumed the descriptor's signal for an ack that arrived.
@@ -226,15 +236,26 @@ class ActorLink:
                 return False
         return True
 
+    def wait_received(self, seq: int, timeout_s: float) -> bool:
+        """True once the learner has received every batch up to seq; False after timeout_s.
+        For a producer that would rather wait than let the outbox grow, and before an exit."""
+        return self._wait_for(lambda: self.received_seq >= seq, timeout_s)
+
     def wait_committed(self, seq: int, timeout_s: float) -> bool:
         """True once the learner has committed every batch up to seq (e.g. before a clean exit)."""
+        return self._wait_for(lambda: self.outbox.committed_seq >= seq, timeout_s)
+
+    def _wait_for(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        # The link thread notifies on every ack, welcome and refusal.
         deadline = time.monotonic() + timeout_s
-        while self.outbox.committed_seq < seq:
-            if self.refused:
-                raise LinkRefused(self.refused)
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
+        with self._progress:
+            while not condition():
+                if self.refused:
+                    raise LinkRefused(self.refused)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._progress.wait(remaining)
         return True
 
     def status(self) -> ActorLinkStatus:
@@ -251,6 +272,8 @@ class ActorLink:
             refused=self.refused,
             outbox=self.outbox.sizes(),
             sent_directly=self._sent_directly,
+            in_flight_batches=len(self._in_flight),
+            in_flight_bytes=self._in_flight_bytes,
         )
 
     def close(self, timeout_s: float = 2.0) -> None:
@@ -328,6 +351,7 @@ class ActorLink:
         except Exception:  # the link thread must never die silently
             log.exception("actor link thread failed")
             self.refused = self.refused or "the actor link thread failed; see the log"
+            self._notify_progress()
             raise
         finally:
             with self._socket_lock:
@@ -365,7 +389,27 @@ class ActorLink:
         return max(1, int(self.settings.heartbeat_interval_s * 1000 / 2))
 
     def _window_open(self) -> bool:
-        return self._next_send - self.received_seq <= self.settings.max_in_flight_batches
+        """Room for one more batch: fewer than max_in_flight_batches and max_in_flight_mb
+        unacknowledged (one batch always fits, however large)."""
+        return (
+            self._next_send - self.received_seq <= self.settings.max_in_flight_batches
+            and (self._in_flight_bytes < self._window_bytes or not self._in_flight)
+        )
+
+    def _note_sent(self, seq: int, frames: list) -> None:
+        size = sum(len(frame) for frame in frames)
+        self._in_flight.append((seq, size))
+        self._in_flight_bytes += size
+
+    def _forget_in_flight(self, received_seq: Optional[int] = None) -> None:
+        """Drop what the learner acknowledged (everything, when sending restarts from an earlier batch)."""
+        in_flight = self._in_flight
+        if received_seq is None:
+            in_flight.clear()
+            self._in_flight_bytes = 0
+            return
+        while in_flight and in_flight[0][0] <= received_seq:
+            self._in_flight_bytes -= in_flight.popleft()[1]
 
     def _check_liveness(self, connection: "_Connection", now: float) -> Optional[str]:
         if not connection.welcomed:
@@ -403,6 +447,7 @@ class ActorLink:
             except zmq.Again:
                 connection.blocked = True
                 return
+            self._note_sent(self._next_send, frames)
             self._next_send += 1
             connection.last_sent = time.monotonic()
 
@@ -454,7 +499,9 @@ class ActorLink:
         self.outbox.release(welcome.committed_seq)
         # Resend everything the learner does not hold; it drops whatever it already has.
         self._next_send = max(welcome.received_seq + 1, self.outbox.committed_seq + 1)
+        self._forget_in_flight()
         self._connected.set()
+        self._notify_progress()
         log.info(
             "connected to learner %s: stream %s, learner holds up to seq %d (committed %d), resending from %d",
             welcome.learner_id, welcome.stream_id, welcome.received_seq, welcome.committed_seq, self._next_send,
@@ -467,6 +514,14 @@ class ActorLink:
         self.outbox.release(ack.committed_seq)
         if ack.rewind and ack.received_seq + 1 < self._next_send:
             self._next_send = ack.received_seq + 1
+            self._forget_in_flight()
+        else:
+            self._forget_in_flight(ack.received_seq)
+        self._notify_progress()
+
+    def _notify_progress(self) -> None:
+        with self._progress:
+            self._progress.notify_all()
 
     def _receive_weights(self, socket: zmq.Socket) -> None:
         for _ in range(1000):
@@ -517,6 +572,7 @@ class ActorLink:
             log.error("%s", reason)
         self.refused = reason
         self._connected.clear()
+        self._notify_progress()
 
 
 @dataclass

@@ -138,11 +138,14 @@ class LearnerLink:
         self._peers: dict[bytes, PeerInfo] = {}
         self._ack_due: set[bytes] = set()
         self._unacked: dict[bytes, int] = {}  # batches received from a peer since its last ack
+        self._unacked_bytes: dict[bytes, int] = {}  # and their bytes
         self._last_ack: dict[bytes, float] = {}
-        # Acks are coalesced: one per ACK_EVERY batches or ACK_DELAY_S, whichever comes first
-        # (a commit or a gap is acknowledged at once), so a stream of small batches does not
-        # cost an ack message each way per batch.
+        # Acks are coalesced: one per quarter of the actor's window (max_in_flight_batches or
+        # max_in_flight_mb, whichever fills first) or per ACK_DELAY_S, whichever comes first (a
+        # commit or a gap is acknowledged at once), so a stream of small batches does not cost
+        # an ack message each way per batch, and the window reopens long before it is used up.
         self._ack_every = max(1, self.settings.max_in_flight_batches // 4)
+        self._ack_every_bytes = max(1, int(self.settings.max_in_flight_mb * 1024**2) // 4)
         self._gaps: set[bytes] = set()
         self.counters = LearnerLinkCounters()
         self._waker = Waker()
@@ -344,7 +347,7 @@ class LearnerLink:
                 if item is not None:
                     arrived.append(item)
                     room -= item.nbytes
-                if self._unacked.get(identity, 0) >= self._ack_every:
+                if self._ack_now(identity):
                     # Acknowledge now, not after the whole read: the actor's window reopens
                     # while the rest is read, instead of the stream stopping once per window.
                     self._send_acks(router)
@@ -397,8 +400,10 @@ class LearnerLink:
             self._quiet.warning("stream", "actor %s sent a batch of another stream; dropped", peer.actor_id)
             return None
         received = self._received.get(batch.stream_id, -1)
+        size = batch.nbytes
         self._ack_due.add(identity)
         self._unacked[identity] = self._unacked.get(identity, 0) + 1
+        self._unacked_bytes[identity] = self._unacked_bytes.get(identity, 0) + size
         if batch.seq <= received:
             self.counters.duplicates += 1
             return None
@@ -406,7 +411,6 @@ class LearnerLink:
             # A gap: ask the actor to resend from what we hold rather than accept out of order.
             self._gaps.add(identity)
             return None
-        size = batch.nbytes
         item = ReceivedBatch(
             peer.actor_id, batch.stream_id, batch.seq, batch.arrays, batch.info, batch.sent_time, now, size
         )
@@ -417,6 +421,13 @@ class LearnerLink:
         self.counters.bytes += size
         return item
 
+    def _ack_now(self, identity: bytes) -> bool:
+        """A quarter of the peer's window is unacknowledged."""
+        return (
+            self._unacked.get(identity, 0) >= self._ack_every
+            or self._unacked_bytes.get(identity, 0) >= self._ack_every_bytes
+        )
+
     def _send_acks(self, router: zmq.Socket) -> None:
         now = time.monotonic()
         with self._lock:
@@ -425,7 +436,7 @@ class LearnerLink:
             gaps, self._gaps = self._gaps, set()
             due, deferred = forced | gaps, set()
             for identity in self._ack_due:
-                if self._unacked.get(identity, 0) >= self._ack_every or now - self._last_ack.get(identity, 0.0) >= ACK_DELAY_S:
+                if self._ack_now(identity) or now - self._last_ack.get(identity, 0.0) >= ACK_DELAY_S:
                     due.add(identity)
                 elif identity not in due:
                     deferred.add(identity)
@@ -433,6 +444,7 @@ class LearnerLink:
             acks = []
             for identity in due:
                 self._unacked[identity] = 0
+                self._unacked_bytes[identity] = 0
                 self._last_ack[identity] = now
                 peer = self._peers.get(identity)
                 if peer is None:
@@ -453,6 +465,7 @@ class LearnerLink:
                 with self._lock:
                     self._peers.pop(identity, None)
                     self._unacked.pop(identity, None)
+                    self._unacked_bytes.pop(identity, None)
                     self._last_ack.pop(identity, None)
                 continue
             self._reply(router, identity, Heartbeat(self.learner_id, now))

@@ -359,6 +359,10 @@ def test_an_actor_of_another_task_is_refused(session, links) -> None:
 
     with pytest.raises(LinkRefused, match="task 'insert' but this learner trains task 'pick'"):
         client.wait_connected(5)
+    started = time.monotonic()
+    with pytest.raises(LinkRefused, match="task 'insert'"):
+        client.wait_received(0, timeout_s=5.0)  # at once, not after the timeout
+    assert time.monotonic() - started < 1.0
 
 
 def test_a_peer_speaking_another_protocol_version_is_refused_with_both_versions(session, links) -> None:
@@ -535,3 +539,68 @@ def test_acks_for_a_burst_of_batches_are_coalesced_and_the_last_one_covers_the_b
 
     assert acks and acks[-1].received_seq == 63
     assert len(acks) <= 24  # one per 16 batches (a quarter of the window) or per 2 ms, not one per batch
+
+
+def test_acks_come_once_a_quarter_of_the_window_in_bytes_is_unacknowledged(session, links) -> None:
+    # Batches of ~1 KB against a 16 KB window: a quarter is 4 batches, far below the batch
+    # count's quarter (64), so acks follow every ~4 batches even when sent in one burst.
+    config = session(transport={"max_in_flight_batches": 256, "max_in_flight_mb": 16 / 1024})
+    links(learner(config).start())
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
+    dealer.send(pack(Hello("robot1", "pick", "s" * 32, OBSERVATION_SPEC, ACTION_SPEC)))
+    assert dealer.poll(5000) and isinstance(unpack(dealer.recv()), Welcome)
+
+    for seq in range(40):
+        dealer.send(pack(TransitionBatch("s" * 32, seq, batch(seq, count=4))))  # 960 bytes of arrays
+    acks, deadline = [], time.monotonic() + 2.0
+    while time.monotonic() < deadline and (not acks or acks[-1].received_seq < 39):
+        if dealer.poll(100):
+            message = unpack(dealer.recv())
+            if isinstance(message, Ack):
+                acks.append(message)
+    dealer.close()
+
+    assert acks and acks[-1].received_seq == 39
+    steps = np.diff([-1] + [ack.received_seq for ack in acks])
+    assert steps.max() <= 5  # 4 KB of batches (5 x 960 B > 4 KB) never go unacknowledged
+
+
+def test_the_window_bounds_unacknowledged_bytes_while_the_learner_holds_back(session, links) -> None:
+    # The learner's receive queue holds ~1 KB, so it stops reading (and acknowledging) until
+    # receive() takes; the actor must then stop at ~6 KB in flight, not at 256 batches.
+    config = session(transport={
+        "receive_queue_mb": 0.001, "max_in_flight_batches": 256, "max_in_flight_mb": 6 / 1024,
+        "heartbeat_interval_s": 1.0, "peer_timeout_s": 10.0,
+    })
+    server = links(learner(config).start())
+    client = links(actor(config).start())
+    assert client.wait_connected(5.0)
+    message_bytes = len(pack(TransitionBatch(client.status().stream_id, 0, batch(0, count=4))))
+
+    for step in range(100):
+        client.send(batch(step, count=4))
+    time.sleep(0.3)
+    held = client.status()
+    received = receive_all(server, 100, timeout_s=10.0)
+
+    assert 0 < held.in_flight_bytes < 6 * 1024 + message_bytes
+    assert held.in_flight_batches <= 6 * 1024 // message_bytes + 1
+    assert [b.seq for b in received] == list(range(100))
+    assert client.wait_received(99, timeout_s=2.0)
+    assert wait_until(lambda: client.status().in_flight_batches == 0, timeout_s=2.0)
+
+
+def test_wait_received_returns_once_the_learner_holds_the_batch_and_times_out_without_one(session, links) -> None:
+    config = session()
+    client = links(actor(config).start())
+    seq = client.send(batch(0))
+
+    started = time.monotonic()
+    assert client.wait_received(seq, timeout_s=0.3) is False  # no learner yet
+    assert 0.25 < time.monotonic() - started < 2.0
+
+    links(learner(config).start())
+    assert client.wait_received(seq, timeout_s=5.0) is True
+    assert client.status().received_seq >= seq
