@@ -321,6 +321,9 @@ def _zero_padding(buffer: bytearray, start: int, table_end: int, entries: Sequen
     buffer[previous_end:] = bytes(len(buffer) - previous_end)
 
 
+_UNLOCKED_COPY_BYTES = 256 * 1024
+
+
 class PackPlan:
     """Where the parts of messages with one array layout go in the packed buffer, worked
     out once: the array table's bytes, the offsets of the table and the arrays, and the
@@ -381,7 +384,11 @@ class PackPlan:
         table_offset = self.table_offset
         buffer[table_offset : table_offset + len(self.table)] = self.table
         for array, offset, length in zip(arrays, self.array_offsets, self.lengths):
-            if length:
+            if length >= _UNLOCKED_COPY_BYTES:
+                # numpy copies a large array without holding the GIL, so the link thread can
+                # answer acks and keep sending meanwhile (bytearray slicing holds it).
+                np.copyto(np.ndarray(array.shape, array.dtype, buffer, offset), array, casting="no")
+            elif length:
                 try:
                     view = memoryview(array).cast("B")
                 except TypeError:  # not C-contiguous

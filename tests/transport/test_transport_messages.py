@@ -215,6 +215,28 @@ def test_pack_transitions_gives_the_bytes_pack_gives_also_in_a_dirty_reused_buff
         assert received.arrays[name].dtype == array.dtype
 
 
+def test_pack_transitions_of_large_arrays_gives_the_bytes_pack_gives():
+    # Arrays from 256 KB on are copied by numpy (without the GIL): also a strided one and
+    # one of the other byte order.
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 255, (8, 128, 128, 3), np.uint8)  # 393 KB
+    arrays = {
+        "image": images,
+        "flipped": images[:, ::-1],  # not C-contiguous
+        "depth": rng.random((8, 128, 128), np.float64).astype(">f8"),
+        "reward": np.ones(8, np.float32),
+    }
+    expected = bytes(pack(TransitionBatch("stream", 7, arrays)))
+
+    for _ in range(2):
+        assert bytes(pack_transitions("stream", 7, arrays)) == expected
+        assert bytes(pack_transitions("stream", 7, arrays, allocate=dirty)) == expected
+    received = unpack(expected)
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(received.arrays[name], array)
+        assert received.arrays[name].dtype == array.dtype
+
+
 def test_pack_transitions_of_lists_and_scalars_takes_the_general_path():
     arrays = {"reward": [0.5, 1.0], "done": np.array([False, True])}
 
