@@ -20,6 +20,12 @@ Every figure comes from separate processes (multiprocessing, 'spawn') talking ov
                and a pickle framing (pickle.dumps of a dict of numpy arrays per message over
                PUSH/PULL, pickle.loads, then the same copy) as research code does. Pickle is a
                trusted-local baseline for comparison only, never a way to talk to a peer.
+  kept-heap    raw and link again (no copy) with glibc told to keep freed buffers in the
+               heap (KEPT_HEAP_ENV in both processes). With its defaults, glibc hands the
+               pages of freed multi-megabyte message buffers back to the kernel now and then,
+               and the next message faults them in again page by page; how often depends on
+               the order buffers are freed in, so it moves raw and link differently from run
+               to run. These runs are reported beside the target, not as it.
   latency      p50/p99 from the send call (``sent_time``, time.monotonic, comparable
                across processes on Linux) to the moment the batch is in the learner's
                buffer, one transition per batch at 10 batches/s and at 500 batches/s.
@@ -89,6 +95,10 @@ IMAGE_SHAPE = (128, 128, 3)
 CAMERAS = ("front", "wrist")
 STATE_DIM = 19
 ACTION_DIM = 7
+# glibc settings under which freed message buffers stay in the heap instead of going back
+# to the kernel (to be faulted in again, page by page, for the next message): the
+# "kept-heap" runs show how much of each figure is the allocator's doing.
+KEPT_HEAP_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"}
 RING_CAPACITY = 512  # transitions in the learner buffer (~100 MB)
 COMMIT_PERIOD_S = 0.05
 AHEAD_BYTES = 128 * 1024**2  # the producer stays at most this far ahead of the learner
@@ -757,12 +767,23 @@ class Group:
         self.profiles: list[str] = []
         self.mailbox: dict[tuple[str, str], Any] = {}
 
-    def start(self, role: str, cfg: dict) -> None:
+    def start(self, role: str, cfg: dict, env: Optional[Mapping[str, str]] = None) -> None:
+        """Start a child; ``env`` adds variables to its environment (a spawned child execs
+        with the environment of the moment it starts)."""
         cfg = {**cfg, "peer_done": self.peer_done}
         process = self.context.Process(
             target=child_main, args=(role, cfg, self.results, self.stop), name=f"bench-{role}", daemon=True
         )
-        process.start()
+        saved = {name: os.environ.get(name) for name in (env or {})}
+        os.environ.update(env or {})
+        try:
+            process.start()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         self.processes.append(process)
 
     def wait(self, kind: str, who: str, timeout_s: float) -> Any:
@@ -832,10 +853,11 @@ class Bench:
         return str(directory)
 
     def throughput(self, kind: str, batch_size: int, *, durable: bool = False, curve: bool = False,
-                   copy: bool = True, profile: bool = False) -> dict:
+                   copy: bool = True, profile: bool = False, kept_heap: bool = False) -> dict:
         """One run: transitions/s at the receiver, plus what the sides report."""
         args = self.args
         label = f"{kind} B={batch_size}" + (" durable" if durable else "") + (" curve" if curve else "")
+        env = KEPT_HEAP_ENV if kept_heap else None
         probe = LoadProbe()
         common = {
             "mode": "throughput", "batch_size": batch_size, "warmup_s": args.warmup_s, "measure_s": args.measure_s,
@@ -845,16 +867,16 @@ class Bench:
             if kind == "link":
                 cfg = {**common, "port": free_port(), "weights_port": free_port(), "durable": durable,
                        "keys": self.link_keys if curve else None, "profile": profile, "copy": copy}
-                group.start("link_learner", cfg)
-                group.start("link_actor", {**cfg, "actor_id": "actor-0"})
+                group.start("link_learner", cfg, env)
+                group.start("link_actor", {**cfg, "actor_id": "actor-0"}, env)
                 result = group.wait("result", "learner", common["timeout_s"])
                 result.update(group.wait("result", "actor", 20.0))
             else:
                 cfg = {**common, "port": free_port(), "framing": "pickle" if kind == "pickle" else "raw",
                        "frame_sizes": link_frame_sizes(batch_size), "copy": copy,
                        "curve": self.raw_keys if curve else None}
-                group.start("raw_receiver", cfg)
-                group.start("raw_sender", cfg)
+                group.start("raw_receiver", cfg, env)
+                group.start("raw_sender", cfg, env)
                 result = group.wait("result", "receiver", common["timeout_s"])
         self.profiles += group.profiles
         result["other_load"] = probe.other_cores()
@@ -973,6 +995,8 @@ def main() -> int:
                 (f"pickle B={b}", "pickle", b, {}),
                 (f"raw curve B={b}", "raw", b, {"copy": False, "curve": True}),
                 (f"link curve B={b}", "link", b, {"copy": False, "curve": True}),
+                (f"raw kept-heap B={b}", "raw", b, {"copy": False, "kept_heap": True}),
+                (f"link kept-heap B={b}", "link", b, {"copy": False, "kept_heap": True}),
             ]
         runs: dict[str, list[dict]] = {name: [] for name, *_ in cases}
         for repeat in range(args.repeats):
@@ -1079,6 +1103,17 @@ def main() -> int:
             f"{verdict(curve_passed)}); {link_curve / raw_curve:.0%} of raw with CURVE"
         )
         summary.append((f"CurveZMQ cost on the link, B={b}", f"{1 - curve_keeps:.0%}", verdict(curve_passed)))
+    for b in batch_sizes:
+        raw_kept, link_kept = tput[f"raw kept-heap B={b}"], tput[f"link kept-heap B={b}"]
+        print(
+            f"{f'raw kept-heap B={b}':26s} {raw_kept:13.0f} {raw_kept / b:9.0f} {raw_kept / b * message_bytes[b] / MB:8.0f} "
+            f"{raw_kept / tput[f'raw B={b}']:7.0%} {'':11s}  both processes keep freed buffers in the heap (glibc settings)"
+        )
+        print(
+            f"{f'link kept-heap B={b}':26s} {link_kept:13.0f} {link_kept / b:9.0f} {link_kept / b * message_bytes[b] / MB:8.0f} "
+            f"{link_kept / tput[f'raw B={b}']:7.0%} {'':11s}  {link_kept / raw_kept:.0%} of raw kept-heap (reported)"
+        )
+        summary.append((f"link vs raw, both kept-heap, B={b} (reported)", f"{link_kept / raw_kept:.0%}", ""))
     print("where the main threads spent the window (the run with the median throughput):")
     for name in [n for n in runs if n.startswith("link")]:
         extra = sorted(runs[name], key=lambda r: r["transitions_per_s"])[len(runs[name]) // 2]
@@ -1146,6 +1181,7 @@ def main() -> int:
         print(f"link_copy_vs_raw_copy_b{b}={tput[f'link+copy B={b}'] / tput[f'raw+copy B={b}']:.3f}")
     for b in batch_sizes:
         print(f"curve_cost_b{b}={curve_cost[b]:.3f}")
+        print(f"link_vs_raw_kept_heap_b{b}={tput[f'link kept-heap B={b}'] / tput[f'raw kept-heap B={b}']:.3f}")
     print(f"weights_5m_4_actors_ms={1e3 * statistics.median(weights[4]['timings'][5_000_000]):.1f}")
     return 0 if ok or not args.check else 1
 
