@@ -379,7 +379,7 @@ class LearnerLink:
         with self._lock:
             for old_identity, peer in list(self._peers.items()):
                 if peer.stream_id == hello.stream_id and old_identity != identity:
-                    del self._peers[old_identity]  # the same actor, reconnected
+                    self._forget_peer(old_identity)  # the same actor, reconnected
             self._peers[identity] = PeerInfo(hello.actor_id, hello.task_id, hello.stream_id, now)
             received = self._received.setdefault(hello.stream_id, -1)
             committed = self._committed.get(hello.stream_id, -1)
@@ -443,12 +443,12 @@ class LearnerLink:
             self._ack_due = deferred
             acks = []
             for identity in due:
+                peer = self._peers.get(identity)
+                if peer is None:  # forgotten meanwhile
+                    continue
                 self._unacked[identity] = 0
                 self._unacked_bytes[identity] = 0
                 self._last_ack[identity] = now
-                peer = self._peers.get(identity)
-                if peer is None:
-                    continue
                 stream = peer.stream_id
                 acks.append(
                     (identity, Ack(stream, self._received.get(stream, -1), self._committed.get(stream, -1), identity in gaps))
@@ -463,12 +463,17 @@ class LearnerLink:
             if now - peer.last_heard > self.settings.peer_timeout_s:
                 log.info("actor '%s' silent for %.1f s; forgetting its connection", peer.actor_id, now - peer.last_heard)
                 with self._lock:
-                    self._peers.pop(identity, None)
-                    self._unacked.pop(identity, None)
-                    self._unacked_bytes.pop(identity, None)
-                    self._last_ack.pop(identity, None)
+                    self._forget_peer(identity)
                 continue
             self._reply(router, identity, Heartbeat(self.learner_id, now))
+
+    def _forget_peer(self, identity: bytes) -> None:
+        """Drop a connection and its acknowledgement state (under the lock)."""
+        self._peers.pop(identity, None)
+        self._unacked.pop(identity, None)
+        self._unacked_bytes.pop(identity, None)
+        self._last_ack.pop(identity, None)
+        self._ack_due.discard(identity)
 
     def _reply(self, router: zmq.Socket, identity: bytes, message: Any) -> None:
         try:

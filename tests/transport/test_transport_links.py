@@ -604,3 +604,24 @@ def test_wait_received_returns_once_the_learner_holds_the_batch_and_times_out_wi
     links(learner(config).start())
     assert client.wait_received(seq, timeout_s=5.0) is True
     assert client.status().received_seq >= seq
+
+
+def test_a_reconnected_stream_leaves_no_state_behind_for_its_old_connections(session, links) -> None:
+    # The same stream says hello from five connections in turn (an actor reconnecting):
+    # the learner keeps one peer and the acknowledgement state of that one only.
+    config = session()
+    server = links(learner(config).start())
+    context = zmq.Context.instance()
+    for attempt in range(5):
+        dealer = context.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
+        dealer.send(pack(Hello("robot1", "pick", "s" * 32, OBSERVATION_SPEC, ACTION_SPEC)))
+        assert dealer.poll(5000) and isinstance(unpack(dealer.recv()), Welcome)
+        dealer.send(pack(TransitionBatch("s" * 32, attempt, batch(attempt))))
+        assert receive_all(server, 1)[0].seq == attempt
+        dealer.close()
+
+    assert len(server.peers()) == 1
+    assert wait_until(lambda: len(server._unacked) == len(server._last_ack) == 1, timeout_s=2.0)
+    assert len(server._unacked_bytes) == 1
