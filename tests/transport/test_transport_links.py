@@ -100,6 +100,33 @@ def wait_until(condition: Callable[[], object], timeout_s: float = 5.0):
     return condition()
 
 
+def plain_dealer(config: SessionConfig) -> zmq.Socket:
+    """A bare DEALER connected to the learner's transitions port (the caller closes it)."""
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
+    return dealer
+
+
+def welcomed_dealer(config: SessionConfig) -> zmq.Socket:
+    """A bare DEALER that has said hello for stream 's' * 32 and been welcomed."""
+    dealer = plain_dealer(config)
+    dealer.send(pack(Hello("robot1", "pick", "s" * 32, OBSERVATION_SPEC, ACTION_SPEC)))
+    assert dealer.poll(5000) and isinstance(unpack(dealer.recv()), Welcome)
+    return dealer
+
+
+def acks_until(dealer: zmq.Socket, last_seq: int, timeout_s: float = 2.0) -> list[Ack]:
+    """The acks that arrive until one covers ``last_seq`` (or the timeout)."""
+    acks, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (not acks or acks[-1].received_seq < last_seq):
+        if dealer.poll(100):
+            message = unpack(dealer.recv())
+            if isinstance(message, Ack):
+                acks.append(message)
+    return acks
+
+
 def test_batches_arrive_in_order_with_their_arrays_and_info(session, links) -> None:
     config = session()
     server = links(learner(config).start())
@@ -370,9 +397,7 @@ def test_a_peer_speaking_another_protocol_version_is_refused_with_both_versions(
     links(learner(config).start())
     frames = encode(Hello("robot1", "pick", "s" * 32, OBSERVATION_SPEC, ACTION_SPEC))
     frames[0] = frames[0][:4] + struct.pack("<H", 7) + bytes(frames[0][6:])
-    dealer = zmq.Context.instance().socket(zmq.DEALER)
-    dealer.linger = 0
-    dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
+    dealer = plain_dealer(config)
 
     dealer.send(join_frames(frames))
     assert dealer.poll(5000)
@@ -406,9 +431,7 @@ def test_an_actor_receiving_another_protocol_version_stops_with_both_versions(se
 def test_garbage_frames_are_dropped_and_the_learner_keeps_serving(session, links) -> None:
     config = session()
     server = links(learner(config).start())
-    dealer = zmq.Context.instance().socket(zmq.DEALER)
-    dealer.linger = 0
-    dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
+    dealer = plain_dealer(config)
     junk = (
         [b"\x00" * 3],
         [join_frames([b"RSTP" + struct.pack("<H", PROTOCOL_VERSION) + b"\xc1"])],
@@ -520,21 +543,12 @@ def test_a_plain_actor_cannot_talk_to_a_curve_learner(session, links, keys) -> N
 def test_acks_for_a_burst_of_batches_are_coalesced_and_the_last_one_covers_the_burst(session, links) -> None:
     config = session(transport={"max_in_flight_batches": 64})
     links(learner(config).start())
-    dealer = zmq.Context.instance().socket(zmq.DEALER)
-    dealer.linger = 0
-    dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
-    dealer.send(pack(Hello("robot1", "pick", "s" * 32, OBSERVATION_SPEC, ACTION_SPEC)))
-    assert dealer.poll(5000) and isinstance(unpack(dealer.recv()), Welcome)
+    dealer = welcomed_dealer(config)
 
     for seq in range(64):  # a batch every 0.3 ms: the learner's loop sees about one at a time
         dealer.send(pack(TransitionBatch("s" * 32, seq, batch(seq))))
         time.sleep(0.0003)
-    acks, deadline = [], time.monotonic() + 2.0
-    while time.monotonic() < deadline and (not acks or acks[-1].received_seq < 63):
-        if dealer.poll(100):
-            message = unpack(dealer.recv())
-            if isinstance(message, Ack):
-                acks.append(message)
+    acks = acks_until(dealer, 63)
     dealer.close()
 
     assert acks and acks[-1].received_seq == 63
@@ -546,20 +560,11 @@ def test_acks_come_once_a_quarter_of_the_window_in_bytes_is_unacknowledged(sessi
     # count's quarter (64), so acks follow every ~4 batches even when sent in one burst.
     config = session(transport={"max_in_flight_batches": 256, "max_in_flight_mb": 16 / 1024})
     links(learner(config).start())
-    dealer = zmq.Context.instance().socket(zmq.DEALER)
-    dealer.linger = 0
-    dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
-    dealer.send(pack(Hello("robot1", "pick", "s" * 32, OBSERVATION_SPEC, ACTION_SPEC)))
-    assert dealer.poll(5000) and isinstance(unpack(dealer.recv()), Welcome)
+    dealer = welcomed_dealer(config)
 
     for seq in range(40):
         dealer.send(pack(TransitionBatch("s" * 32, seq, batch(seq, count=4))))  # 960 bytes of arrays
-    acks, deadline = [], time.monotonic() + 2.0
-    while time.monotonic() < deadline and (not acks or acks[-1].received_seq < 39):
-        if dealer.poll(100):
-            message = unpack(dealer.recv())
-            if isinstance(message, Ack):
-                acks.append(message)
+    acks = acks_until(dealer, 39)
     dealer.close()
 
     assert acks and acks[-1].received_seq == 39
@@ -611,13 +616,8 @@ def test_a_reconnected_stream_leaves_no_state_behind_for_its_old_connections(ses
     # the learner keeps one peer and the acknowledgement state of that one only.
     config = session()
     server = links(learner(config).start())
-    context = zmq.Context.instance()
     for attempt in range(5):
-        dealer = context.socket(zmq.DEALER)
-        dealer.linger = 0
-        dealer.connect(f"tcp://127.0.0.1:{config.transitions_port}")
-        dealer.send(pack(Hello("robot1", "pick", "s" * 32, OBSERVATION_SPEC, ACTION_SPEC)))
-        assert dealer.poll(5000) and isinstance(unpack(dealer.recv()), Welcome)
+        dealer = welcomed_dealer(config)
         dealer.send(pack(TransitionBatch("s" * 32, attempt, batch(attempt))))
         assert receive_all(server, 1)[0].seq == attempt
         dealer.close()
