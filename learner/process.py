@@ -26,6 +26,8 @@ from robot_stack.transport.learner_link import LearnerLink
 from robot_stack.transport.messages import Event, Stats
 
 from robot_stack.data.checkpoints import CheckpointInfo, CheckpointStore, write_json_atomic
+from robot_stack.data.transitions import concatenate_batches
+from learner.features import CachedTrunkFeatures
 from learner.metrics import MetricsLog
 from learner.replay import MixedReplay
 from learner.sac import SACAgent, resolve_device
@@ -52,6 +54,22 @@ def export_policy(agent: SACAgent) -> bytes:
     from safetensors.torch import save
 
     return save(agent.policy_weights())
+
+
+def runs_per_stream(batches) -> list[tuple[str, dict[str, np.ndarray], int]]:
+    """Received batches as (stream, arrays, count), consecutive batches of one stream joined, in
+    order: the replay then stores (and a frozen trunk encodes) their frames in one call."""
+    runs: list[tuple[str, list]] = []
+    for batch in batches:
+        if runs and runs[-1][0] == batch.stream_id:
+            runs[-1][1].append(batch.arrays)
+        else:
+            runs.append((batch.stream_id, [batch.arrays]))
+    joined = []
+    for stream, arrays in runs:
+        arrays = arrays[0] if len(arrays) == 1 else concatenate_batches(arrays)
+        joined.append((stream, arrays, int(arrays["rewards"].shape[0])))
+    return joined
 
 
 def load_demos_into(replay: MixedReplay, directory: Path, spec: dict, action_dim: int) -> int:
@@ -97,7 +115,9 @@ class Learner:
             self.config.agent, self.observation_spec, self.action_dim, self.binary_gripper,
             discount=self.config.task.discount, device=self.device, seed=self.training.seed,
         )
-        replay = MixedReplay.from_config(self.training, self.observation_spec, self.action_dim)
+        # A frozen trunk runs once per stored frame, and the replay keeps its features.
+        features = CachedTrunkFeatures(agent.encoder, self.config.agent.encoder, self.training.seed) if agent.encoder.cache_features else None
+        replay = MixedReplay.from_config(self.training, self.observation_spec, self.action_dim, frame_encoder=features)
         return agent, replay
 
     def resume_or_start(self) -> None:
@@ -197,9 +217,9 @@ class Learner:
                 counters.wall_time_s += now - clock
                 clock = now
                 received = link.receive(timeout_s=0.0)
-                for batch in received:
-                    self.replay.add(batch.arrays, stream=batch.stream_id)
-                    counters.env_steps += batch.count
+                for stream, arrays, count in runs_per_stream(received):
+                    self.replay.add(arrays, stream=stream)
+                    counters.env_steps += count
                 for report in link.reports():
                     if isinstance(report.message, Event) and report.message.kind == "episode_end":
                         self._episode_end(report.actor_id, dict(report.message.detail))

@@ -6,7 +6,10 @@ Storage (one ``ReplayBuffer``)
                rows, in the observation's own dtype (images stay uint8). Every observation is
                stored once: a transition's next observation is the following transition's
                observation, so within an episode each step adds one frame, and each episode
-               one more (its first observation).
+               one more (its first observation). With a frame encoder (``learner/features.py``)
+               a camera's ring holds what the encoder makes of each frame it stores (frozen
+               trunk features), and where it keeps several views of a frame (stored crops) a
+               sample picks one at random, for obs and next obs independently.
   transitions  one ring of ``capacity`` rows: the frame ids of the observation and the next
                observation, the action, reward and flags.
 
@@ -42,7 +45,7 @@ import uuid
 import zlib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Protocol, Sequence, Union
 
 import gymnasium as gym
 import numpy as np
@@ -63,6 +66,19 @@ _ARRAY_FILE = re.compile(r"^[0-9a-f]{12}_[a-z0-9_]+\.npy(\.tmp)?$")
 
 ObservationSpec = Mapping[str, ArraySpec]
 PathLike = Union[str, os.PathLike]
+
+
+class FrameEncoder(Protocol):
+    """What a replay stores for the frames of some observation keys (``CachedTrunkFeatures``)."""
+
+    views: int  # > 1: the stored shape's first axis holds views of the frame, one sampled
+
+    @property
+    def keys(self) -> tuple[str, ...]: ...
+
+    def stored_spec(self, key: str) -> ArraySpec: ...
+
+    def encode(self, key: str, frames: np.ndarray) -> np.ndarray: ...
 
 
 class ReplayFileError(ValueError):
@@ -134,7 +150,8 @@ def naive_bytes_per_transition(
 
 @dataclass
 class Batch:
-    """Transitions for one learner update (torch, CPU unless moved; images uint8 (B,H,W,3))."""
+    """Transitions for one learner update (torch, CPU unless moved; images uint8 (B,H,W,3), or
+    the stored features of a frame encoder's keys)."""
 
     observations: dict[str, torch.Tensor]
     actions: torch.Tensor  # float32 (B, A_env), env units [-1, 1]
@@ -209,6 +226,7 @@ class ReplayBuffer:
         capacity: int,
         frame_capacity: Optional[int] = None,
         name: str = "replay",
+        frame_encoder: Optional[FrameEncoder] = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"replay '{name}': capacity must be at least 1 transition, got {capacity}")
@@ -227,9 +245,20 @@ class ReplayBuffer:
         self.action_dim = int(action_dim)
         self.capacity = int(capacity)
         self.frame_capacity = int(frame_capacity)
+        self.frame_encoder = frame_encoder
+        encoded = frame_encoder.keys if frame_encoder is not None else ()
+        unknown = sorted(set(encoded) - set(self.observation_spec))
+        if unknown:
+            raise ValueError(f"replay '{name}': the frame encoder makes {unknown}, which the observation spec lacks")
+        # What one frame of each key is stored as, and what a sample of it holds (one view).
+        self.stored_spec = {key: frame_encoder.stored_spec(key) if key in encoded else spec for key, spec in self.observation_spec.items()}
+        self.views = {key: frame_encoder.views for key in encoded if frame_encoder.views > 1}
+        self.sampled_spec = {
+            key: ArraySpec(spec.dtype, spec.shape[1:]) if key in self.views else spec for key, spec in self.stored_spec.items()
+        }
         # np.zeros maps the memory now and the kernel commits it as rows are first written.
         self.frames = {
-            key: np.zeros((self.frame_capacity, *spec.shape), np.dtype(spec.dtype)) for key, spec in self.observation_spec.items()
+            key: np.zeros((self.frame_capacity, *spec.shape), np.dtype(spec.dtype)) for key, spec in self.stored_spec.items()
         }
         self.obs_frame = np.zeros(self.capacity, np.int64)
         self.next_frame = np.zeros(self.capacity, np.int64)
@@ -356,9 +385,14 @@ class ReplayBuffer:
         obs_ids[continues] = np.concatenate([[last], next_ids[:-1]])[continues]
 
         for key, frames in self.frames.items():
+            written = arrays[f"next_observations/{key}"]
+            ids = next_ids
             if new_obs.any():
-                frames[obs_ids[new_obs] % self.frame_capacity] = arrays[f"observations/{key}"][new_obs]
-            frames[next_ids % self.frame_capacity] = arrays[f"next_observations/{key}"]
+                written = np.concatenate([arrays[f"observations/{key}"][new_obs], written])
+                ids = np.concatenate([obs_ids[new_obs], next_ids])
+            if self.frame_encoder is not None and key in self.frame_encoder.keys:
+                written = self.frame_encoder.encode(key, written)  # once per stored frame
+            frames[ids % self.frame_capacity] = written
         rows = (self.total_added + np.arange(n)) % self.capacity
         self.obs_frame[rows] = obs_ids
         self.next_frame[rows] = next_ids
@@ -390,16 +424,24 @@ class ReplayBuffer:
         return rows
 
     def sample(self, batch_size: int, rng: np.random.Generator, pin_memory: bool = False) -> Batch:
-        batch = _empty_batch(self.observation_spec, self.action_dim, batch_size, pin_memory)
-        self.gather(self.sample_rows(batch_size, rng), batch, 0)
+        batch = _empty_batch(self.sampled_spec, self.action_dim, batch_size, pin_memory)
+        self.gather(self.sample_rows(batch_size, rng), batch, 0, rng)
         return batch
 
-    def gather(self, rows: np.ndarray, batch: Batch, start: int) -> None:
-        """Copy transitions ``rows`` into ``batch`` rows ``start:start+len(rows)``."""
+    def gather(self, rows: np.ndarray, batch: Batch, start: int, rng: Optional[np.random.Generator] = None) -> None:
+        """Copy transitions ``rows`` into ``batch`` rows ``start:start+len(rows)`` (``rng`` picks
+        the stored views of keys that keep several)."""
         end = start + len(rows)
         obs_slots = self.obs_frame[rows] % self.frame_capacity
         next_slots = self.next_frame[rows] % self.frame_capacity
         for key, frames in self.frames.items():
+            if key in self.views:
+                if rng is None:
+                    raise ValueError(f"replay '{self.name}': '{key}' keeps {self.views[key]} views a frame; gather needs an rng to pick them")
+                for slots, target in ((obs_slots, batch.observations), (next_slots, batch.next_observations)):
+                    picked = rng.integers(0, self.views[key], len(rows))
+                    target[key][start:end] = torch.from_numpy(frames[slots, picked])
+                continue
             # mode="clip" lets numpy write straight into `out` (the default buffers it first).
             np.take(frames, obs_slots, axis=0, out=batch.observations[key][start:end].numpy(), mode="clip")
             np.take(frames, next_slots, axis=0, out=batch.next_observations[key][start:end].numpy(), mode="clip")
@@ -424,6 +466,7 @@ class ReplayBuffer:
     def _layout(self) -> dict[str, Any]:
         return {
             "observation_spec": {key: [spec.dtype, list(spec.shape)] for key, spec in self.observation_spec.items()},
+            "stored_spec": {key: [spec.dtype, list(spec.shape)] for key, spec in self.stored_spec.items()},
             "action_dim": self.action_dim,
             "capacity": self.capacity,
             "frame_capacity": self.frame_capacity,
@@ -477,6 +520,8 @@ class ReplayBuffer:
         if not isinstance(metadata, dict) or metadata.get("format") != FILE_FORMAT:
             raise ReplayFileError(f"{metadata_path}: not a replay save of format {FILE_FORMAT}")
         try:
+            # Saves from before frame encoders stored every observation as it came.
+            metadata.setdefault("stored_spec", metadata["observation_spec"])
             layout = {key: metadata[key] for key in self._layout()}
             counters, entries = metadata["counters"], metadata["arrays"]
             total, frames_added = int(counters["total_added"]), int(counters["frames_added"])
@@ -510,16 +555,17 @@ def _crc32(array: np.ndarray) -> int:
 
 def _layout_differences(saved: Mapping[str, Any], ours: Mapping[str, Any]) -> list[str]:
     differences = []
-    saved_spec, our_spec = saved["observation_spec"], ours["observation_spec"]
-    if not isinstance(saved_spec, dict):
-        return [f"observation_spec is {saved_spec!r}"]
-    for key in sorted(set(saved_spec) | set(our_spec)):
-        if key not in our_spec:
-            differences.append(f"the save has observation '{key}' {saved_spec[key]}, this buffer does not")
-        elif key not in saved_spec:
-            differences.append(f"this buffer has observation '{key}' {our_spec[key]}, the save does not")
-        elif list(saved_spec[key]) != our_spec[key]:
-            differences.append(f"observation '{key}' is {saved_spec[key]} in the save, {our_spec[key]} here")
+    for spec_name, what in (("observation_spec", "observation"), ("stored_spec", "stored frame")):
+        saved_spec, our_spec = saved[spec_name], ours[spec_name]
+        if not isinstance(saved_spec, dict):
+            return [f"{spec_name} is {saved_spec!r}"]
+        for key in sorted(set(saved_spec) | set(our_spec)):
+            if key not in our_spec:
+                differences.append(f"the save has {what} '{key}' {saved_spec[key]}, this buffer does not")
+            elif key not in saved_spec:
+                differences.append(f"this buffer has {what} '{key}' {our_spec[key]}, the save does not")
+            elif list(saved_spec[key]) != our_spec[key]:
+                differences.append(f"{what} '{key}' is {saved_spec[key]} in the save, {our_spec[key]} here")
     for field_name in ("action_dim", "capacity", "frame_capacity"):
         if saved[field_name] != ours[field_name]:
             differences.append(f"{field_name} is {saved[field_name]} in the save, {ours[field_name]} here")
@@ -559,19 +605,22 @@ class MixedReplay:
     teleoperator chose (interventions) go to the demo buffer too, as HIL-SERL does."""
 
     def __init__(self, online: ReplayBuffer, demo: ReplayBuffer, demo_ratio: float = 0.5) -> None:
-        if online.observation_spec != demo.observation_spec or online.action_dim != demo.action_dim:
+        if online.stored_spec != demo.stored_spec or online.action_dim != demo.action_dim:
             raise ValueError(
-                f"online and demo buffers differ: {online.observation_spec}, action_dim {online.action_dim} vs "
-                f"{demo.observation_spec}, action_dim {demo.action_dim}"
+                f"online and demo buffers differ: {online.stored_spec}, action_dim {online.action_dim} vs "
+                f"{demo.stored_spec}, action_dim {demo.action_dim}"
             )
         if not 0.0 <= demo_ratio <= 1.0:
             raise ValueError(f"demo_ratio must be in [0, 1], got {demo_ratio}")
         self.online, self.demo, self.demo_ratio = online, demo, float(demo_ratio)
 
     @classmethod
-    def from_config(cls, training: TrainingConfig, observation_spec: ObservationSpec, action_dim: int) -> "MixedReplay":
-        online = ReplayBuffer(observation_spec, action_dim, training.online_buffer_capacity, name="online")
-        demo = ReplayBuffer(observation_spec, action_dim, training.demo_buffer_capacity, name="demo")
+    def from_config(
+        cls, training: TrainingConfig, observation_spec: ObservationSpec, action_dim: int,
+        frame_encoder: Optional[FrameEncoder] = None,
+    ) -> "MixedReplay":
+        online = ReplayBuffer(observation_spec, action_dim, training.online_buffer_capacity, name="online", frame_encoder=frame_encoder)
+        demo = ReplayBuffer(observation_spec, action_dim, training.demo_buffer_capacity, name="demo", frame_encoder=frame_encoder)
         return cls(online, demo, training.demo_ratio)
 
     def add(self, arrays: Mapping[str, np.ndarray], stream: str = "default") -> int:
@@ -607,12 +656,12 @@ class MixedReplay:
             from_demo = batch_size
         else:
             from_demo = int(round(batch_size * self.demo_ratio))
-        batch = _empty_batch(self.online.observation_spec, self.online.action_dim, batch_size, pin_memory)
+        batch = _empty_batch(self.online.sampled_spec, self.online.action_dim, batch_size, pin_memory)
         from_online = batch_size - from_demo
         if from_online:
-            self.online.gather(self.online.sample_rows(from_online, rng), batch, 0)
+            self.online.gather(self.online.sample_rows(from_online, rng), batch, 0, rng)
         if from_demo:
-            self.demo.gather(self.demo.sample_rows(from_demo, rng), batch, from_online)
+            self.demo.gather(self.demo.sample_rows(from_demo, rng), batch, from_online, rng)
         return batch
 
     def save(self, directory: PathLike) -> Path:

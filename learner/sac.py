@@ -4,7 +4,10 @@ ratio), with its double-DQN grasp critic for a binary gripper.
 One learner step (``update``), in order:
 
   critic_actor_ratio times, each on its own batch (s, a, r, s', terminated, gripper_changed):
-    s, s' <- random_crop(s), random_crop(s')                        (images only; pad 4)
+    s, s' <- augment(s), augment(s')                                (images: random crop, pad 4;
+                                                                    cached trunk features: a
+                                                                    feature-map shift, or the
+                                                                    replay picked a stored crop)
     a' ~ pi(.|s')
     y    = r + gamma (1 - terminated) min_{i in K} Q'_i(s', a')     (K: critic_subsample_size
                                                                     random critics, all if None;
@@ -27,9 +30,14 @@ trainable parts (with a frozen ResNet trunk: the spatial embeddings, bottleneck 
 layers); the actor and the grasp critic read its output detached. Target networks: a copy
 of the encoder, the critics and the grasp critic, soft-updated with tau.
 
-Precision and speed: on CUDA with ``mixed_precision`` the ResNet trunk runs under bfloat16
-autocast (everything else float32); with ``compile`` the networks' forwards go through
-torch.compile. On CPU neither applies.
+Cached features (``learner/features.py``): with a frozen trunk the replay holds the trunk's
+feature maps in place of images, so an update runs only what follows the trunk; the batch's
+"images/<camera>" entries are then those maps (float16), not pixels.
+
+Precision and speed: with ``mixed_precision`` the update runs under bfloat16 autocast where the
+hardware computes bfloat16 natively (CUDA, AVX-512 BF16 CPUs): matmuls and convolutions in
+bfloat16, weights, Q-values, action heads and losses in float32 (``robot_stack.policy.layers``).
+With ``compile`` the networks' forwards go through torch.compile on CUDA.
 """
 
 from __future__ import annotations
@@ -52,7 +60,16 @@ from robot_stack.policy.actor import (
     layer_norm_mlp,
     xavier_linear,
 )
-from robot_stack.policy.encoders import ImageHead, ResNet10, StateEncoder, random_crop_observation
+from robot_stack.policy.encoders import (
+    IMAGE_PREFIX,
+    RESNET10_STRIDE,
+    ImageHead,
+    ResNet10,
+    StateEncoder,
+    random_crop_observation,
+    random_feature_shift,
+)
+from robot_stack.policy.layers import compute_autocast
 from robot_stack.policy.weights import cpu_weights, load_weights_strict
 
 # What ``update`` reads from a batch (learner.replay.Batch has these and ``interventions``).
@@ -65,7 +82,7 @@ class Critic(nn.Module):
     def __init__(self, feature_dim: int, action_dim: int, hidden_dims: Sequence[int]):
         super().__init__()
         self.trunk = layer_norm_mlp(feature_dim + action_dim, hidden_dims)
-        self.q = xavier_linear(hidden_dims[-1], 1)
+        self.q = xavier_linear(hidden_dims[-1], 1, full_precision=True)
 
     def forward(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.q(self.trunk(torch.cat([features, actions], dim=-1))).squeeze(-1)
@@ -192,34 +209,40 @@ class SACAgent:
         return dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))  # one device sync
 
     def _critic_step(self, batch: Any) -> tuple[dict[str, torch.Tensor], tuple]:
-        obs, next_obs = self._augment(batch.observations), self._augment(batch.next_observations)
         actions, grasp_actions = self.layout.split(batch.actions)
         r, gamma = batch.rewards, self.discount
         mask = 1.0 - batch.terminated  # a truncated episode still bootstraps
 
         # Critics: y = r + gamma * mask * min_K Q'(s', a'),  a' ~ pi(.|s')
-        obs_maps = self.encoder.trunk_features(obs)
-        z = self.encoder.embed(obs_maps)  # the critic's loss is what trains the encoder
-        with torch.no_grad():
-            z_next, z_next_target = self._encode_next(next_obs)
-            next_actions, next_log_prob = self.actor.sample(z_next, self.generator)
-            q_next = self._subsample(self.target_critic(z_next_target, next_actions)).min(dim=0).values
-            if self.config.backup_entropy:
-                q_next = q_next - self.temperature() * next_log_prob
-            y = r + gamma * mask * q_next
-        q = self.critic(z, actions)  # (E, B)
-        critic_loss = (q - y).pow(2).mean()
+        with self._autocast():
+            if self.encoder.cache_features:
+                obs, next_obs = self._augment_features(batch.observations), self._augment_features(batch.next_observations)
+                obs_maps = obs
+            else:
+                obs, next_obs = self._augment(batch.observations), self._augment(batch.next_observations)
+                obs_maps = self.encoder.trunk_features(obs)
+            z = self.encoder.embed(obs_maps)  # the critic's loss is what trains the encoder
+            with torch.no_grad():
+                z_next, z_next_target = self._encode_next(next_obs)
+                next_actions, next_log_prob = self.actor.sample(z_next, self.generator)
+                q_next = self._subsample(self.target_critic(z_next_target, next_actions)).min(dim=0).values
+                if self.config.backup_entropy:
+                    q_next = q_next - self.temperature() * next_log_prob
+                y = r + gamma * mask * q_next
+            q = self.critic(z, actions)  # (E, B)
+            critic_loss = (q - y).pow(2).mean()
         _step(self.optimizers["critic"], critic_loss)
         metrics = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), "target_q_mean": y.mean(), "reward_mean": r.mean()}
 
         if self.layout.grasp_critic:
             # Grasp critic, double DQN: the online net picks g', the target net values it.
-            with torch.no_grad():
-                g_next = self.grasp_critic(z_next).argmax(dim=-1, keepdim=True)
-                q_grasp_next = self.target_grasp_critic(z_next_target).gather(-1, g_next).squeeze(-1)
-                y_grasp = r + self.config.grasp_penalty * batch.gripper_changed + gamma * mask * q_grasp_next
-            q_grasp = self.grasp_critic(z.detach()).gather(-1, grasp_actions[:, None]).squeeze(-1)
-            grasp_critic_loss = (q_grasp - y_grasp).pow(2).mean()
+            with self._autocast():
+                with torch.no_grad():
+                    g_next = self.grasp_critic(z_next).argmax(dim=-1, keepdim=True)
+                    q_grasp_next = self.target_grasp_critic(z_next_target).gather(-1, g_next).squeeze(-1)
+                    y_grasp = r + self.config.grasp_penalty * batch.gripper_changed + gamma * mask * q_grasp_next
+                q_grasp = self.grasp_critic(z.detach()).gather(-1, grasp_actions[:, None]).squeeze(-1)
+                grasp_critic_loss = (q_grasp - y_grasp).pow(2).mean()
             _step(self.optimizers["grasp_critic"], grasp_critic_loss)
             metrics.update(grasp_critic_loss=grasp_critic_loss.detach(), grasp_q_mean=q_grasp.detach().mean())
 
@@ -227,16 +250,17 @@ class SACAgent:
         return metrics, (obs, obs_maps)
 
     def _actor_step(self, obs: Mapping[str, torch.Tensor], obs_maps: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        # The actor reads the critic's encoder, detached (a frozen trunk's maps are reused).
-        with torch.no_grad():
-            z = self.encoder(obs) if self.encoder.trunk_trainable else self.encoder.embed(obs_maps)
+        with self._autocast():
+            # The actor reads the critic's encoder, detached (a frozen trunk's maps are reused).
+            with torch.no_grad():
+                z = self.encoder(obs) if self.encoder.trunk_trainable else self.encoder.embed(obs_maps)
 
-        # Actor: min E[alpha log pi(a|s) - mean_i Q_i(s, a)],  a = tanh(mu + sigma eps)
-        actions, log_prob = self.actor.sample(z, self.generator)
-        alpha = self.temperature()
-        with _no_parameter_grads(self.critic):
-            q = self.critic(z, actions).mean(dim=0)
-        actor_loss = (alpha.detach() * log_prob - q).mean()
+            # Actor: min E[alpha log pi(a|s) - mean_i Q_i(s, a)],  a = tanh(mu + sigma eps)
+            actions, log_prob = self.actor.sample(z, self.generator)
+            alpha = self.temperature()
+            with _no_parameter_grads(self.critic):
+                q = self.critic(z, actions).mean(dim=0)
+            actor_loss = (alpha.detach() * log_prob - q).mean()
         _step(self.optimizers["actor"], actor_loss)
 
         # Temperature: min E[-alpha (log pi(a|s) + H_target)]: alpha rises while the entropy
@@ -262,15 +286,30 @@ class SACAgent:
 
         return types.SimpleNamespace(**{name: move(getattr(batch, name)) for name in BATCH_FIELDS})
 
+    def _autocast(self):
+        """bfloat16 compute for one forward pass (see ``compute_autocast``: it must end before
+        the optimiser steps the weights it read)."""
+        return compute_autocast(self.device, self.config.mixed_precision)
+
     def _augment(self, observations: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return random_crop_observation(observations, self.config.encoder.random_crop_pad_px, self.generator)
 
+    def _augment_features(self, observations: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Cached trunk features (float16 in the replay) as float32, shifted when so configured
+        (with stored crops the replay already picked one per sample)."""
+        encoder = self.config.encoder
+        shift = encoder.random_crop_pad_px / RESNET10_STRIDE if encoder.cached_augmentation == "feature_shift" else 0.0
+        return {
+            key: random_feature_shift(value.float(), shift, self.generator) if key.startswith(IMAGE_PREFIX) else value
+            for key, value in observations.items()
+        }
+
     def _encode_next(self, next_obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Online and target features of s'. A frozen trunk is the same function in both, so
-        its maps (the bulk of the compute) are computed once."""
+        its maps (the bulk of the compute) are computed once, or were cached."""
         if self.encoder.trunk_trainable:
             return self.encoder(next_obs), self.target_encoder(next_obs)
-        maps = self.encoder.trunk_features(next_obs)
+        maps = next_obs if self.encoder.cache_features else self.encoder.trunk_features(next_obs)
         return self.encoder.embed(maps), self.target_encoder.embed(maps)
 
     def _subsample(self, q: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ their function, so ``robot-stack --help`` and ``config check`` stay fast.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -522,6 +523,87 @@ def add_reward_commands(groups: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(run=reward_eval_command)
 
 
+def encoder_pretrain_command(args: argparse.Namespace) -> int:
+    """Pretrain the task's ResNet-10 trunk on recorded demo sets and frame sets (targets a real
+    cell records: proprioception and the demos' own poses), fit its projection, and write the
+    weights file the task's agent.encoder.pretrained_path names."""
+    config = _load_task(args.config)
+    if config is None:
+        return 1
+    from robot_stack.config.schema import EncoderPretrainConfig
+    from robot_stack.policy.weights import WeightsMismatchError
+    from learner.encoder_pretrain import PretrainError, pretrain_encoder
+
+    out = args.out or config.agent.encoder.pretrained_path
+    if out is None:
+        print("encoder pretrain: give --out, or name the file in the task's agent.encoder.pretrained_path", file=sys.stderr)
+        return 1
+    settings = config.agent.encoder.pretrain or EncoderPretrainConfig()
+    overrides = {key: value for key, value in (("objective", args.objective), ("steps", args.steps),
+                                                ("max_minutes", args.max_minutes), ("seed", args.seed)) if value is not None}
+    try:
+        settings = EncoderPretrainConfig(**{**settings.model_dump(), **overrides})
+    except ValueError as error:
+        print(f"encoder pretrain: {error}", file=sys.stderr)
+        return 1
+    import torch
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    _setup_logging("encoder")
+    try:
+        report = pretrain_encoder(config, args.frames, out, settings=settings, init=args.init, progress=not args.no_progress)
+    except (PretrainError, WeightsMismatchError) as error:
+        print(f"encoder pretrain: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=1))
+    print(f"wrote {out} ({report['seconds']:.0f} s)")
+    return 0
+
+
+def encoder_convert_command(args: argparse.Namespace) -> int:
+    """Convert published ImageNet ResNet-10 weights (SERL/HIL-SERL's resnet10_params.pkl, or the
+    model.safetensors of LeRobot's resnet10) to a weights file agent.encoder.pretrained_path takes.
+    The pickle is read by a reader that builds nothing but dicts and numeric arrays."""
+    from robot_stack.policy.published_weights import PublishedWeightsError, convert_published
+
+    try:
+        report = convert_published(args.source, args.format, args.out)
+    except PublishedWeightsError as error:
+        print(f"encoder convert: {error}", file=sys.stderr)
+        return 1
+    unused = f"; left out: {', '.join(report['unused'])}" if report["unused"] else ""
+    print(f"wrote {report['out']}: {report['tensors']} tensors, {report['parameters']:,} parameters from {report['source']} "
+          f"({report['format']} layout){unused}")
+    return 0
+
+
+def add_encoder_commands(groups: argparse._SubParsersAction) -> None:
+    encoder = groups.add_parser("encoder", help="image encoder weights: pretrain on the lab's frames, convert published ones",
+                                description="The ResNet-10 trunk's weights.")
+    commands = encoder.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
+
+    pretrain = commands.add_parser("pretrain", help=encoder_pretrain_command.__doc__.split(";")[0],
+                                   description=encoder_pretrain_command.__doc__)
+    pretrain.add_argument("config", type=Path, metavar="CONFIG", help="task YAML (its cameras, agent.encoder settings)")
+    pretrain.add_argument("--frames", type=Path, nargs="+", required=True, help="demo set and frame set directories")
+    pretrain.add_argument("--out", type=Path, default=None, help="weights file (default: agent.encoder.pretrained_path)")
+    pretrain.add_argument("--init", type=Path, default=None, help="start from these trunk weights (e.g. converted ImageNet ones)")
+    pretrain.add_argument("--objective", choices=("keypoints", "proprioception", "contrastive"), default=None)
+    pretrain.add_argument("--steps", type=int, default=None, help="optimiser steps (0: only fit the projection)")
+    pretrain.add_argument("--max-minutes", type=float, default=None)
+    pretrain.add_argument("--seed", type=int, default=None)
+    pretrain.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: all)")
+    pretrain.add_argument("--no-progress", action="store_true")
+    pretrain.set_defaults(run=encoder_pretrain_command)
+
+    convert = commands.add_parser("convert", help="convert published ImageNet ResNet-10 weights",
+                                  description=encoder_convert_command.__doc__)
+    convert.add_argument("source", type=Path, metavar="SOURCE", help="resnet10_params.pkl (serl) or model.safetensors (lerobot)")
+    convert.add_argument("--from", dest="format", choices=("serl", "lerobot"), required=True, help="the file's layout")
+    convert.add_argument("--out", type=Path, required=True, help="weights file to write (safetensors)")
+    convert.set_defaults(run=encoder_convert_command)
+
+
 def hw_check_command(args: argparse.Namespace) -> int:
     """Connect to every device the task config names (arm, cameras, SpaceMouse) and report
     what is reachable, measured rates, and one frame per camera as PNG. Exit 1 if any fails."""
@@ -756,6 +838,7 @@ COMMAND_GROUPS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_keys_commands,
     add_session_commands,
     add_reward_commands,
+    add_encoder_commands,
     add_hw_commands,
     add_rldg_commands,
 )

@@ -6,7 +6,8 @@ observation encoder.
     log pi(a|z) = sum_i [ log N(u_i; mu_i, sigma_i) - log(1 - tanh(u_i)^2) ]
     gripper = argmax_g Q_grasp(z, g),  g in {open: -1, stay: 0, close: +1}
 
-MLPs are HIL-SERL's: Linear -> LayerNorm -> tanh per hidden layer, Xavier-uniform weights.
+MLPs are HIL-SERL's: Linear -> LayerNorm -> tanh per hidden layer, Xavier-uniform weights. The
+output heads compute in float32 under bfloat16 autocast (``robot_stack.policy.layers``).
 ``PolicyNetworks`` is one module with the parameter names both sides use: the learner's agent
 trains one and exports its ``state_dict``; an actor's ``Policy`` loads it unchanged.
 """
@@ -23,14 +24,15 @@ from torch import nn
 
 from robot_stack.config.schema import AgentConfig
 from robot_stack.policy.encoders import ObservationEncoder
+from robot_stack.policy.layers import FullPrecisionLinear, Tanh, tanh
 
 # The grasp critic's action index -> the env's gripper command.
 GRIPPER_COMMANDS = (-1.0, 0.0, 1.0)  # open, stay, close
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def xavier_linear(in_dim: int, out_dim: int) -> nn.Linear:
-    layer = nn.Linear(in_dim, out_dim)
+def xavier_linear(in_dim: int, out_dim: int, full_precision: bool = False) -> nn.Linear:
+    layer = (FullPrecisionLinear if full_precision else nn.Linear)(in_dim, out_dim)
     nn.init.xavier_uniform_(layer.weight)  # flax/SERL default_init: variance scaling, fan_avg, uniform
     nn.init.zeros_(layer.bias)
     return layer
@@ -40,7 +42,7 @@ def layer_norm_mlp(in_dim: int, hidden_dims: Sequence[int]) -> nn.Sequential:
     """Hidden layers only (the caller adds its heads): [Linear, LayerNorm, Tanh] per width."""
     layers: list[nn.Module] = []
     for width in hidden_dims:
-        layers += [xavier_linear(in_dim, width), nn.LayerNorm(width), nn.Tanh()]
+        layers += [xavier_linear(in_dim, width), nn.LayerNorm(width), Tanh()]
         in_dim = width
     return nn.Sequential(*layers)
 
@@ -49,8 +51,8 @@ class TanhGaussianActor(nn.Module):
     def __init__(self, feature_dim: int, action_dim: int, hidden_dims: Sequence[int], log_std_min: float, log_std_max: float):
         super().__init__()
         self.trunk = layer_norm_mlp(feature_dim, hidden_dims)
-        self.mean = xavier_linear(hidden_dims[-1], action_dim)
-        self.log_std = xavier_linear(hidden_dims[-1], action_dim)
+        self.mean = xavier_linear(hidden_dims[-1], action_dim, full_precision=True)
+        self.log_std = xavier_linear(hidden_dims[-1], action_dim, full_precision=True)
         # A clamp, not a tanh rescale: as in SERL, an untrained actor starts at std ~ exp(0) = 1
         # and explores broadly, instead of at the middle of the range.
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
@@ -67,7 +69,7 @@ class TanhGaussianActor(nn.Module):
         return squash(mean, log_std, noise)
 
     def mode(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self(features)[0])
+        return tanh(self(features)[0])
 
 
 def squash(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,7 +81,7 @@ def squash(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor) -> tu
     u = mean + log_std.exp() * noise
     gaussian_log_prob = -0.5 * noise.pow(2) - log_std - LOG_SQRT_2PI
     log_det_jacobian = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
-    return torch.tanh(u), (gaussian_log_prob - log_det_jacobian).sum(-1)
+    return tanh(u), (gaussian_log_prob - log_det_jacobian).sum(-1)
 
 
 class GraspCritic(nn.Module):
@@ -88,7 +90,7 @@ class GraspCritic(nn.Module):
     def __init__(self, feature_dim: int, hidden_dims: Sequence[int]):
         super().__init__()
         self.trunk = layer_norm_mlp(feature_dim, hidden_dims)
-        self.q = xavier_linear(hidden_dims[-1], len(GRIPPER_COMMANDS))
+        self.q = xavier_linear(hidden_dims[-1], len(GRIPPER_COMMANDS), full_precision=True)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.q(self.trunk(features))

@@ -2,17 +2,27 @@
 the critics read.
 
     image (uint8 HxWx3) -> ImageNet normalisation -> ResNet-10 trunk (GroupNorm, frozen by default)
+        [-> projection: a fixed 1x1 map of the 512 channels to fewer, when configured]
         -> spatial learned embeddings -> dropout -> dense -> LayerNorm -> tanh      (one per camera)
     state (float S)     -> dense -> LayerNorm -> tanh                              (or raw)
     features = concat(cameras in name order, state)
 
 This is HIL-SERL's pixel encoder (serl_launcher ``PreTrainedResNetEncoder`` on a
 ``resnetv1-10-frozen`` trunk) written in plain torch. The trunk is split from the trainable
-head on purpose: with a frozen trunk its feature maps are computed once per image and shared
-by the online and the target encoder (the frozen trunk is ~all of the compute).
+head on purpose: with a frozen trunk its feature maps ("trunk features": trunk, then the
+projection) are a fixed function of the image, so the learner computes them once per stored
+frame and trains only the head (``learner/features.py``).
 
-Random-crop augmentation (DrQ, pad 4 with edge replication) lives here too; the learner's
-agent applies it to obs and next_obs at every update, never the actor.
+The projection is this project's addition, for CPUs: the head's cost grows with the channels it
+reads (spatial embeddings are a per-channel contraction, the dense layer reads channels x
+embeddings inputs), and at 512 channels the head alone held a CPU learner to about 15 steps/s
+at batch 256 with two cameras. ``robot-stack encoder pretrain`` fits it as the principal
+components of the trunk's channels over the lab's own frames and stores it beside the trunk.
+
+Augmentation: random crop (DrQ, pad 4 with edge replication) of the images for an encoder
+that runs its trunk at every update; for cached features, crops made when the frame is stored
+(several per frame) or a random sub-cell shift of the feature map (``random_feature_shift``).
+Only the learner augments, never the actor.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_stack.config.schema import AgentConfig, EncoderConfig
+from robot_stack.data.files import write_atomic
+from robot_stack.policy.layers import Dropout, compute_autocast, tanh
 from robot_stack.policy.weights import WeightsMismatchError, check_weights, cpu_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -38,8 +50,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # small, non-i.i.d. and change distribution as the policy does.
 GROUP_NORM_GROUPS = 4
 RESNET10_CHANNELS = (64, 128, 256, 512)
+RESNET10_STRIDE = 32  # pixels per cell of the output map (five stride-2 layers)
 STATE_KEY = "state"
 IMAGE_PREFIX = "images/"
+PROJECTION_PREFIX = "projection."
 
 Observation = Mapping[str, torch.Tensor]
 
@@ -127,23 +141,65 @@ class ResNet10(nn.Module):
         return x
 
 
-def save_trunk_weights(trunk: ResNet10, path: str | Path) -> None:
-    """Write a trunk's weights as a safetensors file (the format ``pretrained_path`` takes)."""
-    safetensors.torch.save_file(cpu_weights(trunk), str(path))
+def save_trunk_weights(trunk: ResNet10, path: str | Path, projection: Optional[nn.Conv2d] = None,
+                       metadata: Optional[Mapping[str, str]] = None) -> None:
+    """Write a trunk's weights (and a projection's, as ``projection.weight``/``projection.bias``)
+    as a safetensors file, atomically: the format ``agent.encoder.pretrained_path`` takes."""
+    tensors = cpu_weights(trunk)
+    if projection is not None:
+        tensors.update({PROJECTION_PREFIX + name: tensor for name, tensor in cpu_weights(projection).items()})
+    blob = safetensors.torch.save(tensors, metadata=dict(metadata) if metadata else None)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(Path(path), lambda temporary: temporary.write_bytes(blob))
 
 
-def load_trunk_weights(trunk: ResNet10, path: str | Path) -> None:
-    """Strictly load a safetensors file into ``trunk``; the error names the file and the keys."""
+def read_encoder_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of an encoder weights file (safetensors), or WeightsMismatchError naming the file."""
     path = Path(path)
     source = f"pretrained ResNet-10 weights {path} (agent.encoder.pretrained_path)"
     if not path.is_file():
         raise WeightsMismatchError(f"{source}: no such file")
     try:
-        tensors = safetensors.torch.load_file(str(path))
+        return safetensors.torch.load_file(str(path))
     except (safetensors.SafetensorError, OSError) as error:
         raise WeightsMismatchError(f"{source}: not a readable safetensors file: {error}") from None
-    check_weights(trunk.state_dict(), tensors, source)
-    trunk.load_state_dict(tensors, strict=True)
+
+
+def load_trunk_weights(trunk: ResNet10, path: str | Path, projection: Optional[nn.Conv2d] = None) -> None:
+    """Strictly load an encoder weights file into ``trunk`` (and ``projection``, which the file
+    must then carry with the same number of channels); the error names the file, the keys and
+    what to do."""
+    tensors = read_encoder_weights(path)
+    source = f"pretrained ResNet-10 weights {path} (agent.encoder.pretrained_path)"
+    projection_tensors = {k[len(PROJECTION_PREFIX) :]: v for k, v in tensors.items() if k.startswith(PROJECTION_PREFIX)}
+    trunk_tensors = {k: v for k, v in tensors.items() if not k.startswith(PROJECTION_PREFIX)}
+    check_weights(trunk.state_dict(), trunk_tensors, source)
+    if projection is not None:
+        if not projection_tensors:
+            raise WeightsMismatchError(
+                f"{source}: the file has no projection, and agent.encoder.projection_channels is "
+                f"{projection.out_channels}; add one fitted to your frames with `robot-stack encoder pretrain "
+                f"TASK --init {path} --steps 0`, or set projection_channels: null"
+            )
+        check_weights(projection.state_dict(), projection_tensors, f"{source}, projection")
+        projection.load_state_dict(projection_tensors, strict=True)
+    elif projection_tensors:
+        channels = projection_tensors.get("weight", torch.empty(0)).shape[:1]
+        raise WeightsMismatchError(
+            f"{source}: the file carries a projection to {list(channels)} channels, and "
+            "agent.encoder.projection_channels is null; set it to that number to use the projection"
+        )
+    trunk.load_state_dict(trunk_tensors, strict=True)
+
+
+def orthogonal_projection(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """A 1x1 map to fewer channels with orthonormal rows (distances between feature vectors
+    roughly kept): the projection of an encoder no weights file gave one."""
+    projection = nn.Conv2d(in_channels, out_channels, 1)
+    with torch.no_grad():
+        nn.init.orthogonal_(projection.weight.view(out_channels, in_channels))
+        projection.bias.zero_()
+    return projection
 
 
 # --------------------------------------------------------------------------- heads
@@ -166,41 +222,64 @@ class SpatialLearnedEmbeddings(nn.Module):
 
 
 class ImageHead(nn.Module):
-    """Trunk feature map -> spatial embeddings -> dropout -> dense -> LayerNorm -> tanh."""
+    """Trunk feature map -> pooling -> dropout -> dense -> LayerNorm -> tanh.
+
+    Pooling: HIL-SERL's spatial learned embeddings, or the map flattened as it is (DrQ-v2's
+    head), for a map with few channels: a spatial embedding is a contraction per channel,
+    which CPUs run as many tiny matmuls (~0.6 ms forward and backward for 64 channels at batch
+    256, measured here), where one dense layer over the flattened 64 x 4 x 4 map is one
+    matmul. Both keep where things are in the image."""
 
     def __init__(self, feature_hw: tuple[int, int], config: EncoderConfig):
         super().__init__()
-        channels = ResNet10.out_channels
-        self.spatial_embedding = SpatialLearnedEmbeddings(*feature_hw, channels, config.spatial_embeddings)
-        self.dropout = nn.Dropout(config.dropout)
-        self.bottleneck = nn.Linear(channels * config.spatial_embeddings, config.bottleneck_dim)
+        channels = config.projection_channels or ResNet10.out_channels
+        if config.pooling == "spatial_learned_embeddings":
+            self.spatial_embedding = SpatialLearnedEmbeddings(*feature_hw, channels, config.spatial_embeddings)
+            pooled = channels * config.spatial_embeddings
+        else:
+            self.spatial_embedding = nn.Flatten()
+            pooled = channels * feature_hw[0] * feature_hw[1]
+        self.dropout = Dropout(config.dropout)
+        self.bottleneck = nn.Linear(pooled, config.bottleneck_dim)
         self.norm = nn.LayerNorm(config.bottleneck_dim)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.norm(self.bottleneck(self.dropout(self.spatial_embedding(features)))))
+        return tanh(self.norm(self.bottleneck(self.dropout(self.spatial_embedding(features)))))
 
 
 class ImageEncoder(nn.Module):
-    """One camera: uint8 (B, H, W, 3) -> (B, bottleneck_dim)."""
+    """One camera: uint8 (B, H, W, 3) -> (B, bottleneck_dim).
+
+    ``trunk_features`` (trunk, then the projection if any) is the part a frozen encoder fixes;
+    ``head`` is what learns."""
 
     def __init__(self, image_hw: tuple[int, int], config: EncoderConfig, mixed_precision: bool, load_pretrained: bool = True):
         super().__init__()
         self.trunk = ResNet10()
+        self.projection: Optional[nn.Conv2d] = None
+        if config.projection_channels is not None:
+            self.projection = orthogonal_projection(ResNet10.out_channels, config.projection_channels)
         if load_pretrained and config.pretrained_path is not None:
-            load_trunk_weights(self.trunk, config.pretrained_path)
+            load_trunk_weights(self.trunk, config.pretrained_path, self.projection)
+        if self.projection is not None:
+            self.projection.requires_grad_(False)  # a fixed map, also under a trainable trunk
         self.frozen = config.frozen
         if self.frozen:
             self.trunk.requires_grad_(False)
         self.mixed_precision = mixed_precision
+        self.feature_shape = (config.projection_channels or ResNet10.out_channels, *ResNet10.feature_hw(image_hw))
         self.head = ImageHead(ResNet10.feature_hw(image_hw), config)
         self.output_dim = config.bottleneck_dim
 
     def trunk_features(self, images: torch.Tensor) -> torch.Tensor:
-        # bfloat16 on CUDA: the trunk is ~all of the FLOPs and GroupNorm is robust to it;
-        # the head and the critics stay float32. A frozen trunk never builds a graph.
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.mixed_precision and images.is_cuda)
-        with autocast, torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            return self.trunk(images).float()
+        # bfloat16 where the hardware has it: the trunk is ~all of the FLOPs and GroupNorm is
+        # robust to it; the head and the critics decide their own precision. A frozen trunk
+        # never builds a graph.
+        with compute_autocast(images.device, self.mixed_precision), torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            maps = self.trunk(images)
+            if self.projection is not None:
+                maps = self.projection(maps)
+            return maps.float()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk_features(images))
@@ -224,7 +303,7 @@ class StateEncoder(nn.Module):
             self.norm = nn.LayerNorm(embedding_dim)
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.norm(self.linear(state))) if self.embed else state
+        return tanh(self.norm(self.linear(state))) if self.embed else state
 
 
 # --------------------------------------------------------------------------- observation
@@ -261,6 +340,12 @@ class ObservationEncoder(nn.Module):
         self.output_dim = sum(c.output_dim for c in self.cameras.values()) + (self.state.output_dim if self.state else 0)
         # True when some trunk learns: then online and target trunks differ and cannot share maps.
         self.trunk_trainable = any(not c.frozen for c in self.cameras.values())
+        # The learner's replay then holds trunk features, not images (learner/features.py).
+        self.cache_features = bool(self.cameras) and not self.trunk_trainable and agent.encoder.cache_features
+
+    def feature_spec(self) -> dict[str, tuple[int, ...]]:
+        """Shape of one frame's trunk features per "images/<camera>" key."""
+        return {IMAGE_PREFIX + name: camera.feature_shape for name, camera in self.cameras.items()}
 
     def trunk_features(self, observations: Observation) -> dict[str, torch.Tensor]:
         features = {IMAGE_PREFIX + name: camera.trunk_features(observations[IMAGE_PREFIX + name]) for name, camera in self.cameras.items()}
@@ -281,23 +366,46 @@ class ObservationEncoder(nn.Module):
 # --------------------------------------------------------------------------- augmentation
 
 
+def crop_shifted(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Images (B, H, W, C) shifted by ``shifts`` (2, B) pixels (rows, columns) with the edge
+    replicated: the crop at offset shift + pad of the edge-padded image.
+
+    Done as one gather: that crop reads source row clamp(r + shift, 0, H - 1), so the padded
+    image is never built."""
+    batch, height, width = images.shape[:3]
+    device = images.device
+    rows = (torch.arange(height, device=device) + shifts[0][:, None]).clamp_(0, height - 1)  # (B, H)
+    cols = (torch.arange(width, device=device) + shifts[1][:, None]).clamp_(0, width - 1)  # (B, W)
+    samples = torch.arange(batch, device=device)[:, None, None]
+    return images[samples, rows[:, :, None], cols[:, None, :]]
+
+
+def random_shifts(batch: int, pad: int, generator: Optional[torch.Generator] = None, device=None) -> torch.Tensor:
+    """(2, B) integer shifts drawn uniformly from [-pad, pad]: DrQ's crop offsets."""
+    return torch.randint(0, 2 * pad + 1, (2, batch), generator=generator, device=device) - pad
+
+
 def random_crop(images: torch.Tensor, pad: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """DrQ's augmentation on a batch (B, H, W, C), any dtype: pad every side by ``pad`` pixels
     replicating the edge, crop back to (H, W) at a random offset drawn per sample.
-
-    Done as one gather: the crop at offset o of the edge-padded image reads source row
-    clamp(r + o - pad, 0, H - 1), so the padded image is never built. ``generator`` (if
-    given) must live on the images' device.
-    """
+    ``generator`` (if given) must live on the images' device."""
     if pad == 0:
         return images
-    batch, height, width = images.shape[:3]
-    device = images.device
-    shifts = torch.randint(0, 2 * pad + 1, (2, batch, 1), generator=generator, device=device) - pad
-    rows = (torch.arange(height, device=device) + shifts[0]).clamp_(0, height - 1)  # (B, H)
-    cols = (torch.arange(width, device=device) + shifts[1]).clamp_(0, width - 1)  # (B, W)
-    samples = torch.arange(batch, device=device)[:, None, None]
-    return images[samples, rows[:, :, None], cols[:, None, :]]
+    return crop_shifted(images, random_shifts(images.shape[0], pad, generator, images.device))
+
+
+def augment_images(images: torch.Tensor, pad: int, brightness: float, contrast: float, generator: torch.Generator) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, H, W, 3) in [0, 255]: random shift (edge-replicated
+    pad, then crop), brightness and contrast scaled by a factor in [1 - x, 1 + x] per image.
+    What the reward classifier and encoder pretraining train on."""
+    x = random_crop(images, pad, generator).float()
+    batch = x.shape[0]
+    if brightness > 0:
+        x = x * (1.0 + (torch.rand(batch, 1, 1, 1, generator=generator) * 2 - 1) * brightness)
+    if contrast > 0:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * (1.0 + (torch.rand(batch, 1, 1, 1, generator=generator) * 2 - 1) * contrast) + mean
+    return x.clamp_(0.0, 255.0)
 
 
 def random_crop_observation(observations: Observation, pad: int, generator: Optional[torch.Generator] = None) -> dict[str, torch.Tensor]:
@@ -306,3 +414,38 @@ def random_crop_observation(observations: Observation, pad: int, generator: Opti
         key: random_crop(value, pad, generator) if key.startswith(IMAGE_PREFIX) else value
         for key, value in observations.items()
     }
+
+
+def _shift_matrices(shifts: torch.Tensor, size: int) -> torch.Tensor:
+    """(B,) shifts of less than one cell -> (B, size, size) matrices that sample a row of
+    ``size`` cells at i + shift, bilinearly, the border cell replicated."""
+    eye = torch.eye(size, device=shifts.device)
+    forward = torch.diag(torch.ones(size - 1, device=shifts.device), 1)
+    forward[-1, -1] = 1.0  # reads past the last cell read the last cell
+    backward = torch.diag(torch.ones(size - 1, device=shifts.device), -1)
+    backward[0, 0] = 1.0
+    weight = shifts.abs()[:, None, None]
+    neighbour = torch.where(shifts[:, None, None] > 0, forward, backward)
+    return (1.0 - weight) * eye + weight * neighbour
+
+
+def random_feature_shift(maps: torch.Tensor, max_shift_cells: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Feature maps (B, C, h, w) translated by a random sub-cell amount per sample, uniform in
+    [-max_shift_cells, max_shift_cells] on each axis (at most one cell), bilinear, the border
+    replicated.
+
+    The cached-feature counterpart of the random crop: a crop of +-4 pixels moves the image by
+    +-4/32 of a ResNet-10 cell, so ``max_shift_cells`` = pad / 32 moves the map as far (the
+    features themselves are not those of the shifted image: the trunk is not shift-equivariant
+    below its stride). Done as one batched (h*w x h*w) interpolation matrix per sample, ~3x
+    cheaper than grid_sample on 4x4 maps."""
+    if max_shift_cells <= 0:
+        return maps
+    if max_shift_cells > 1:
+        raise ValueError(f"a feature shift of {max_shift_cells} cells is more than one cell")
+    batch, channels, height, width = maps.shape
+    shifts = (torch.rand(batch, 2, generator=generator, device=maps.device) * 2 - 1) * max_shift_cells
+    rows, cols = _shift_matrices(shifts[:, 0], height), _shift_matrices(shifts[:, 1], width)
+    # out[b, c, i, j] = sum_{k, l} rows[b, i, k] cols[b, j, l] maps[b, c, k, l]
+    both = (rows[:, :, None, :, None] * cols[:, None, :, None, :]).reshape(batch, height * width, height * width)
+    return torch.bmm(maps.float().reshape(batch, channels, height * width), both.transpose(1, 2)).view(maps.shape)

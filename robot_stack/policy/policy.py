@@ -19,6 +19,7 @@ import torch
 from robot_stack.config.schema import AgentConfig
 from robot_stack.data.transitions import flatten_observation
 from robot_stack.policy.actor import GRIPPER_COMMANDS, ActionLayout, PolicyNetworks
+from robot_stack.policy.layers import tanh
 from robot_stack.policy.weights import cpu_weights, load_weights_strict
 
 
@@ -63,7 +64,7 @@ class Policy:
             if not deterministic:
                 noise = torch.from_numpy(rng.standard_normal(mean.shape).astype(np.float32))
                 mean = mean + log_std.exp() * noise
-            action = torch.tanh(mean)[0].numpy()
+            action = tanh(mean)[0].numpy()
             if self.layout.grasp_critic:
                 if not deterministic and rng.random() < self.grasp_epsilon:
                     choice = int(rng.integers(len(GRIPPER_COMMANDS)))

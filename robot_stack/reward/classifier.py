@@ -32,7 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from robot_stack.config.schema import ClassifierConfig
-from robot_stack.policy.encoders import ImageEncoder, random_crop
+from robot_stack.policy.encoders import ImageEncoder, augment_images
 from robot_stack.policy.weights import WeightsMismatchError, cpu_weights, load_weights_strict
 from robot_stack.reward.base import WEIGHTS_FILE, RewardModelError, check_images, read_model_json, write_model_json
 from robot_stack.reward.calibration import ThresholdChoice, choose_threshold
@@ -78,19 +78,6 @@ def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
         p = torch.sigmoid(logits[:, 0])
         return torch.stack([1.0 - p, p], dim=-1)
     return torch.softmax(logits, dim=-1)
-
-
-def augment(images: torch.Tensor, pad: int, brightness: float, contrast: float, generator: torch.Generator) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, H, W, 3) in [0, 255]: random shift (edge-replicated
-    pad, then crop), brightness and contrast scaled by a factor in [1 - x, 1 + x] per image."""
-    x = random_crop(images, pad, generator).float()
-    batch = x.shape[0]
-    if brightness > 0:
-        x = x * (1.0 + (torch.rand(batch, 1, 1, 1, generator=generator) * 2 - 1) * brightness)
-    if contrast > 0:
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * (1.0 + (torch.rand(batch, 1, 1, 1, generator=generator) * 2 - 1) * contrast) + mean
-    return x.clamp_(0.0, 255.0)
 
 
 class SuccessClassifierModel:
@@ -242,7 +229,7 @@ def train_classifier(
     pad = config.encoder.random_crop_pad_px
 
     def aug(images: np.ndarray) -> torch.Tensor:
-        return augment(torch.from_numpy(images), pad, t.brightness, t.contrast, generator)
+        return augment_images(torch.from_numpy(images), pad, t.brightness, t.contrast, generator)
 
     features: Optional[dict[str, torch.Tensor]] = None
     copies = 1

@@ -173,9 +173,10 @@ def test_update_takes_one_batch_per_critic_update_or_one_batch_for_all():
         agent.update([random_batch(8)])
 
 
-def test_a_pixel_agent_trains_the_embedding_but_never_the_frozen_trunk():
+def test_a_pixel_agent_without_cached_features_trains_the_embedding_but_never_the_frozen_trunk():
     spec = {"state": ArraySpec("<f4", (4,)), "images/front": ArraySpec("|u1", (32, 32, 3)), "images/wrist": ArraySpec("|u1", (32, 32, 3))}
-    agent = SACAgent.create(AgentConfig(critic_actor_ratio=1, **SMALL), spec, 7, True, 0.97, device="cpu", seed=0)
+    uncached = dict(SMALL, encoder=SMALL["encoder"].model_copy(update={"cache_features": False}))
+    agent = SACAgent.create(AgentConfig(critic_actor_ratio=1, **uncached), spec, 7, True, 0.97, device="cpu", seed=0)
     g = torch.Generator().manual_seed(0)
 
     def observation():

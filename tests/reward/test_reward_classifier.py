@@ -14,8 +14,9 @@ from robot_stack.config.schema import ClassifierConfig, ClassifierTrainingConfig
 from robot_stack.reward.base import MODEL_FILE, WEIGHTS_FILE, RewardModelError, SuccessModel, load_reward_model
 from robot_stack.reward.calibration import evaluate_scores
 from robot_stack.reward.classifier import (
-    SuccessClassifierModel, SuccessClassifierNet, augment, balanced_indices, train_classifier,
+    SuccessClassifierModel, SuccessClassifierNet, balanced_indices, train_classifier,
 )
+from robot_stack.policy.encoders import augment_images
 
 
 def small_config(steps=120, frozen=True, copies=1) -> ClassifierConfig:
@@ -95,7 +96,7 @@ def test_balanced_batches_sample_classes_equally():
 def test_augmentation_shifts_and_rescales_within_range():
     images = torch.full((8, 16, 16, 3), 100, dtype=torch.uint8)
     images[:, 6:10, 6:10] = 250
-    out = augment(images, pad=2, brightness=0.3, contrast=0.3, generator=torch.Generator().manual_seed(0))
+    out = augment_images(images, pad=2, brightness=0.3, contrast=0.3, generator=torch.Generator().manual_seed(0))
     assert out.dtype == torch.float32 and out.shape == images.shape
     assert float(out.min()) >= 0.0 and float(out.max()) <= 255.0
     assert not torch.allclose(out, images.float())
