@@ -189,6 +189,28 @@ def _run_step(arguments: list[str], what: str) -> None:
         raise RuntimeError(f"{what} failed (exit code {result.returncode}): robot-stack {' '.join(arguments)}")
 
 
+def _pretrain_encoder_if_missing(config: TaskConfig, paths: RunPaths) -> Optional[float]:
+    """A camera task whose encoder weights file does not exist yet, and says how to make it
+    (agent.encoder.pretrain): pretrain it on the demo frames now. Returns the seconds it took."""
+    from robot_stack.data.demos import demos_exist
+
+    encoder = config.agent.encoder
+    if not config.task.observation.images or encoder.pretrain is None or encoder.pretrained_path is None:
+        return None
+    if Path(encoder.pretrained_path).exists():
+        print(f"image encoder: {encoder.pretrained_path}")
+        return None
+    if not demos_exist(paths.demos):
+        raise RuntimeError(
+            f"{encoder.pretrained_path} does not exist and there are no demos in {paths.demos} to pretrain it on: "
+            f"record demos, or make the file with `robot-stack encoder pretrain` or `encoder convert`"
+        )
+    print(f"pretraining the image encoder ({encoder.pretrain.objective}) on the demo frames into {encoder.pretrained_path}")
+    started = time.monotonic()
+    _run_step(["encoder", "pretrain", str(paths.config_file), "--frames", str(paths.demos)], "encoder pretraining")
+    return round(time.monotonic() - started, 1)
+
+
 def _progress_text(status: dict[str, Any]) -> str:
     rate = status.get("success_rate")
     recent = f"{rate:.0%}" if rate is not None else "-"
@@ -244,6 +266,7 @@ def run_session(
     if training.demo_episodes > 0 and not demos_exist(paths.demos):
         print(f"recording {training.demo_episodes} demos with the {config.teleop.kind} teleoperator into {paths.demos}")
         _run_step(["record-demos", str(paths.config_file), "--episodes", str(training.demo_episodes), "--out", str(paths.demos)], "recording demos")
+    pretrain_s = _pretrain_encoder_if_missing(config, paths)
 
     # Ctrl-C or a plain `kill` stops the session the same clean way (also when it was started
     # in the background, where SIGINT starts out ignored).
@@ -305,6 +328,7 @@ def run_session(
         evaluation = json.loads((paths.evaluation / "eval.json").read_text())
 
     summary = summarise(config, paths, status, reason, wall_time_s, evaluation, interrupted)
+    summary["encoder_pretrain_s"] = pretrain_s
     from robot_stack.data.curves import plot_learning_curve
 
     plot_learning_curve(paths.logs / "episodes.csv", paths.run_dir / CURVE_FILE, title=config.task.name,

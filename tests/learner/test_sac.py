@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from learner.sac import SACAgent
+from learner.sac import CriticEnsemble, SACAgent
 from robot_stack.config.schema import AgentConfig, EncoderConfig
 from robot_stack.policy import Policy
 from robot_stack.transport.messages import ArraySpec
@@ -54,12 +54,33 @@ def constant_output(linear: torch.nn.Linear, values) -> None:
         linear.bias.copy_(torch.as_tensor(values, dtype=torch.float32))
 
 
+def constant_critics(ensemble, values) -> None:
+    """Make every member of a critic ensemble ignore its input: member i outputs values[i]."""
+    with torch.no_grad():
+        ensemble.q_weight.zero_()
+        ensemble.q_bias.copy_(torch.as_tensor(values, dtype=torch.float32).view(-1, 1, 1))
+
+
+def test_critic_ensemble_members_are_independent_layer_norm_mlps():
+    ensemble = CriticEnsemble(feature_dim=5, action_dim=2, hidden_dims=(8, 8), size=3)
+    features, actions = torch.randn(4, 5), torch.randn(4, 2)
+    q = ensemble(features, actions)
+    assert q.shape == (3, 4)
+    x = torch.cat([features, actions], dim=-1)
+    for i in range(3):  # member i by hand: Linear -> LayerNorm -> tanh, twice, then the Q head
+        h = x
+        for layer in range(2):
+            h = h @ ensemble.weights[layer][i] + ensemble.biases[layer][i]
+            h = torch.tanh(torch.nn.functional.layer_norm(h, (8,)) * ensemble.norm_weights[layer][i] + ensemble.norm_biases[layer][i])
+        expected = (h @ ensemble.q_weight[i] + ensemble.q_bias[i]).squeeze(-1)
+        assert torch.allclose(q[i], expected, atol=1e-5)
+    assert not torch.allclose(q[0], q[1])  # independently initialised
+
+
 def test_critic_target_bootstraps_truncated_transitions_from_the_min_of_the_target_critics():
     agent = SACAgent.create(AgentConfig(critic_actor_ratio=1, **SMALL), STATE_SPEC, 6, False, discount=0.9, device="cpu", seed=0)
-    for member, value in zip(agent.target_critic.members, (2.0, 3.0)):
-        constant_output(member.q, [value])
-    for member in agent.critic.members:
-        constant_output(member.q, [0.0])
+    constant_critics(agent.target_critic, (2.0, 3.0))
+    constant_critics(agent.critic, (0.0, 0.0))
     # 0: terminated (no bootstrap); 1: truncated by the time limit (bootstraps); 2: mid-episode
     batch = make_batch({"state": torch.randn(3, 4)}, torch.zeros(3, 6), rewards=[1.0, 0.5, 0.0], terminated=[1.0, 0.0, 0.0])
     metrics = agent.update(batch)
@@ -71,8 +92,7 @@ def test_critic_target_bootstraps_truncated_transitions_from_the_min_of_the_targ
 def test_critic_target_with_a_subsample_takes_the_min_over_that_many_random_critics():
     config = AgentConfig(critic_actor_ratio=1, critic_ensemble_size=3, critic_subsample_size=1, tau=1e-9, **SMALL)
     agent = SACAgent.create(config, STATE_SPEC, 6, False, discount=1.0, device="cpu", seed=0)
-    for member, value in zip(agent.target_critic.members, (1.0, 2.0, 3.0)):
-        constant_output(member.q, [value])
+    constant_critics(agent.target_critic, (1.0, 2.0, 3.0))
     batch = make_batch({"state": torch.zeros(1, 4)}, torch.zeros(1, 6), rewards=[0.0], terminated=[0.0])
     seen = {round(agent.update(batch)["target_q_mean"], 4) for _ in range(30)}
     assert seen == {1.0, 2.0, 3.0}
