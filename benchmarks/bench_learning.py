@@ -1,23 +1,29 @@
-"""Sim pick-cube, state-based, on this machine's CPUs: how fast the HIL-SERL session learns,
-against stable-baselines3 SAC (no demos) and our agent without demos or interventions.
+"""How fast the HIL-SERL session learns a simulated task on this machine's CPUs, against
+stable-baselines3 SAC (no demos; state-based tasks only) and our agent without demos or
+interventions. Pick-cube from state by default; ``--task`` names a camera task too.
 
 Runs, each on the same task file and the same env-step budget:
 
   ours       ``robot-stack session`` as a user runs it: 20 scripted demos, the scripted
              teleoperator stepping in (decaying), learner and actor as separate processes
              over loopback. Stops at the target policy success rate or the budget, then
-             evaluates 50 episodes without interventions.
-  ablation   the same session with no demos and no interventions (RLPD on online data only).
+             evaluates 50 episodes without interventions (deterministic actions). A camera
+             task whose encoder says how to pretrain it gets a fresh encoder file in the
+             output folder, pretrained from the demos inside the session (its time counts).
+  ablation   the same session with no demos and no interventions (RLPD on online data only),
+             also evaluated; a camera task's ablation uses the encoder "ours" pretrained.
   sb3        stable-baselines3 SAC (MLP 256x256, auto temperature, the task's discount, UTD 1)
              on the same gymnasium env with the state vector as observation, in one process.
 
 The success rate plotted and compared is the rolling share of successful episodes among
 the last 20 episodes nobody intervened in (as the session's stop rule). Every run writes
-its episodes.csv; the three curves go into one PNG. Figures printed: env steps and minutes
-until the target was first reached, final rolling success, evaluation success (ours).
+its episodes.csv; the curves go into one PNG. Figures printed: env steps and minutes
+until the target was first reached, final rolling success, evaluation success, minutes of
+encoder pretraining; then one JSON line of them.
 
     python benchmarks/bench_learning.py [--runs ours ablation sb3] [--max-env-steps 20000]
         [--target 0.9] [--max-minutes M] [--set PATH=VALUE ...] [--out outputs/bench_learning] [--task hardware_configs/tasks/sim_pick_cube_state.yaml]
+        [--encoder WEIGHTS]
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ WINDOW = 20
 MIN_POLICY_ONLY = 10
 
 
-def run_ours(task, out: Path, max_env_steps: int, target: float, interventions: bool, demos: bool,
+def run_ours(task, out: Path, max_env_steps: int, target: float | None, interventions: bool, demos: bool,
              eval_episodes: int, max_minutes: float | None = None) -> dict:
     from robot_stack.session import run_session
 
@@ -47,7 +53,7 @@ def run_ours(task, out: Path, max_env_steps: int, target: float, interventions: 
     summary = run_session(
         task, run_dir, max_env_steps=max_env_steps, target_success_rate=target,
         eval_episodes=eval_episodes, demo_episodes=20 if demos else 0,
-        demos=None if demos else run_dir / "no-demos", interventions=interventions, progress=True,
+        demos=out / "demos" if demos else run_dir / "no-demos", interventions=interventions, progress=True,
         max_wall_time_s=None if max_minutes is None else max_minutes * 60.0,
     )
     summary["episodes_csv"] = str(run_dir / "logs" / "episodes.csv")
@@ -155,6 +161,7 @@ def describe(name: str, summary: dict, target: float) -> dict:
         "target_reached_at_min": None if reached is None else round(reached["wall_time_s"] / 60, 1),
         "final_rolling_success": final,
         "evaluation_success": (summary.get("evaluation") or {}).get("success_rate"),
+        "encoder_pretrain_min": None if summary.get("encoder_pretrain_s") is None else round(summary["encoder_pretrain_s"] / 60, 1),
     }
 
 
@@ -193,13 +200,15 @@ def main() -> int:
                         help="out dirs of earlier runs (e.g. run in parallel) whose results join this table and plot")
     parser.add_argument("--task", type=Path, default=REPO / "hardware_configs/tasks/sim_pick_cube_state.yaml")
     parser.add_argument("--max-env-steps", type=int, default=20_000)
-    parser.add_argument("--target", type=float, default=0.9)
+    parser.add_argument("--target", type=float, default=0.9, help="stop rule and plot line; below 0: no early stop")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="PATH=VALUE",
                         help="dotted task-config fields for this benchmark's session runs, e.g. agent.batch_size=64 "
                              "(values are YAML)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="wall-clock budget of each session run (training only; evaluation comes after)")
     parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--encoder", type=Path, default=None,
+                        help="camera tasks: use this encoder weights file instead of pretraining a fresh one")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_learning"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -209,27 +218,41 @@ def main() -> int:
         if earlier.exists():  # runs made earlier (e.g. --runs sb3 alone) join the plot
             results.update(json.loads(earlier.read_text()).get("summaries", {}))
     task_config = load_overrides(args.task, args.overrides)
+    encoder = task_config.agent.encoder
+    if task_config.task.observation.images and (encoder.pretrain is not None or args.encoder is not None):
+        # A fresh machine has no encoder file: the session pretrains one (and the time counts).
+        from robot_stack.session import with_fields
+
+        weights = args.encoder or args.out / "encoder_resnet10.safetensors"
+        task_config = with_fields(task_config, "agent.encoder", pretrained_path=weights.resolve())
+    stop_at = None if args.target < 0 else args.target
     for name in args.runs:
         print(f"== {name}", flush=True)
         if name == "sb3":
+            if task_config.task.observation.images:
+                raise SystemExit("sb3 runs on the state vector: give a state-based task (e.g. sim_pick_cube_state.yaml)")
             results[name] = run_sb3(task_config, args.out, args.max_env_steps, args.target)
         else:
             demos = interventions = name == "ours"
-            results[name] = run_ours(task_config, args.out, args.max_env_steps, args.target, interventions, demos,
-                                     args.eval_episodes if name == "ours" else 0, args.max_minutes)
+            results[name] = run_ours(task_config, args.out, args.max_env_steps, stop_at, interventions, demos,
+                                     args.eval_episodes, args.max_minutes)
     table = [describe(name, summary, args.target) for name, summary in results.items()]
     png = args.out / "learning_curves.png"
     task = task_config.task
     kind = f"{len(task.observation.images)} camera(s)" if task.observation.images else "state-based"
     plot(results, png, args.target, f"{task.name}, {kind}, CPU")
     (args.out / "results.json").write_text(json.dumps({"summaries": results, "table": table}, indent=1, default=str))
-    print(f"\n{'run':10s} {'env steps':>10s} {'minutes':>8s} {'to target (steps / min)':>24s} {'final rolling':>14s} {'eval':>6s}")
+    print(f"\n{'run':10s} {'env steps':>10s} {'minutes':>8s} {'pretrain min':>13s} {'to target (steps / min)':>24s} "
+          f"{'final rolling':>14s} {'eval':>6s}")
     for row in table:
         reached = "not reached" if row["target_reached_at_env_steps"] is None else f"{row['target_reached_at_env_steps']} / {row['target_reached_at_min']}"
         final = "-" if row["final_rolling_success"] is None else f"{row['final_rolling_success']:.0%}"
         evaluation = "-" if row["evaluation_success"] is None else f"{row['evaluation_success']:.0%}"
-        print(f"{row['run']:10s} {row['env_steps']!s:>10s} {row['wall_time_min']:>8.1f} {reached:>24s} {final:>14s} {evaluation:>6s}")
+        pretrain = "-" if row.get("encoder_pretrain_min") is None else f"{row['encoder_pretrain_min']:.1f}"
+        print(f"{row['run']:10s} {row['env_steps']!s:>10s} {row['wall_time_min']:>8.1f} {pretrain:>13s} {reached:>24s} "
+              f"{final:>14s} {evaluation:>6s}")
     print(f"curves: {png}")
+    print(json.dumps({"benchmark": "learning", "task": task.name, "target": args.target, "runs": table}))
     return 0
 
 

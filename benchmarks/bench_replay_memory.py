@@ -1,6 +1,8 @@
-"""Replay memory and sampling: our buffer (each observation stored once, images uint8)
-against buffers that store observation and next observation in full, in uint8 and in
-float32 (LeRobot-style: images converted to float32 before they are stored).
+"""Replay memory and sampling: our buffer (each observation stored once, images uint8), the
+same buffer keeping a frozen trunk's features in place of the images (the shipped camera
+tasks: 64-channel projected 4x4 maps in float16; and with two stored crops per frame), against
+buffers that store observation and next observation in full, in uint8 and in float32
+(LeRobot-style: images converted to float32 before they are stored).
 
 The spec is the pixel pick-cube task's (hardware_configs/tasks/sim_pick_cube.yaml: front
 and wrist cameras 128x128x3 uint8, 13-D state, 7-D action). Every figure is measured on
@@ -15,18 +17,22 @@ real, filled buffers in one run:
                     the first pass, which pays the kernel's first touch of every page, and
                     a second pass over the full ring (what a long run sees)
   sample            median ms of ``sample(256)`` into torch tensors (images stay uint8 in
-                    ours and the uint8 baseline)
+                    ours and the uint8 baseline; features stay float16)
+  cached features   filled at --cached-capacity transitions: every stored frame goes through
+                    the trunk once, so the fill rate is the trunk's
   save / load       ours to a temporary directory and back (with --save-load)
 
-    python benchmarks/bench_replay_memory.py [--capacity 20000] [--naive-capacity 2000] [--save-load]
+    python benchmarks/bench_replay_memory.py [--capacity 20000] [--naive-capacity 2000] [--cached-capacity 2000] [--save-load]
 
 Runs in about 30 s (one core). Targets: ours <= 0.55 x the uint8 obs+next_obs buffer per
-transition; sample(256) < 10 ms.
+transition; sample(256) < 10 ms; cached features at or below ours (uint8) per transition.
+Ends with one JSON line of the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -108,11 +114,12 @@ class NaiveReplay:
         return {name: torch.from_numpy(array[rows]) for name, array in self.arrays.items()}
 
 
-def fill(buffer, spec: dict, action_dim: int, capacity: int, pool: dict[str, np.ndarray], **add_kwargs) -> list[float]:
-    """Add 100-step episodes until `capacity` transitions went in, twice; transitions/s of each pass."""
+def fill(buffer, spec: dict, action_dim: int, capacity: int, pool: dict[str, np.ndarray], passes: int = 2,
+         **add_kwargs) -> list[float]:
+    """Add 100-step episodes until `capacity` transitions went in, ``passes`` times; transitions/s of each pass."""
     episodes = [episode_batch(spec, action_dim, e, pool) for e in range(2)]
     rates = []
-    for _ in range(2):
+    for _ in range(passes):
         start = time.perf_counter()
         for e in range(-(-capacity // EPISODE_STEPS)):
             buffer.add(episodes[e % 2], **add_kwargs)
@@ -136,6 +143,8 @@ def main() -> int:
     parser.add_argument("--capacity", type=int, default=20_000, help="transitions in our buffer (~2.1 GB at 20k)")
     parser.add_argument("--naive-capacity", type=int, default=2_000,
                         help="transitions in each naive buffer (float32: ~1.6 GB at 2k)")
+    parser.add_argument("--cached-capacity", type=int, default=2_000,
+                        help="transitions in the cached-feature buffers (filled through the trunk)")
     parser.add_argument("--save-load", action="store_true", help="also time save() and load() of our buffer")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args()
@@ -172,6 +181,22 @@ def main() -> int:
     ours_nbytes = ours.nbytes
     del ours
 
+    from learner.features import CachedTrunkFeatures
+    from learner.sac import SACAgent
+    from robot_stack.session import with_fields
+
+    for name, update in (("ours, cached features", {}), ("cached, 2 stored crops", {"cached_augmentation": "stored_crops", "stored_crops": 2})):
+        cached_config = with_fields(config, "agent.encoder", pretrained_path=None, **update)
+        agent = SACAgent.create(cached_config.agent, spec, action_dim, True, 0.97, device="cpu", seed=0)
+        before = resident_bytes()
+        cached = ReplayBuffer(spec, action_dim, args.cached_capacity, name="bench",
+                              frame_encoder=CachedTrunkFeatures(agent.encoder, cached_config.agent.encoder))
+        fill_rate = fill(cached, spec, action_dim, args.cached_capacity, pool, stream="actor", passes=1)
+        resident = (resident_bytes() - before) / args.cached_capacity
+        rows[name] = (cached.bytes_per_transition(), resident, fill_rate,
+                      median_sample_ms(lambda rng: cached.sample(BATCH, rng)), args.cached_capacity)
+        del cached, agent
+
     for name, dtype in (("obs+next_obs uint8", None), ("obs+next_obs float32", np.float32)):
         before = resident_bytes()
         naive = NaiveReplay(spec, action_dim, args.naive_capacity, dtype)
@@ -183,13 +208,14 @@ def main() -> int:
                       args.naive_capacity)
         del naive
 
-    ours_row, uint8_row, float_row = rows.values()
+    ours_row, cached_row, crops_row, uint8_row, float_row = rows.values()
     print()
     print(f"{'buffer':24s} {'bytes/trans':>11s} {'resident':>9s} {'vs uint8':>8s} {'vs f32':>7s} {'100k GB':>8s} "
           f"{'fill trans/s':>12s} {'refill':>8s} {'sample ms':>9s}  measured at")
-    for name, (per, resident, (rate, refill), sample_ms, capacity) in rows.items():
+    for name, (per, resident, (rate, *refill), sample_ms, capacity) in rows.items():
+        refill = f"{refill[0]:8.0f}" if refill else f"{'-':>8s}"
         print(f"{name:24s} {per:11.0f} {resident:9.0f} {per / uint8_row[0]:8.3f} {per / float_row[0]:7.3f} "
-              f"{per * REPORT_CAPACITY / GB:8.2f} {rate:12.0f} {refill:8.0f} {sample_ms:9.2f}  {capacity} transitions")
+              f"{per * REPORT_CAPACITY / GB:8.2f} {rate:12.0f} {refill} {sample_ms:9.2f}  {capacity} transitions")
     print("(bytes/trans = allocated nbytes / capacity; resident = RSS gained while allocating and filling, per transition;")
     print(" fill = first pass, paying the first touch of every page; refill = second pass over the full ring)")
     if save_s is not None:
@@ -197,13 +223,16 @@ def main() -> int:
               f"load: {load_s:.1f} s ({ours_nbytes / GB / load_s:.2f} GB/s)")
 
     vs_uint8, sample_ms = ours_row[0] / uint8_row[0], ours_row[3]
-    ok = vs_uint8 <= TARGET_VS_UINT8 and sample_ms < TARGET_SAMPLE_MS
+    cached_vs_ours = cached_row[0] / ours_row[0]
+    ok = vs_uint8 <= TARGET_VS_UINT8 and sample_ms < TARGET_SAMPLE_MS and crops_row[0] <= ours_row[0]
     print()
     print("TARGETS")
     print(f"  {'ours / uint8 obs+next_obs per transition':45s} {vs_uint8:10.3f}  "
           f"{'PASS' if vs_uint8 <= TARGET_VS_UINT8 else 'FAIL'} (<= {TARGET_VS_UINT8})")
     print(f"  {'sample(256) ms':45s} {sample_ms:10.2f}  "
           f"{'PASS' if sample_ms < TARGET_SAMPLE_MS else 'FAIL'} (< {TARGET_SAMPLE_MS:.0f})")
+    print(f"  {'cached features / ours (uint8) per transition':45s} {cached_vs_ours:10.3f}  "
+          f"{'PASS' if cached_row[0] <= ours_row[0] else 'FAIL'} (<= 1; 2 stored crops: {crops_row[0] / ours_row[0]:.3f})")
     load = os.getloadavg()[0]
     if load > (os.cpu_count() or 1):
         print(f"  WARNING: load average {load:.1f} on {os.cpu_count()} CPUs: timings are inflated by other processes")
@@ -212,6 +241,13 @@ def main() -> int:
     print(f"bytes_per_transition_uint8={uint8_row[0]:.0f}")
     print(f"bytes_per_transition_float32={float_row[0]:.0f}")
     print(f"sample_ms_b{BATCH}={sample_ms:.2f}")
+    print(json.dumps({
+        "benchmark": "replay_memory", "bytes_per_transition_ours": round(ours_row[0]),
+        "bytes_per_transition_cached_features": round(cached_row[0]), "bytes_per_transition_cached_2_crops": round(crops_row[0]),
+        "bytes_per_transition_uint8": round(uint8_row[0]), "bytes_per_transition_float32": round(float_row[0]),
+        "sample_ms_ours": round(sample_ms, 2), "sample_ms_cached_features": round(cached_row[3], 2),
+        "cached_fill_transitions_per_s": round(cached_row[2][0], 1),
+    }))
     return 0 if ok or not args.check else 1
 
 

@@ -122,6 +122,7 @@ class Learner:
 
     def resume_or_start(self) -> None:
         """Resume from the newest loadable checkpoint; otherwise start fresh with the demos."""
+        self._describe_replay()
         info, loaded = self.checkpoints.load_latest(self._load)
         if info is not None:
             self.agent, self.replay, self.counters, self.link_state = loaded
@@ -131,6 +132,16 @@ class Learner:
             return
         if self.demo_dir is not None:
             self.counters.demo_transitions = load_demos_into(self.replay, self.demo_dir, self.observation_spec, self.action_dim)
+
+    def _describe_replay(self) -> None:
+        encoder = self.config.agent.encoder
+        online = self.replay.online
+        if online.frame_encoder is not None:
+            augmentation = encoder.cached_augmentation + (f" x{encoder.stored_crops}" if encoder.cached_augmentation == "stored_crops" else "")
+            log.info("frozen image trunk: the replay keeps its features (%s augmentation), %.0f bytes per transition",
+                     augmentation, online.bytes_per_transition())
+        elif any(key.startswith("images/") for key in self.observation_spec):
+            log.info("the replay keeps images (the trunk runs at every update), %.0f bytes per transition", online.bytes_per_transition())
 
     def _load(self, info: CheckpointInfo):
         # Everything is built fresh and only handed over once all of it loaded: a checkpoint

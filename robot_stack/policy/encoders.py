@@ -158,7 +158,10 @@ def read_encoder_weights(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     source = f"pretrained ResNet-10 weights {path} (agent.encoder.pretrained_path)"
     if not path.is_file():
-        raise WeightsMismatchError(f"{source}: no such file")
+        raise WeightsMismatchError(
+            f"{source}: no such file; make it from your demo frames with `robot-stack encoder pretrain TASK --frames DEMOS`, "
+            "or from published ImageNet weights with `robot-stack encoder convert`"
+        )
     try:
         return safetensors.torch.load_file(str(path))
     except (safetensors.SafetensorError, OSError) as error:

@@ -85,3 +85,41 @@ def test_ctrl_c_stops_both_processes_with_a_checkpoint_and_the_next_run_resumes(
     assert "resumed from" in (run_dir / "logs" / "learner.log").read_text()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["env_steps"] >= steps_before + 100
+
+
+@pytest.fixture
+def short_pixel_task(pick_cube_yaml, tmp_path) -> Path:
+    """The shipped camera pick-cube task (two 128x128 cameras, proprioception, no cube position),
+    shortened: two demos, a few pretraining steps, small batches."""
+    config = load_task_config(pick_cube_yaml)
+    encoder = config.agent.encoder
+    assert encoder.pretrain is not None and encoder.projection_channels is not None  # the shipped setup
+    config = with_fields(config, "agent.encoder", pretrained_path=tmp_path / "encoders" / "pick_cube.safetensors")
+    config = with_fields(config, "agent.encoder.pretrain", steps=3, batch_size=4)
+    config = with_fields(config, "agent", batch_size=32)
+    config = with_fields(config, "training", min_online_transitions=50, publish_every_updates=10, torch_threads=1,
+                         demo_episodes=2, eval_episodes=2, checkpoint_every_s=30.0, target_success_rate=None)
+    config = with_fields(config, "actor", sim_max_lead_env_steps=100, stats_every_s=1.0)
+    path = tmp_path / "short_pick_cube_pixels.yaml"
+    path.write_text(config_to_yaml(config))
+    return path
+
+
+def test_pixel_session_pretrains_its_encoder_caches_features_and_learns_end_to_end(short_pixel_task, tmp_path):
+    run_dir = tmp_path / "run"
+    process = session(short_pixel_task, run_dir, "--max-env-steps", "300")
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    weights = tmp_path / "encoders" / "pick_cube.safetensors"
+    assert weights.is_file() and json.loads(Path(f"{weights}.json").read_text())["steps"] == 3
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["encoder_pretrain_s"] > 0
+    assert summary["env_steps"] >= 300 and summary["updates"] > 0 and summary["evaluation"]["episodes"] == 2
+    learner_log = (run_dir / "logs" / "learner.log").read_text()
+    assert "frozen image trunk: the replay keeps its features" in learner_log
+    # A second session finds the weights and does not pretrain again.
+    again = session(short_pixel_task, tmp_path / "run2", "--max-env-steps", "60", "--eval-episodes", "0")
+    output, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, output
+    assert f"image encoder: {weights}" in output
+    assert json.loads((tmp_path / "run2" / "summary.json").read_text())["encoder_pretrain_s"] is None
