@@ -233,6 +233,7 @@ class _ActorLoop:
         gc.collect()
         gc.freeze()
         episode_return, episode_length, episode_interventions = 0.0, 0, 0
+        deterministic = self._deterministic_episode()
         self._write_status("running")
         while True:
             self.rate.wait()
@@ -241,12 +242,13 @@ class _ActorLoop:
                 self._keep_pace(stop)
 
             started = time.perf_counter()
-            action = self.policy.act(observation, deterministic=False, rng=self.rng)
+            action = self.policy.act(observation, deterministic=deterministic, rng=self.rng)
             self.inference_s.append(time.perf_counter() - started)
             action, held = hold_if_nonfinite(action)
             if held:
                 self._count_nonfinite("policy")
-            override = self.intervention.decide(observation, action, s.env_steps) if self.intervention else None
+            intervene = self.intervention is not None and not deterministic
+            override = self.intervention.decide(observation, action, s.env_steps) if intervene else None
             if override is not None:
                 action, held = hold_if_nonfinite(override)
                 if held:
@@ -278,9 +280,10 @@ class _ActorLoop:
                 self._end_episode(
                     "episode_end" if episode_over else "episode_stopped",
                     bool(info.get("success", False)), episode_return, episode_length, episode_interventions,
-                    true_success=info.get("true_success"),
+                    true_success=info.get("true_success"), deterministic=deterministic,
                 )
                 episode_return, episode_length, episode_interventions = 0.0, 0, 0
+                deterministic = self._deterministic_episode()
             if stopping:
                 break
             if episode_over:
@@ -334,6 +337,12 @@ class _ActorLoop:
             self._take_weights()
         self.paced_wait_s += time.monotonic() - started
 
+    def _deterministic_episode(self) -> bool:
+        """Whether the coming episode is one of the every-Nth deterministic ones (the policy's
+        mean action, nobody intervening: what an evaluation runs)."""
+        every = self.config.actor.deterministic_every_episodes
+        return every > 0 and (self.summary.episodes + 1) % every == 0
+
     def _count_nonfinite(self, source: str) -> None:
         self.summary.nonfinite_actions += 1
         count = self.summary.nonfinite_actions
@@ -347,7 +356,7 @@ class _ActorLoop:
             )
 
     def _end_episode(self, kind: str, success: bool, episode_return: float, length: int, interventions: int,
-                     true_success: Optional[float] = None) -> None:
+                     true_success: Optional[float] = None, deterministic: bool = False) -> None:
         s = self.summary
         # With a learned reward in simulation, the simulator's own answer rides along
         # (true_success) so curves and evaluations can be read against the truth.
@@ -362,6 +371,7 @@ class _ActorLoop:
                 "success": int(success),
                 "intervention_steps": interventions,
                 "intervened": int(interventions > 0),
+                "deterministic": int(deterministic),
                 "env_steps_total": s.env_steps,
                 "weights_version": s.weights_version,
                 "last_seq": s.last_seq,

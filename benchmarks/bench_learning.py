@@ -39,10 +39,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from robot_stack.data.curves import read_episodes, rolling, steps_to_success  # noqa: E402
+from robot_stack.data.curves import (  # noqa: E402
+    read_episodes,
+    rolling,
+    steps_to_success,
+    window_deterministic_success_rate,
+)
 
 WINDOW = 20
 MIN_POLICY_ONLY = 10
+# The deterministic episodes' window as the camera tasks' stop rule reads it (their YAMLs).
+DETERMINISTIC_WINDOW = 10
+DETERMINISTIC_MIN = 10
 
 
 def run_ours(task, out: Path, max_env_steps: int, target: float | None, interventions: bool, demos: bool,
@@ -150,6 +158,9 @@ def describe(name: str, summary: dict, target: float) -> dict:
     path = Path(summary["episodes_csv"])
     reached = steps_to_success(path, target, WINDOW, MIN_POLICY_ONLY) if path.exists() else None
     episodes = read_episodes(path) if path.exists() else []
+    deterministic = any(float(e.get("deterministic", 0) or 0) == 1 for e in episodes)
+    reached_deterministic = (steps_to_success(path, target, DETERMINISTIC_WINDOW, DETERMINISTIC_MIN, "deterministic_episodes")
+                             if deterministic else None)
     final = None
     for _, rate, _ in rolling(episodes, WINDOW, MIN_POLICY_ONLY):
         final = rate if rate is not None else final
@@ -159,6 +170,8 @@ def describe(name: str, summary: dict, target: float) -> dict:
         "wall_time_min": round(summary.get("wall_time_s", 0.0) / 60, 1),
         "target_reached_at_env_steps": None if reached is None else reached["env_steps"],
         "target_reached_at_min": None if reached is None else round(reached["wall_time_s"] / 60, 1),
+        "deterministic_target_reached_at_env_steps": None if reached_deterministic is None else reached_deterministic["env_steps"],
+        "deterministic_target_reached_at_min": None if reached_deterministic is None else round(reached_deterministic["wall_time_s"] / 60, 1),
         "final_rolling_success": final,
         "evaluation_success": (summary.get("evaluation") or {}).get("success_rate"),
         "encoder_pretrain_min": None if summary.get("encoder_pretrain_s") is None else round(summary["encoder_pretrain_s"] / 60, 1),
@@ -180,7 +193,19 @@ def plot(results: dict[str, dict], png: Path, target: float, title: str) -> None
         for episode, rate, _ in rolling(episodes, WINDOW, MIN_POLICY_ONLY):
             steps.append(episode["step"])
             rates.append(math.nan if rate is None else rate)
-        axis.plot(steps, rates, label=labels.get(name, name))
+        line, = axis.plot(steps, rates, label=labels.get(name, name))
+        deterministic = [e for e in episodes if float(e.get("deterministic", 0) or 0) == 1]
+        if deterministic:
+            points = []
+            for index, episode in enumerate(episodes):
+                rate = window_deterministic_success_rate(episodes[: index + 1], DETERMINISTIC_WINDOW, DETERMINISTIC_MIN)
+                points.append(math.nan if rate is None else rate)
+            axis.plot([e["step"] for e in episodes], points, "--", color=line.get_color(),
+                      label=f"{labels.get(name, name)}: deterministic (last {DETERMINISTIC_WINDOW})")
+        evaluation = summary.get("evaluation") or {}
+        if evaluation.get("success_rate") is not None and steps:
+            axis.scatter([steps[-1]], [evaluation["success_rate"]], color=line.get_color(), marker="*", s=90, zorder=3,
+                         label=f"{labels.get(name, name)}: evaluation {evaluation['success_rate']:.0%} (50 episodes)")
     axis.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.0%}")
     axis.set_xlabel("env steps")
     axis.set_ylabel(f"success rate (last {WINDOW} policy-only episodes)")
@@ -226,6 +251,10 @@ def main() -> int:
         weights = args.encoder or args.out / "encoder_resnet10.safetensors"
         task_config = with_fields(task_config, "agent.encoder", pretrained_path=weights.resolve())
     stop_at = None if args.target < 0 else args.target
+    if stop_at is None:  # the session's own None means "the task's target": switch the rule off in the config
+        from robot_stack.session import with_fields
+
+        task_config = with_fields(task_config, "training", target_success_rate=None)
     for name in args.runs:
         print(f"== {name}", flush=True)
         if name == "sb3":

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from robot_stack.config.schema import TaskConfig
-from robot_stack.data.curves import window_intervention_rate, window_success_rate
+from robot_stack.data.curves import window_deterministic_success_rate, window_intervention_rate, window_success_rate
 from robot_stack.envs.spec import action_spec, env_action_dim, observation_spec
 from robot_stack.transport.learner_link import LearnerLink
 from robot_stack.transport.messages import Event, Stats
@@ -48,6 +48,7 @@ class Counters:
     wall_time_s: float = 0.0  # learner running time, summed over restarts
     demo_transitions: int = 0
     recent_episodes: list = field(default_factory=list)  # the success window, kept across restarts
+    recent_deterministic: list = field(default_factory=list)  # the deterministic episodes' window
 
 
 def export_policy(agent: SACAgent) -> bytes:
@@ -163,7 +164,8 @@ class Learner:
             self.replay.save(directory / "replay")
             (directory / "policy.safetensors").write_bytes(export_policy(self.agent))
 
-        counters = {**vars(self.counters), "recent_episodes": list(self.counters.recent_episodes)}
+        counters = {**vars(self.counters), "recent_episodes": list(self.counters.recent_episodes),
+                    "recent_deterministic": list(self.counters.recent_deterministic)}
         info = self.checkpoints.save(write, {"counters": counters, "link_state": link_state, "task": self.config.task.name})
         if link is not None:
             link.commit(link_state)
@@ -181,6 +183,7 @@ class Learner:
             # The simulator's answer where a learned detector gave the reward; else the same.
             "true_success": int(bool(detail.get("true_success", detail.get("success", 0)))),
             "intervened": int(bool(detail.get("intervened", 0))),
+            "deterministic": int(bool(detail.get("deterministic", 0))),
             "intervention_steps": int(detail.get("intervention_steps", 0)),
             "length": int(detail.get("length", 0)),
             "return": float(detail.get("return", 0.0)),
@@ -188,12 +191,22 @@ class Learner:
             "wall_time_s": round(counters.wall_time_s, 2),
         }
         window = self.training.success_window_episodes
-        counters.recent_episodes = (counters.recent_episodes + [episode])[-window:]
+        if episode["deterministic"]:
+            counters.recent_deterministic = (counters.recent_deterministic + [episode])[-window:]
+        else:
+            counters.recent_episodes = (counters.recent_episodes + [episode])[-window:]
         self.metrics.log("episodes", counters.env_steps, episode)
 
     def success_rate(self) -> Optional[float]:
+        """The rate the session's stop rule reads (training.stop_on)."""
+        if self.training.stop_on == "deterministic_episodes":
+            return self.deterministic_success_rate()
         return window_success_rate(self.counters.recent_episodes, self.training.success_window_episodes,
                                    self.training.min_policy_only_episodes)
+
+    def deterministic_success_rate(self) -> Optional[float]:
+        return window_deterministic_success_rate(self.counters.recent_deterministic, self.training.success_window_episodes,
+                                                 self.training.min_policy_only_episodes)
 
     # ----------------------------------------------------------------- the loop
 
@@ -265,7 +278,8 @@ class Learner:
                     self._write_status(link, rate_window)
                     last_status = time.monotonic()
                 if not received and trained == 0:
-                    link.receive(timeout_s=0.0)  # keep the queue moving
+                    # Idle: wait a little. (Whatever the link received meanwhile is taken at the
+                    # top of the loop; a receive here would drop it.)
                     time.sleep(0.002)
         finally:
             info = self.save_checkpoint(link)
@@ -290,6 +304,9 @@ class Learner:
             "updates_per_s": round(updates_per_s, 2),
             "env_steps_per_s": round(steps_per_s, 2),
             "success_rate": self.success_rate(),
+            "policy_success_rate": window_success_rate(counters.recent_episodes, self.training.success_window_episodes,
+                                                       self.training.min_policy_only_episodes),
+            "deterministic_success_rate": self.deterministic_success_rate(),
             "intervention_rate": window_intervention_rate(counters.recent_episodes, self.training.success_window_episodes),
             "weights_version": counters.weights_version,
             "online_transitions": len(self.replay.online),

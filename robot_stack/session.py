@@ -127,7 +127,8 @@ def stop_reason(status: dict[str, Any], training, started: float) -> Optional[st
         return f"step budget reached ({training.max_env_steps} env steps)"
     rate = status.get("success_rate")
     if training.target_success_rate is not None and rate is not None and rate >= training.target_success_rate:
-        return f"target success rate reached ({rate:.0%} >= {training.target_success_rate:.0%} over the last episodes)"
+        episodes = "deterministic episodes" if training.stop_on == "deterministic_episodes" else "episodes"
+        return f"target success rate reached ({rate:.0%} >= {training.target_success_rate:.0%} over the last {episodes})"
     if training.max_wall_time_s is not None and time.monotonic() - started >= training.max_wall_time_s:
         return f"wall-time limit reached ({training.max_wall_time_s:.0f} s)"
     return None
@@ -212,8 +213,10 @@ def _pretrain_encoder_if_missing(config: TaskConfig, paths: RunPaths) -> Optiona
 
 
 def _progress_text(status: dict[str, Any]) -> str:
-    rate = status.get("success_rate")
+    rate = status.get("policy_success_rate", status.get("success_rate"))
     recent = f"{rate:.0%}" if rate is not None else "-"
+    deterministic = status.get("deterministic_success_rate")
+    recent += f" (deterministic {deterministic:.0%})" if deterministic is not None else ""
     return (
         f"ep {status.get('episodes', 0)} | success {recent} | "
         f"intervention {status.get('intervention_rate', 0.0):.0%} | "
@@ -351,7 +354,7 @@ def summarise(config: TaskConfig, paths: RunPaths, status: dict[str, Any], reaso
     episodes_csv = paths.logs / "episodes.csv"
     if target is not None and episodes_csv.exists():
         reached = steps_to_success(episodes_csv, target, config.training.success_window_episodes,
-                                   config.training.min_policy_only_episodes)
+                                   config.training.min_policy_only_episodes, config.training.stop_on)
     return {
         "task": config.task.name,
         "stop_reason": reason,
@@ -360,7 +363,8 @@ def summarise(config: TaskConfig, paths: RunPaths, status: dict[str, Any], reaso
         "episodes": status.get("episodes", 0),
         "updates": status.get("updates", 0),
         "wall_time_s": round(wall_time_s, 1),
-        "training_success_rate": status.get("success_rate"),
+        "training_success_rate": status.get("policy_success_rate", status.get("success_rate")),
+        "deterministic_success_rate": status.get("deterministic_success_rate"),
         "intervention_rate": status.get("intervention_rate"),
         "target_success_rate": target,
         "target_reached_at": reached,

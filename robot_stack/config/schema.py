@@ -344,7 +344,7 @@ class ResetConfig(StrictModel):
 class EncoderPretrainConfig(StrictModel):
     """How ``robot-stack encoder pretrain`` trains the trunk on the lab's own recorded frames (the
     session runs it first when ``pretrained_path`` does not exist yet). Every target comes from
-    what a real cell records with its frames: proprioception, actions and the demo's own poses."""
+    what a real cell records with its frames: proprioception and the demos' own poses."""
 
     objective: Literal["keypoints", "proprioception", "contrastive"] = Field(
         "keypoints",
@@ -352,11 +352,11 @@ class EncoderPretrainConfig(StrictModel):
         "its final pose, relative to the TCP, from the images; proprioception: the TCP pose and gripper width "
         "only; contrastive: two augmented views of a frame against the rest of the batch (SimCLR).",
     )
-    steps: int = Field(1500, ge=0, le=1_000_000, description="Optimiser steps; 0 only fits the projection.")
-    batch_size: int = Field(64, ge=2, le=4096)
+    steps: int = Field(600, ge=0, le=1_000_000, description="Optimiser steps; 0 only fits the projection.")
+    batch_size: int = Field(32, ge=2, le=4096, description="Frames per step (each camera's image of each).")
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
-    max_minutes: float = Field(10.0, gt=0.0, le=24 * 60.0, description="Training stops after this long, whatever steps are left.")
+    max_minutes: float = Field(8.0, gt=0.0, le=24 * 60.0, description="Training stops after this long, whatever steps are left.")
     seed: int = Field(0, ge=0)
 
 
@@ -371,8 +371,8 @@ class EncoderConfig(StrictModel):
     frozen: bool = Field(True, description="Keep the ResNet trunk fixed (HIL-SERL freezes its pretrained encoder).")
     projection_channels: Optional[int] = Field(
         None, ge=1, le=512,
-        description="A fixed 1x1 map of the trunk's 512 channels to this many before the spatial embeddings (the "
-        "weights file carries it: `encoder pretrain` fits it to the lab's frames); none keeps all 512.",
+        description="A fixed 1x1 map of the trunk's 512 channels to this many before the head (the weights file "
+        "carries it: `encoder pretrain` fits it to the lab's frames); none keeps all 512.",
     )
     cache_features: bool = Field(
         True,
@@ -729,6 +729,12 @@ class ActorConfig(StrictModel):
     stats_every_s: float = Field(5.0, gt=0.0, description="Loop jitter and rate go to the learner this often.")
     torch_threads: int = Field(1, ge=1, le=64, description="CPU threads for policy inference.")
     stop_timeout_s: float = Field(10.0, gt=0.0, le=600.0, description="On stop, wait this long for the learner to receive what was sent.")
+    deterministic_every_episodes: int = Field(
+        0, ge=0, le=1000,
+        description="Every Nth episode the policy acts deterministically (its mean action, as an evaluation runs "
+        "it) and nobody intervenes: a running measure of what an evaluation would show, which "
+        "training.stop_on can stop on; 0: never.",
+    )
     sim_max_lead_env_steps: int = Field(
         400, ge=1,
         description="A free-running simulated actor waits while it is this many env steps ahead of what the learner's "
@@ -756,6 +762,12 @@ class TrainingConfig(StrictModel):
     max_env_steps: int = Field(20_000, ge=1, description="The session stops here...")
     target_success_rate: Optional[float] = Field(
         0.9, gt=0.0, le=1.0, description="...or once the policy's success rate over the last window reaches this."
+    )
+    stop_on: Literal["policy_episodes", "deterministic_episodes"] = Field(
+        "policy_episodes",
+        description="The success rate target_success_rate is read from: the exploring policy's episodes nobody "
+        "intervened in, or the deterministic episodes (actor.deterministic_every_episodes), over the last "
+        "success_window_episodes of them.",
     )
     success_window_episodes: int = Field(20, ge=1, le=1000)
     min_policy_only_episodes: int = Field(
@@ -852,6 +864,11 @@ class TaskConfig(StrictModel):
             )
         if self.task.sim is not None and self.task.sim.scene.kind == "peg_insertion" and self.task.gripper_mode != "fixed_closed":
             raise ValueError("task.gripper_mode must be 'fixed_closed' for a peg_insertion scene (the peg is held)")
+        if self.training.stop_on == "deterministic_episodes" and self.actor.deterministic_every_episodes == 0:
+            raise ValueError(
+                "training.stop_on is 'deterministic_episodes' but actor.deterministic_every_episodes is 0: "
+                "the actor would run no deterministic episodes to stop on"
+            )
         return self
 
 

@@ -5,6 +5,10 @@ The success rate that counts is the policy's own: over the last ``window`` episo
 share of successes among the episodes nobody intervened in (an episode the teleoperator
 finished says nothing about the policy). Until ``min_policy_only`` such episodes are in the
 window there is no rate.
+
+Deterministic episodes (``actor.deterministic_every_episodes``: the policy's mean action, no
+exploration, nobody intervening) are what an evaluation runs; they have their own rate, over
+the last ``window`` of them, and stay out of the exploring policy's window.
 """
 
 from __future__ import annotations
@@ -15,13 +19,35 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 
+def _deterministic(episode: Mapping[str, Any]) -> bool:
+    value = float(episode.get("deterministic", 0.0))
+    return not math.isnan(value) and bool(value)
+
+
 def window_success_rate(episodes: Sequence[Mapping[str, Any]], window: int, min_policy_only: int, key: str = "success") -> Optional[float]:
     """``key``: "success" (what the task's reward source said) or "true_success" (the
     simulator's answer, where a learned detector gave the reward)."""
-    recent = [e for e in list(episodes)[-window:] if not float(e["intervened"])]
+    exploring = [e for e in episodes if not _deterministic(e)]
+    recent = [e for e in exploring[-window:] if not float(e["intervened"])]
     if not recent or len(recent) < max(min_policy_only, 1):
         return None
     return sum(float(e.get(key, e["success"])) for e in recent) / len(recent)
+
+
+def window_deterministic_success_rate(episodes: Sequence[Mapping[str, Any]], window: int, minimum: int,
+                                      key: str = "success") -> Optional[float]:
+    """Success over the last ``window`` deterministic episodes; None until ``minimum`` of them."""
+    recent = [e for e in episodes if _deterministic(e)][-window:]
+    if not recent or len(recent) < max(minimum, 1):
+        return None
+    return sum(float(e.get(key, e["success"])) for e in recent) / len(recent)
+
+
+def stop_rule_rate(episodes: Sequence[Mapping[str, Any]], stop_on: str, window: int, min_episodes: int) -> Optional[float]:
+    """The success rate ``training.stop_on`` names: "policy_episodes" or "deterministic_episodes"."""
+    if stop_on == "deterministic_episodes":
+        return window_deterministic_success_rate(episodes, window, min_episodes)
+    return window_success_rate(episodes, window, min_episodes)
 
 
 def window_intervention_rate(episodes: Sequence[Mapping[str, Any]], window: int) -> float:
@@ -52,11 +78,14 @@ def rolling(episodes: Sequence[Mapping[str, Any]], window: int, min_policy_only:
         yield episode, window_success_rate(seen, window, min_policy_only), window_intervention_rate(seen, window)
 
 
-def steps_to_success(path: Path, target: float, window: int, min_policy_only: int) -> Optional[dict[str, float]]:
-    """The first point where the policy's success rate reached ``target``, or None."""
+def steps_to_success(path: Path, target: float, window: int, min_policy_only: int,
+                     stop_on: str = "policy_episodes") -> Optional[dict[str, float]]:
+    """The first point where the success rate ``stop_on`` names reached ``target``, or None."""
     if not Path(path).exists():
         return None
-    for episode, rate, _ in rolling(read_episodes(path), window, min_policy_only):
+    episodes = read_episodes(path)
+    for index, episode in enumerate(episodes):
+        rate = stop_rule_rate(episodes[: index + 1], stop_on, window, min_policy_only)
         if rate is not None and rate >= target:
             return {"env_steps": int(episode["step"]), "wall_time_s": float(episode["wall_time_s"]), "episode": int(episode["episode"])}
     return None
@@ -98,6 +127,12 @@ def plot_learning_curve(
             rate = window_success_rate(episodes[: index + 1], window, min_policy_only, key="true_success")
             truth.append(math.nan if rate is None else rate)
         axis.plot(steps, truth, "--", label="same, as the simulator judges it (the reward came from a learned detector)")
+    if any(_deterministic(e) for e in episodes):
+        deterministic = []
+        for index in range(len(episodes)):
+            rate = window_deterministic_success_rate(episodes[: index + 1], window, min_policy_only)
+            deterministic.append(math.nan if rate is None else rate)
+        axis.plot(steps, deterministic, label=f"deterministic success (last {window} deterministic episodes)")
     axis.plot(steps, intervention, label="intervention rate (share of steps)", alpha=0.7)
     if evaluation is not None:
         axis.scatter([steps[-1]], [evaluation["success_rate"]], color="black", zorder=3,

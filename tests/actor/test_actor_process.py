@@ -224,3 +224,26 @@ def test_the_real_policy_runs_in_the_actor_and_takes_the_learners_weights(make_c
 
     assert actor.error is None and taken is True
     assert actor.summary.env_steps > 0 and math.isfinite(actor.summary.inference_p50_ms)
+
+
+def test_every_nth_episode_is_deterministic_and_nobody_intervenes_in_it(make_config) -> None:
+    config = make_config(teleop="scripted", deterministic_every_episodes=2, stop_timeout_s=0.1)
+    config = config.model_copy(update={"teleop": config.teleop.model_copy(update={
+        "intervention": config.teleop.intervention.model_copy(update={"initial_rate": 1.0, "final_rate": 1.0})})})
+    flags: list[bool] = []
+
+    class RecordingPolicy(FakePolicy):
+        def act(self, observation, deterministic, rng):
+            flags.append(deterministic)
+            return super().act(observation, deterministic, rng)
+
+    summary = run_actor(config, "robot1", threading.Event(), policy_factory=lambda *spec: RecordingPolicy(), max_env_steps=400)
+
+    episodes = list(summary.recent_episodes)  # (success, length, intervention steps), in order
+    assert len(episodes) >= 3
+    start = 0
+    for index, (_, length, interventions) in enumerate(episodes):
+        deterministic = index % 2 == 1  # the 2nd, 4th... episode
+        assert set(flags[start : start + length]) == {deterministic}, f"episode {index}"
+        assert (interventions == 0) if deterministic else (interventions > 0), f"episode {index}"
+        start += length

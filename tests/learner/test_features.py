@@ -173,3 +173,21 @@ def test_received_batches_of_one_stream_are_joined_in_order_and_streams_kept_apa
     runs = runs_per_stream([Received("a", a1), Received("a", a2), Received("b", b1), Received("a", a3)])
     assert [(stream, count) for stream, _, count in runs] == [("a", 4), ("b", 2), ("a", 2)]
     assert np.array_equal(runs[0][1]["rewards"], np.concatenate([a1["rewards"], a2["rewards"]]))
+
+
+def test_the_actors_policy_sees_the_features_the_learner_cached():
+    from robot_stack.policy import Policy
+
+    agent = make_agent(cached_augmentation="none")
+    cache = CachedTrunkFeatures(agent.encoder, agent.config.encoder)
+    policy = Policy.build(agent.config, SPEC, ACTION_DIM, True)  # built without the weights file, as an actor is
+    policy.load_weights(agent.policy_weights())  # the projection travels with the policy's weights
+    arrays = episode(1, seed=6)
+    observation = {"state": arrays["observations/state"][0],
+                   "images": {c: arrays[f"observations/images/{c}"][0] for c in ("front", "wrist")}}
+    with torch.no_grad():
+        acted_on = policy.networks.encoder.cameras["front"].trunk_features(torch.from_numpy(observation["images"]["front"][None]))
+    stored = torch.from_numpy(cache.encode("images/front", observation["images"]["front"][None])).float()
+    assert torch.allclose(acted_on, stored, atol=1e-2, rtol=1e-2)
+    action = policy.act(observation, deterministic=True, rng=np.random.default_rng(0))
+    assert action.shape == (ACTION_DIM,) and np.all(np.abs(action) <= 1)

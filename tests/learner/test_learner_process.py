@@ -13,6 +13,7 @@ import pytest
 from learner.process import Learner
 from robot_stack.config import load_task_config
 from robot_stack.data.checkpoints import CheckpointStore
+from robot_stack.data.curves import window_success_rate
 from robot_stack.envs.spec import action_spec, observation_spec
 from robot_stack.session import with_fields
 from robot_stack.transport import ActorLink
@@ -150,3 +151,25 @@ def test_junk_in_the_checkpoint_dir_does_not_stop_a_fresh_start(config):
     learner.resume_or_start()
     assert learner.resumed_from is None
     assert learner.save_checkpoint(None).index == 4
+
+
+def test_the_stop_rule_can_read_the_deterministic_episodes_alone(config):
+    config = with_fields(config, "actor", deterministic_every_episodes=3)
+    config = with_fields(config, "training", stop_on="deterministic_episodes", success_window_episodes=4)
+    learner = Learner(config)
+    for index in range(12):  # every 3rd deterministic; the exploring ones all succeed, the deterministic ones half
+        deterministic = index % 3 == 2
+        learner._episode_end("a0", {"success": int(not deterministic or index % 2 == 0), "intervened": 0,
+                                    "deterministic": int(deterministic), "length": 10})
+    assert [e["deterministic"] for e in learner.counters.recent_deterministic] == [1, 1, 1, 1]
+    assert learner.deterministic_success_rate() == learner.success_rate() == 0.5
+    status_rates = window_success_rate(learner.counters.recent_episodes, 4, 3)
+    assert status_rates == 1.0
+    episodes = (config.session.log_dir / "episodes.csv").read_text().splitlines()
+    assert episodes[0].split(",").count("deterministic") == 1 and len(episodes) == 13
+    learner.metrics.close()
+
+
+def test_stop_on_deterministic_episodes_needs_the_actor_to_run_them(config):
+    with pytest.raises(ValueError, match="deterministic_every_episodes is 0"):
+        config.model_validate({**config.model_dump(), "training": {**config.training.model_dump(), "stop_on": "deterministic_episodes"}})

@@ -1,11 +1,27 @@
 import csv
 
-from robot_stack.data.curves import plot_learning_curve, steps_to_success, window_intervention_rate, window_success_rate
+from robot_stack.data.curves import (
+    plot_learning_curve,
+    steps_to_success,
+    stop_rule_rate,
+    window_deterministic_success_rate,
+    window_intervention_rate,
+    window_success_rate,
+)
 
 
-def episode(success, intervened=0, length=10, intervention_steps=0, step=0):
+def episode(success, intervened=0, length=10, intervention_steps=0, step=0, deterministic=0):
     return {"success": success, "intervened": intervened, "length": length, "intervention_steps": intervention_steps,
-            "step": step, "episode": 0, "wall_time_s": step / 100, "return": float(success)}
+            "step": step, "episode": 0, "wall_time_s": step / 100, "return": float(success), "deterministic": deterministic}
+
+
+def test_deterministic_episodes_have_their_own_window_and_stay_out_of_the_policys():
+    episodes = [episode(1)] * 6 + [episode(0, deterministic=1)] * 3 + [episode(1, deterministic=1)]
+    assert window_success_rate(episodes, window=6, min_policy_only=2) == 1.0  # the last 6 exploring episodes
+    assert window_deterministic_success_rate(episodes, window=2, minimum=2) == 0.5
+    assert window_deterministic_success_rate(episodes, window=10, minimum=5) is None  # only 4 so far
+    assert stop_rule_rate(episodes, "deterministic_episodes", 4, 4) == 0.25
+    assert stop_rule_rate(episodes, "policy_episodes", 4, 4) == 1.0
 
 
 def test_success_rate_counts_only_episodes_without_intervention():
@@ -49,3 +65,11 @@ def test_learning_curve_png_is_written(tmp_path):
     png = plot_learning_curve(tmp_path / "episodes.csv", tmp_path / "curve.png", title="t",
                               evaluation={"success_rate": 0.5, "episodes": 10})
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_steps_to_success_reads_the_deterministic_episodes_when_asked(tmp_path):
+    rows = [episode(1, step=100 * i) for i in range(5)] + [episode(1, step=600, deterministic=1), episode(1, step=700, deterministic=1)]
+    path = tmp_path / "episodes.csv"
+    write_csv(path, rows)
+    assert steps_to_success(path, 0.9, window=2, min_policy_only=2)["env_steps"] == 100
+    assert steps_to_success(path, 0.9, window=2, min_policy_only=2, stop_on="deterministic_episodes")["env_steps"] == 700
