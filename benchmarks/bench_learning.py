@@ -49,8 +49,7 @@ from robot_stack.data.curves import (  # noqa: E402
 WINDOW = 20
 MIN_POLICY_ONLY = 10
 # The deterministic episodes' window as the camera tasks' stop rule reads it (their YAMLs).
-DETERMINISTIC_WINDOW = 10
-DETERMINISTIC_MIN = 10
+DETERMINISTIC_WINDOW = 20
 
 
 def run_ours(task, out: Path, max_env_steps: int, target: float | None, interventions: bool, demos: bool,
@@ -159,7 +158,7 @@ def describe(name: str, summary: dict, target: float) -> dict:
     reached = steps_to_success(path, target, WINDOW, MIN_POLICY_ONLY) if path.exists() else None
     episodes = read_episodes(path) if path.exists() else []
     deterministic = any(float(e.get("deterministic", 0) or 0) == 1 for e in episodes)
-    reached_deterministic = (steps_to_success(path, target, DETERMINISTIC_WINDOW, DETERMINISTIC_MIN, "deterministic_episodes")
+    reached_deterministic = (steps_to_success(path, target, DETERMINISTIC_WINDOW, MIN_POLICY_ONLY, "deterministic_episodes")
                              if deterministic else None)
     final = None
     for _, rate, _ in rolling(episodes, WINDOW, MIN_POLICY_ONLY):
@@ -198,7 +197,7 @@ def plot(results: dict[str, dict], png: Path, target: float, title: str) -> None
         if deterministic:
             points = []
             for index, episode in enumerate(episodes):
-                rate = window_deterministic_success_rate(episodes[: index + 1], DETERMINISTIC_WINDOW, DETERMINISTIC_MIN)
+                rate = window_deterministic_success_rate(episodes[: index + 1], DETERMINISTIC_WINDOW)
                 points.append(math.nan if rate is None else rate)
             axis.plot([e["step"] for e in episodes], points, "--", color=line.get_color(),
                       label=f"{labels.get(name, name)}: deterministic (last {DETERMINISTIC_WINDOW})")

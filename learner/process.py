@@ -205,8 +205,7 @@ class Learner:
                                    self.training.min_policy_only_episodes)
 
     def deterministic_success_rate(self) -> Optional[float]:
-        return window_deterministic_success_rate(self.counters.recent_deterministic, self.training.success_window_episodes,
-                                                 self.training.min_policy_only_episodes)
+        return window_deterministic_success_rate(self.counters.recent_deterministic, self.training.success_window_episodes)
 
     # ----------------------------------------------------------------- the loop
 

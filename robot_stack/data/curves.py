@@ -8,7 +8,8 @@ window there is no rate.
 
 Deterministic episodes (``actor.deterministic_every_episodes``: the policy's mean action, no
 exploration, nobody intervening) are what an evaluation runs; they have their own rate, over
-the last ``window`` of them, and stay out of the exploring policy's window.
+the last ``window`` of them once there are that many, and stay out of the exploring policy's
+window.
 """
 
 from __future__ import annotations
@@ -34,20 +35,20 @@ def window_success_rate(episodes: Sequence[Mapping[str, Any]], window: int, min_
     return sum(float(e.get(key, e["success"])) for e in recent) / len(recent)
 
 
-def window_deterministic_success_rate(episodes: Sequence[Mapping[str, Any]], window: int, minimum: int,
+def window_deterministic_success_rate(episodes: Sequence[Mapping[str, Any]], window: int,
                                       key: str = "success") -> Optional[float]:
-    """Success over the last ``window`` deterministic episodes; None until ``minimum`` of them."""
+    """Success over the last ``window`` deterministic episodes; None until there are that many."""
     recent = [e for e in episodes if _deterministic(e)][-window:]
-    if not recent or len(recent) < max(minimum, 1):
+    if len(recent) < max(window, 1):
         return None
     return sum(float(e.get(key, e["success"])) for e in recent) / len(recent)
 
 
-def stop_rule_rate(episodes: Sequence[Mapping[str, Any]], stop_on: str, window: int, min_episodes: int) -> Optional[float]:
+def stop_rule_rate(episodes: Sequence[Mapping[str, Any]], stop_on: str, window: int, min_policy_only: int) -> Optional[float]:
     """The success rate ``training.stop_on`` names: "policy_episodes" or "deterministic_episodes"."""
     if stop_on == "deterministic_episodes":
-        return window_deterministic_success_rate(episodes, window, min_episodes)
-    return window_success_rate(episodes, window, min_episodes)
+        return window_deterministic_success_rate(episodes, window)
+    return window_success_rate(episodes, window, min_policy_only)
 
 
 def window_intervention_rate(episodes: Sequence[Mapping[str, Any]], window: int) -> float:
@@ -130,7 +131,7 @@ def plot_learning_curve(
     if any(_deterministic(e) for e in episodes):
         deterministic = []
         for index in range(len(episodes)):
-            rate = window_deterministic_success_rate(episodes[: index + 1], window, min_policy_only)
+            rate = window_deterministic_success_rate(episodes[: index + 1], window)
             deterministic.append(math.nan if rate is None else rate)
         axis.plot(steps, deterministic, label=f"deterministic success (last {window} deterministic episodes)")
     axis.plot(steps, intervention, label="intervention rate (share of steps)", alpha=0.7)

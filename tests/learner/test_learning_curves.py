@@ -18,8 +18,8 @@ def episode(success, intervened=0, length=10, intervention_steps=0, step=0, dete
 def test_deterministic_episodes_have_their_own_window_and_stay_out_of_the_policys():
     episodes = [episode(1)] * 6 + [episode(0, deterministic=1)] * 3 + [episode(1, deterministic=1)]
     assert window_success_rate(episodes, window=6, min_policy_only=2) == 1.0  # the last 6 exploring episodes
-    assert window_deterministic_success_rate(episodes, window=2, minimum=2) == 0.5
-    assert window_deterministic_success_rate(episodes, window=10, minimum=5) is None  # only 4 so far
+    assert window_deterministic_success_rate(episodes, window=2) == 0.5
+    assert window_deterministic_success_rate(episodes, window=5) is None  # only 4 so far
     assert stop_rule_rate(episodes, "deterministic_episodes", 4, 4) == 0.25
     assert stop_rule_rate(episodes, "policy_episodes", 4, 4) == 1.0
 
