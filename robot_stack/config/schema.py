@@ -380,7 +380,7 @@ class EncoderConfig(StrictModel):
         "images and updates train only what follows the trunk; false runs the trunk at every update.",
     )
     cached_augmentation: Literal["feature_shift", "stored_crops", "none"] = Field(
-        "feature_shift",
+        "stored_crops",
         description="Augmentation of cached features: a random sub-cell shift of the feature map at every sample "
         "(as far as the random crop moves the image), or stored_crops random crops per frame run through the "
         "trunk when the frame is stored, one picked per sample.",
