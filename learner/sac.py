@@ -18,8 +18,7 @@ One learner step (``update``), in order:
                                        + gamma (1 - terminated) Q'_grasp(s', g')
     L_g  = mean (Q_grasp(s, g) - y_g)^2                              -> grasp critic
     targets <- (1 - tau) targets + tau online
-  then once, on the last batch, with the features z(s) its critic update computed (the
-  encoder as it was before that update, as SERL computes all of a step's losses):
+  then once, on the last batch:
     a ~ pi(.|s) (reparameterised)
     L_pi    = mean (alpha log pi(a|s) - mean_i Q_i(s, a))            -> actor
     L_alpha = mean -alpha (log pi(a|s) + H_target)                   -> log alpha
@@ -225,7 +224,7 @@ class SACAgent:
             batches = [self._on_device(batches)] * self.config.critic_actor_ratio
         self.networks.train()
         critic_metrics = [self._critic_step(batch) for batch in batches]
-        actor_metrics = self._actor_step(critic_metrics[-1][1])
+        actor_metrics = self._actor_step(*critic_metrics[-1][1])
         metrics = {key: torch.stack([m[key] for m, _ in critic_metrics]).mean() for key in critic_metrics[0][0]}
         metrics.update(actor_metrics)
         return dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))  # one device sync
@@ -269,11 +268,15 @@ class SACAgent:
             metrics.update(grasp_critic_loss=grasp_critic_loss.detach(), grasp_q_mean=q_grasp.detach().mean())
 
         self._soft_update_targets()
-        return metrics, z.detach()
+        return metrics, (obs, obs_maps)
 
-    def _actor_step(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        # The actor reads the critic's encoder output, detached.
+    def _actor_step(self, obs: Mapping[str, torch.Tensor], obs_maps: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with self._autocast():
+            # The actor reads the critic's encoder (as the critic update left it), detached; a
+            # frozen trunk's maps are reused.
+            with torch.no_grad():
+                z = self.encoder(obs) if self.encoder.trunk_trainable else self.encoder.embed(obs_maps)
+
             # Actor: min E[alpha log pi(a|s) - mean_i Q_i(s, a)],  a = tanh(mu + sigma eps)
             actions, log_prob = self.actor.sample(z, self.generator)
             alpha = self.temperature()
