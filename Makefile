@@ -65,8 +65,12 @@ bench: setup
 	$(PY) benchmarks/bench_learning.py
 	$(PY) benchmarks/bench_learning.py --runs ours --task hardware_configs/tasks/sim_peg_insertion_state.yaml \
 		--max-minutes 30 --out outputs/bench_peg_state
-	$(PY) benchmarks/bench_learning.py --runs ours --task hardware_configs/tasks/sim_pick_cube.yaml \
-		--max-minutes 30 --set agent.batch_size=32 --out outputs/bench_pixels
+	$(PY) benchmarks/bench_encoder_pretrain.py
+	$(PY) benchmarks/bench_learning.py --runs ours ablation --task hardware_configs/tasks/sim_pick_cube.yaml \
+		--max-minutes 38 --out outputs/bench_pick_pixels
+	$(PY) benchmarks/bench_learning.py --runs ours --task hardware_configs/tasks/sim_peg_insertion.yaml \
+		--max-minutes 38 --out outputs/bench_peg_pixels
+	$(PY) benchmarks/bench_augmentation.py --encoder outputs/bench_pick_pixels/encoder_resnet10.safetensors
 
 check-configs: setup
 	$(VENV)/bin/robot-stack config check hardware_configs/*/*.yaml --quiet

@@ -104,7 +104,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", type=Path, default=REPO / "hardware_configs/tasks/sim_pick_cube.yaml")
     parser.add_argument("--episodes", type=int, default=40)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--objectives", nargs="+", default=["proprioception", "keypoints", "contrastive"])
     parser.add_argument("--threads", type=int, default=2)
