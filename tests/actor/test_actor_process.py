@@ -154,7 +154,9 @@ def test_the_actor_streams_episodes_takes_new_weights_and_stops_in_time(make_con
 
 
 def test_without_a_learner_the_actor_keeps_stepping_and_stops_on_request(make_config, tmp_path) -> None:
-    config = make_config(teleop="scripted", stop_timeout_s=0.5)
+    # No pacing: a free-running simulated actor otherwise waits 400 steps ahead of a learner that
+    # never comes, and a fast machine gets there before the second status read below.
+    config = make_config(teleop="scripted", stop_timeout_s=0.5, sim_max_lead_env_steps=10**9)
     status_path = tmp_path / "status.json"
     actor = ActorThread(config, policy_factory=lambda *spec: FakePolicy(), status_path=status_path)
 
@@ -169,6 +171,18 @@ def test_without_a_learner_the_actor_keeps_stepping_and_stops_on_request(make_co
     assert later and summary.env_steps >= 25 and not summary.delivered
     assert summary.last_seq == summary.env_steps - 1  # every step queued in the outbox
     assert read_status(status_path)["connected"] is False
+
+
+def test_a_simulated_actor_waits_when_it_leads_training_by_the_limit(make_config, tmp_path) -> None:
+    config = make_config(stop_timeout_s=0.5, sim_max_lead_env_steps=30)
+    status_path = tmp_path / "status.json"
+    actor = ActorThread(config, policy_factory=lambda *spec: FakePolicy(), status_path=status_path)
+    assert wait_until(lambda: read_status(status_path).get("state") == "running")
+    time.sleep(4.0)  # unpaced, the actor makes well over 100 steps in this time
+    actor.stop_and_join(5.0)
+    assert actor.error is None
+    # It waits once 31 steps lead the learner's zero updates; the stop lets it finish that step.
+    assert 31 <= actor.summary.env_steps <= 32
 
 
 def test_a_nan_action_is_held_and_counted(make_config) -> None:
