@@ -67,9 +67,9 @@ bench: setup
 		--max-minutes 30 --out outputs/bench_peg_state
 	$(PY) benchmarks/bench_encoder_pretrain.py
 	$(PY) benchmarks/bench_learning.py --runs ours ablation --task hardware_configs/tasks/sim_pick_cube.yaml \
-		--max-minutes 38 --out outputs/bench_pick_pixels
+		--max-minutes 25 --out outputs/bench_pick_pixels
 	$(PY) benchmarks/bench_learning.py --runs ours --task hardware_configs/tasks/sim_peg_insertion.yaml \
-		--max-minutes 38 --out outputs/bench_peg_pixels
+		--max-env-steps 30000 --max-minutes 40 --out outputs/bench_peg_pixels
 	$(PY) benchmarks/bench_augmentation.py --encoder outputs/bench_pick_pixels/encoder_resnet10.safetensors
 
 check-configs: setup

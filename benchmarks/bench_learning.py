@@ -211,7 +211,7 @@ def plot(results: dict[str, dict], png: Path, target: float, title: str) -> None
     axis.set_ylim(-0.02, 1.02)
     axis.set_title(title)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="upper left")
+    axis.legend(fontsize=8, loc="center right")
     figure.tight_layout()
     figure.savefig(png, dpi=120)
     plt.close(figure)
