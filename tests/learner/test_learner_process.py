@@ -173,3 +173,41 @@ def test_the_stop_rule_can_read_the_deterministic_episodes_alone(config):
 def test_stop_on_deterministic_episodes_needs_the_actor_to_run_them(config):
     with pytest.raises(ValueError, match="deterministic_every_episodes is 0"):
         config.model_validate({**config.model_dump(), "training": {**config.training.model_dump(), "stop_on": "deterministic_episodes"}})
+
+
+def test_every_transition_sent_is_stored_once_in_order_while_the_learner_trains(config):
+    """Counts a long stream end to end: each transition carries its sequence number in its
+    observation; the learner trains throughout (UTD 1), so batches arrive while it is busy and
+    while it is idle. Sent = stored, in order, no duplicates, nothing left uncommitted."""
+    config = with_fields(config, "training", updates_per_env_step=1.0, min_online_transitions=20)
+    learner = Learner(config)
+    learner.resume_or_start()
+    stop, thread = run_in_thread(learner)
+    link = ActorLink(config.session, "a0", config.task.name, observation_spec(config), action_spec(config)).start()
+    rng = np.random.default_rng(7)
+    sent = 0
+    try:
+        assert link.wait_connected(10)
+        for index in range(120):
+            length = int(rng.integers(1, 13))  # batch sizes vary, as episode chunks do
+            arrays = episode_arrays(length, rng, success=bool(index % 2))
+            ids = np.arange(sent, sent + length + 1, dtype=np.float32)
+            arrays["observations/state"][:, 0], arrays["next_observations/state"][:, 0] = ids[:-1], ids[1:]
+            last_seq = link.send(arrays)
+            sent += length
+            if index % 10 == 0:
+                time.sleep(0.05)  # let the learner go idle now and then
+        wait_for(lambda: link.status().received_seq >= last_seq, 30, "the learner's acknowledgement of every batch")
+        deadline = time.monotonic() + 5.0  # acknowledged: stored within a loop pass or two
+        while learner.counters.env_steps < sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(30)
+        link.close()
+    assert not thread.is_alive()
+    online = learner.replay.online
+    assert learner.counters.env_steps == sent, f"sent {sent} transitions, the learner stored {learner.counters.env_steps}"
+    assert len(online) == online.total_added == sent
+    stored = online.frames["state"][online.obs_frame[:sent] % online.frame_capacity][:, 0]
+    np.testing.assert_array_equal(stored, np.arange(sent, dtype=np.float32))
