@@ -10,7 +10,7 @@ their function, so ``robot-stack --help`` and ``config check`` stay fast.
 from __future__ import annotations
 
 import argparse
-import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -314,7 +314,8 @@ def record_demos_command(args: argparse.Namespace) -> int:
 
     out = args.out or demo_dir(config)
     report = record_demos(config, args.episodes, out, seed=args.seed, progress=not args.no_progress)
-    print(report)
+    print(f"wrote {len(report.episodes)} demos of {report.task} ({report.transitions} transitions, "
+          f"{report.attempts} attempts) to {report.directory}")
     return 0
 
 
@@ -555,8 +556,15 @@ def encoder_pretrain_command(args: argparse.Namespace) -> int:
     except (PretrainError, WeightsMismatchError) as error:
         print(f"encoder pretrain: {error}", file=sys.stderr)
         return 1
-    print(json.dumps(report, indent=1))
-    print(f"wrote {out} ({report['seconds']:.0f} s)")
+    r2 = [value for camera in report.get("validation_r2", {}).values() for value in camera.values()]
+    projection = report.get("projection") or {}
+    kept = f", projection to {projection['channels']} channels keeps {projection['variance_kept']:.0%} of the variance" \
+        if projection.get("channels") else ""
+    trained = f"loss {report['loss_start']} -> {report['loss_end']}" if report.get("loss_start") is not None else "no training"
+    held_out = f", held-out R^2 median {statistics.median(r2):.2f} over {len(r2)} targets x cameras" if r2 else ""
+    print(f"encoder pretrain ({report['objective']}, {report['steps']} steps on {report['frames']} frames): "
+          f"{trained}{held_out}{kept}")
+    print(f"wrote {out} ({report['seconds']:.0f} s); report {out}.json")
     return 0
 
 
