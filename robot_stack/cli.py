@@ -556,16 +556,21 @@ def encoder_pretrain_command(args: argparse.Namespace) -> int:
     except (PretrainError, WeightsMismatchError) as error:
         print(f"encoder pretrain: {error}", file=sys.stderr)
         return 1
-    r2 = [value for camera in report.get("validation_r2", {}).values() for value in camera.values()]
-    projection = report.get("projection") or {}
-    kept = f", projection to {projection['channels']} channels keeps {projection['variance_kept']:.0%} of the variance" \
-        if projection.get("channels") else ""
-    trained = f"loss {report['loss_start']} -> {report['loss_end']}" if report.get("loss_start") is not None else "no training"
-    held_out = f", held-out R^2 median {statistics.median(r2):.2f} over {len(r2)} targets x cameras" if r2 else ""
-    print(f"encoder pretrain ({report['objective']}, {report['steps']} steps on {report['frames']} frames): "
-          f"{trained}{held_out}{kept}")
+    print(pretrain_summary(report))
     print(f"wrote {out} ({report['seconds']:.0f} s); report {out}.json")
     return 0
+
+
+def pretrain_summary(report: dict) -> str:
+    """One line of an encoder pretraining report (the whole report is in WEIGHTS.json)."""
+    # A target that does not vary in the held-out frames (the peg task's gripper) has no R^2.
+    r2 = [value for camera in (report.get("validation_r2") or {}).values() for value in camera.values() if value is not None]
+    projection = report.get("projection") or {}
+    kept = (f", projection to {projection['channels']} channels keeps {projection['variance_kept']:.0%} of the variance"
+            if projection.get("channels") else "")
+    trained = f"loss {report['loss_start']} -> {report['loss_end']}" if report.get("loss_start") is not None else "no training"
+    held_out = f", held-out R^2 median {statistics.median(r2):.2f} over {len(r2)} targets x cameras" if r2 else ""
+    return f"encoder pretrain ({report['objective']}, {report['steps']} steps on {report['frames']} frames): {trained}{held_out}{kept}"
 
 
 def encoder_convert_command(args: argparse.Namespace) -> int:

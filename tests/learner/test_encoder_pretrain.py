@@ -114,3 +114,15 @@ def test_steps_zero_only_fits_the_projection_of_the_given_trunk(task, tmp_path):
     tensors = safetensors.numpy.load_file(str(tmp_path / "encoder.safetensors"))
     assert tensors["projection.weight"].shape == (16, 512, 1, 1)
     assert np.array_equal(tensors["stages.3.conv2.weight"], given.state_dict()["stages.3.conv2.weight"].numpy())
+
+
+def test_the_pretrain_summary_line_skips_targets_without_an_r2() -> None:
+    from robot_stack.cli import pretrain_summary
+
+    report = {"objective": "keypoints", "steps": 600, "frames": 421, "loss_start": 1.2, "loss_end": 0.3,
+              "validation_r2": {"front": {"tcp_x": 0.5, "gripper_width": None}, "wrist": {"tcp_x": 0.9, "gripper_width": None}},
+              "projection": {"channels": 64, "variance_kept": 0.93}}
+    line = pretrain_summary(report)
+    assert "loss 1.2 -> 0.3" in line and "median 0.70 over 2 targets" in line and "keeps 93%" in line
+    bare = pretrain_summary({"objective": "keypoints", "steps": 0, "frames": 10, "loss_start": None, "validation_r2": {}})
+    assert "no training" in bare and "R^2" not in bare
