@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from robot_stack.data.curves import read_episodes, steps_to_success, window_deterministic_success_rate  # noqa: E402
+from robot_stack.data.curves import deterministic_curve, read_episodes, save_rate_plot, steps_to_success  # noqa: E402
 
 WINDOW = 20  # deterministic episodes, as the camera tasks' stop rule reads them
 
@@ -68,25 +67,13 @@ def plot(rows: list[dict], png: Path, title: str) -> None:
     figure, axis = plt.subplots(figsize=(7.5, 4.2))
     for row in rows:
         episodes = read_episodes(Path(row["episodes_csv"]))
-        steps, rates = [], []
-        for index, episode in enumerate(episodes):
-            rate = window_deterministic_success_rate(episodes[: index + 1], WINDOW)
-            steps.append(episode["step"])
-            rates.append(math.nan if rate is None else rate)
+        steps, rates = [e["step"] for e in episodes], deterministic_curve(episodes, WINDOW)
         evaluation = row["evaluation_success"]
         label = row["augmentation"] + ("" if evaluation is None else f" (evaluation {evaluation:.0%})")
         line, = axis.plot(steps, rates, label=label)
         if evaluation is not None:
             axis.scatter([steps[-1]], [evaluation], color=line.get_color(), marker="*", s=90, zorder=3)
-    axis.set_xlabel("env steps")
-    axis.set_ylabel(f"deterministic success (last {WINDOW} such episodes)")
-    axis.set_ylim(-0.02, 1.02)
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    figure.savefig(png, dpi=120)
-    plt.close(figure)
+    save_rate_plot(figure, axis, png, title, f"deterministic success (last {WINDOW} such episodes)")
 
 
 def main() -> int:

@@ -40,10 +40,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from robot_stack.data.curves import (  # noqa: E402
+    deterministic_curve,
     read_episodes,
     rolling,
+    save_rate_plot,
     steps_to_success,
-    window_deterministic_success_rate,
 )
 
 WINDOW = 20
@@ -193,28 +194,15 @@ def plot(results: dict[str, dict], png: Path, target: float, title: str) -> None
             steps.append(episode["step"])
             rates.append(math.nan if rate is None else rate)
         line, = axis.plot(steps, rates, label=labels.get(name, name))
-        deterministic = [e for e in episodes if float(e.get("deterministic", 0) or 0) == 1]
-        if deterministic:
-            points = []
-            for index, episode in enumerate(episodes):
-                rate = window_deterministic_success_rate(episodes[: index + 1], DETERMINISTIC_WINDOW)
-                points.append(math.nan if rate is None else rate)
-            axis.plot([e["step"] for e in episodes], points, "--", color=line.get_color(),
+        if any(float(e.get("deterministic", 0) or 0) == 1 for e in episodes):
+            axis.plot([e["step"] for e in episodes], deterministic_curve(episodes, DETERMINISTIC_WINDOW), "--", color=line.get_color(),
                       label=f"{labels.get(name, name)}: deterministic (last {DETERMINISTIC_WINDOW})")
         evaluation = summary.get("evaluation") or {}
         if evaluation.get("success_rate") is not None and steps:
             axis.scatter([steps[-1]], [evaluation["success_rate"]], color=line.get_color(), marker="*", s=90, zorder=3,
                          label=f"{labels.get(name, name)}: evaluation {evaluation['success_rate']:.0%} (50 episodes)")
     axis.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.0%}")
-    axis.set_xlabel("env steps")
-    axis.set_ylabel(f"success rate (last {WINDOW} policy-only episodes)")
-    axis.set_ylim(-0.02, 1.02)
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="center right")
-    figure.tight_layout()
-    figure.savefig(png, dpi=120)
-    plt.close(figure)
+    save_rate_plot(figure, axis, png, title, f"success rate (last {WINDOW} policy-only episodes)", "center right")
 
 
 def main() -> int:

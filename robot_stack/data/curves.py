@@ -92,6 +92,34 @@ def steps_to_success(path: Path, target: float, window: int, min_policy_only: in
     return None
 
 
+def deterministic_curve(episodes: Sequence[Mapping[str, Any]], window: int) -> list[float]:
+    """After each episode, the success rate over the last ``window`` deterministic episodes
+    (NaN until there is a full window)."""
+    curve = []
+    for index in range(len(episodes)):
+        rate = window_deterministic_success_rate(episodes[: index + 1], window)
+        curve.append(math.nan if rate is None else rate)
+    return curve
+
+
+def save_rate_plot(figure: Any, axis: Any, png: Path, title: str, ylabel: str, legend_loc: str = "lower right") -> Path:
+    """Finish a plot of rates against env steps (axes 0..1, grid, legend) and write it as PNG."""
+    import matplotlib.pyplot as plt
+
+    axis.set_xlabel("env steps")
+    axis.set_ylabel(ylabel)
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc=legend_loc, fontsize=8)
+    figure.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png, dpi=120)
+    plt.close(figure)
+    return png
+
+
 def plot_learning_curve(
     episodes_csv: Path,
     png: Path,
@@ -129,24 +157,9 @@ def plot_learning_curve(
             truth.append(math.nan if rate is None else rate)
         axis.plot(steps, truth, "--", label="same, as the simulator judges it (the reward came from a learned detector)")
     if any(_deterministic(e) for e in episodes):
-        deterministic = []
-        for index in range(len(episodes)):
-            rate = window_deterministic_success_rate(episodes[: index + 1], window)
-            deterministic.append(math.nan if rate is None else rate)
-        axis.plot(steps, deterministic, label=f"deterministic success (last {window} deterministic episodes)")
+        axis.plot(steps, deterministic_curve(episodes, window), label=f"deterministic success (last {window} deterministic episodes)")
     axis.plot(steps, intervention, label="intervention rate (share of steps)", alpha=0.7)
     if evaluation is not None:
         axis.scatter([steps[-1]], [evaluation["success_rate"]], color="black", zorder=3,
                      label=f"evaluation: {evaluation['success_rate']:.0%} of {evaluation['episodes']} episodes")
-    axis.set_xlabel("env steps")
-    axis.set_ylabel("rate")
-    axis.set_ylim(-0.02, 1.02)
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    axis.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(png, dpi=120)
-    plt.close(figure)
-    return png
+    return save_rate_plot(figure, axis, png, title, "rate")
