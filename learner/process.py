@@ -201,6 +201,9 @@ class Learner:
         """The rate the session's stop rule reads (training.stop_on)."""
         if self.training.stop_on == "deterministic_episodes":
             return self.deterministic_success_rate()
+        return self.policy_success_rate()
+
+    def policy_success_rate(self) -> Optional[float]:
         return window_success_rate(self.counters.recent_episodes, self.training.success_window_episodes,
                                    self.training.min_policy_only_episodes)
 
@@ -303,8 +306,7 @@ class Learner:
             "updates_per_s": round(updates_per_s, 2),
             "env_steps_per_s": round(steps_per_s, 2),
             "success_rate": self.success_rate(),
-            "policy_success_rate": window_success_rate(counters.recent_episodes, self.training.success_window_episodes,
-                                                       self.training.min_policy_only_episodes),
+            "policy_success_rate": self.policy_success_rate(),
             "deterministic_success_rate": self.deterministic_success_rate(),
             "intervention_rate": window_intervention_rate(counters.recent_episodes, self.training.success_window_episodes),
             "weights_version": counters.weights_version,
