@@ -20,7 +20,7 @@ from typing import Any, Literal, Optional
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from robot_stack.config.loader import ConfigError, ConfigIssue, SourceLocation, load_model_file, load_task_config
-from robot_stack.config.schema import StrictModel, TaskConfig
+from robot_stack.config.schema import Float, Int, StrictModel, TaskConfig
 
 _NAME = r"^[a-z][a-z0-9_]*$"
 
@@ -48,11 +48,11 @@ class RldgVariant(StrictModel):
 class SpecialistTrainingConfig(StrictModel):
     """One HIL-SERL session per seen variant (``robot-stack rldg specialists``)."""
 
-    max_env_steps: int = Field(20_000, ge=100)
-    target_success_rate: float = Field(0.9, gt=0.0, le=1.0)
-    demo_episodes: int = Field(20, ge=0)
-    eval_episodes: int = Field(20, ge=0)
-    max_minutes: Optional[float] = Field(None, gt=0.0)
+    max_env_steps: Int = Field(20_000, ge=100)
+    target_success_rate: Float = Field(0.9, gt=0.0, le=1.0)
+    demo_episodes: Int = Field(20, ge=0)
+    eval_episodes: Int = Field(20, ge=0)
+    max_minutes: Optional[Float] = Field(None, gt=0.0)
 
 
 class HumanLikeDemosConfig(StrictModel):
@@ -60,12 +60,12 @@ class HumanLikeDemosConfig(StrictModel):
     per episode, with slowly drifting hand error, white noise and pauses. Each property is one
     that recorded human teleoperation shows (hesitation, uneven speed, corrections)."""
 
-    speed_range: tuple[float, float] = Field((0.5, 1.0), description="Per-episode fraction of the expert's speed.")
-    drift_std: float = Field(0.25, ge=0.0, le=1.0, description="Stationary std of the slowly varying hand error (action units).")
-    drift_time_constant_s: float = Field(0.6, gt=0.0, description="Correlation time of that error.")
-    noise_std: float = Field(0.1, ge=0.0, le=1.0, description="White noise per step (action units).")
-    pause_probability: float = Field(0.04, ge=0.0, lt=1.0, description="Chance per step that the operator stops.")
-    pause_steps: tuple[int, int] = Field((2, 6), description="A pause lasts this many steps (inclusive range).")
+    speed_range: tuple[Float, Float] = Field((0.5, 1.0), description="Per-episode fraction of the expert's speed.")
+    drift_std: Float = Field(0.25, ge=0.0, le=1.0, description="Stationary std of the slowly varying hand error (action units).")
+    drift_time_constant_s: Float = Field(0.6, gt=0.0, description="Correlation time of that error.")
+    noise_std: Float = Field(0.1, ge=0.0, le=1.0, description="White noise per step (action units).")
+    pause_probability: Float = Field(0.04, ge=0.0, lt=1.0, description="Chance per step that the operator stops.")
+    pause_steps: tuple[Int, Int] = Field((2, 6), description="A pause lasts this many steps (inclusive range).")
 
     @model_validator(mode="after")
     def _ranges(self) -> "HumanLikeDemosConfig":
@@ -78,16 +78,16 @@ class HumanLikeDemosConfig(StrictModel):
 
 
 class CollectConfig(StrictModel):
-    episodes_per_variant: int = Field(30, ge=1)
+    episodes_per_variant: Int = Field(30, ge=1)
     keep: Literal["success", "all"] = Field("success", description="Which rollouts go into the dataset.")
-    max_attempts_factor: int = Field(3, ge=1, description="Give up on a variant after this many attempts per wanted episode.")
+    max_attempts_factor: Int = Field(3, ge=1, description="Give up on a variant after this many attempts per wanted episode.")
     cameras: Optional[tuple[str, ...]] = Field(
         None, description="Cameras recorded into the dataset (default: the base task's observation images)."
     )
     image_storage: Literal["video", "image"] = Field("video", description="Camera frames as MP4 videos or PNG images in the parquet.")
     video_codec: Literal["libsvtav1", "libx264", "h264", "mpeg4"] = "libsvtav1"
     robot_type: str = "franka_fr3"
-    seed: int = 0
+    seed: Int = 0
 
 
 class GeneralistConfig(StrictModel):
@@ -99,28 +99,28 @@ class GeneralistConfig(StrictModel):
         description="'builtin' or 'package.module:factory' (a plug-in generalist; see learner/rldg/generalist.py).",
     )
     cameras: tuple[str, ...] = Field((), description="Cameras the generalist sees ([] = state only).")
-    image_size: int = Field(64, ge=16, le=256, description="Images are resized to this square size.")
-    d_model: int = Field(128, ge=16, le=1024)
-    layers: int = Field(2, ge=1, le=12)
-    heads: int = Field(4, ge=1, le=16)
-    feedforward: int = Field(256, ge=16)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    chunk: int = Field(8, ge=1, le=64, description="Actions predicted per step (action chunking).")
+    image_size: Int = Field(64, ge=16, le=256, description="Images are resized to this square size.")
+    d_model: Int = Field(128, ge=16, le=1024)
+    layers: Int = Field(2, ge=1, le=12)
+    heads: Int = Field(4, ge=1, le=16)
+    feedforward: Int = Field(256, ge=16)
+    dropout: Float = Field(0.1, ge=0.0, lt=1.0)
+    chunk: Int = Field(8, ge=1, le=64, description="Actions predicted per step (action chunking).")
     execution: Literal["ensemble", "receding"] = Field(
         "ensemble", description="ensemble: average every chunk's prediction for this step; receding: replan every execute_steps."
     )
-    ensemble_decay: float = Field(0.1, ge=0.0, description="Weight exp(-decay * age) of older chunks' predictions.")
-    execute_steps: int = Field(4, ge=1)
-    text_buckets: int = Field(1024, ge=16, description="Hashed word vocabulary size.")
-    max_instruction_words: int = Field(8, ge=1, le=64)
-    steps: int = Field(3000, ge=1)
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(3e-4, gt=0.0)
-    weight_decay: float = Field(1e-4, ge=0.0)
-    warmup_steps: int = Field(100, ge=0)
+    ensemble_decay: Float = Field(0.1, ge=0.0, description="Weight exp(-decay * age) of older chunks' predictions.")
+    execute_steps: Int = Field(4, ge=1)
+    text_buckets: Int = Field(1024, ge=16, description="Hashed word vocabulary size.")
+    max_instruction_words: Int = Field(8, ge=1, le=64)
+    steps: Int = Field(3000, ge=1)
+    batch_size: Int = Field(64, ge=1)
+    learning_rate: Float = Field(3e-4, gt=0.0)
+    weight_decay: Float = Field(1e-4, ge=0.0)
+    warmup_steps: Int = Field(100, ge=0)
     init: Optional[Path] = Field(None, description="Initialise from this local generalist checkpoint dir.")
-    torch_threads: int = Field(1, ge=1)
-    seed: int = 0
+    torch_threads: Int = Field(1, ge=1)
+    seed: Int = 0
 
     @model_validator(mode="after")
     def _heads(self) -> "GeneralistConfig":
@@ -132,8 +132,8 @@ class GeneralistConfig(StrictModel):
 
 
 class RldgEvalConfig(StrictModel):
-    episodes_per_variant: int = Field(50, ge=1)
-    seed: int = Field(2_000_000, description="Evaluation seeds start here, apart from collection's and training's.")
+    episodes_per_variant: Int = Field(50, ge=1)
+    seed: Int = Field(2_000_000, description="Evaluation seeds start here, apart from collection's and training's.")
 
 
 class RldgConfig(StrictModel):

@@ -10,14 +10,29 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-Vec3 = tuple[float, float, float]
-Vec2 = tuple[float, float]
-Vec6 = tuple[float, float, float, float, float, float]
-Vec7 = tuple[float, float, float, float, float, float, float]
+
+def _not_a_boolean(value: Any) -> Any:
+    # YAML reads true, yes and on as booleans, and pydantic would take them as 1: a slip
+    # that must never become a stiffness or a pose coordinate on a real arm.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
+# The schema's numbers: every float and int field is one of these, so a boolean is refused
+# wherever a number is expected. Floats are also finite (StrictModel's allow_inf_nan=False):
+# NaN passes every `<` and `>` bound check, and inf in a safety box is no box.
+Float = Annotated[float, BeforeValidator(_not_a_boolean)]
+Int = Annotated[int, BeforeValidator(_not_a_boolean)]
+
+Vec3 = tuple[Float, Float, Float]
+Vec2 = tuple[Float, Float]
+Vec6 = tuple[Float, Float, Float, Float, Float, Float]
+Vec7 = tuple[Float, Float, Float, Float, Float, Float, Float]
 
 # FR3 joint position limits (rad) from the Franka datasheet; the home pose and the
 # nullspace posture must sit inside them.
@@ -28,7 +43,7 @@ FR3_HOME_RAD: Vec7 = (0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- robot
@@ -37,10 +52,10 @@ class StrictModel(BaseModel):
 class ImpedanceConfig(StrictModel):
     """Cartesian impedance gains. Defaults follow the SERL controller on real Frankas."""
 
-    translational_stiffness_n_per_m: float = Field(2000.0, gt=0, le=5000)
-    translational_damping_ns_per_m: float = Field(89.0, ge=0, le=300)
-    rotational_stiffness_nm_per_rad: float = Field(150.0, gt=0, le=300)
-    rotational_damping_nms_per_rad: float = Field(7.0, ge=0, le=50)
+    translational_stiffness_n_per_m: Float = Field(2000.0, gt=0, le=5000)
+    translational_damping_ns_per_m: Float = Field(89.0, ge=0, le=300)
+    rotational_stiffness_nm_per_rad: Float = Field(150.0, gt=0, le=300)
+    rotational_damping_nms_per_rad: Float = Field(7.0, ge=0, le=50)
     translational_error_clip_m: Vec3 = Field(
         (0.01, 0.01, 0.01),
         description="Per-axis clip of the position error before the gain (m); bounds the spring force.",
@@ -49,8 +64,8 @@ class ImpedanceConfig(StrictModel):
         (0.05, 0.05, 0.05),
         description="Per-axis clip of the orientation error before the gain (rad); bounds the spring torque.",
     )
-    torque_rate_limit_nm_per_cycle: float = Field(1.0, gt=0, le=5.0)
-    nullspace_stiffness_nm_per_rad: float = Field(0.2, ge=0, le=20)
+    torque_rate_limit_nm_per_cycle: Float = Field(1.0, gt=0, le=5.0)
+    nullspace_stiffness_nm_per_rad: Float = Field(0.2, ge=0, le=20)
 
     @field_validator("translational_error_clip_m")
     @classmethod
@@ -86,10 +101,10 @@ class ImpedanceConfig(StrictModel):
 
 class GripperConfig(StrictModel):
     kind: Literal["franka_hand", "none"] = "franka_hand"
-    min_width_m: float = Field(0.0, ge=0.0, le=0.08)
-    max_width_m: float = Field(0.08, gt=0.0, le=0.08)
-    grasp_force_n: float = Field(20.0, gt=0.0, le=70.0, description="Franka Hand continuous force is 70 N.")
-    speed_m_per_s: float = Field(0.1, gt=0.0, le=0.2)
+    min_width_m: Float = Field(0.0, ge=0.0, le=0.08)
+    max_width_m: Float = Field(0.08, gt=0.0, le=0.08)
+    grasp_force_n: Float = Field(20.0, gt=0.0, le=70.0, description="Franka Hand continuous force is 70 N.")
+    speed_m_per_s: Float = Field(0.1, gt=0.0, le=0.2)
 
     @model_validator(mode="after")
     def _range(self) -> "GripperConfig":
@@ -122,7 +137,7 @@ class LoadConfig(StrictModel):
     """What hangs below the flange beyond the Franka Hand (a peg, a tool), for the robot's
     dynamic model. Zero mass: nothing extra."""
 
-    mass_kg: float = Field(0.0, ge=0.0, le=3.0)
+    mass_kg: Float = Field(0.0, ge=0.0, le=3.0)
     center_of_mass_m: Vec3 = Field((0.0, 0.0, 0.0), description="In the flange frame.")
     inertia_kg_m2: Vec3 = Field((0.0, 0.0, 0.0), description="Diagonal of the inertia about the centre of mass.")
 
@@ -146,7 +161,7 @@ class RobotConfig(StrictModel):
     )
     collision: CollisionConfig = CollisionConfig()
     load: LoadConfig = LoadConfig()
-    joint_move_speed_factor: float = Field(
+    joint_move_speed_factor: Float = Field(
         0.1, gt=0.0, le=0.5,
         description="Fraction of the arm's velocity, acceleration and jerk limits used by joint-space moves "
         "(resets to the home pose).",
@@ -155,8 +170,8 @@ class RobotConfig(StrictModel):
     tcp_offset_m: Vec3 = Field(
         (0.0, 0.0, 0.1034), description="TCP position in the flange frame (m); 0.1034 is the Franka Hand's fingertip centre."
     )
-    control_rate_hz: float = Field(1000.0, ge=500.0, le=1000.0, description="Impedance loop rate.")
-    watchdog_timeout_s: float = Field(
+    control_rate_hz: Float = Field(1000.0, ge=500.0, le=1000.0, description="Impedance loop rate.")
+    watchdog_timeout_s: Float = Field(
         0.5, gt=0.0, le=2.0, description="Hold position when no target arrives for this long."
     )
     torque_limits_nm: Vec7 = FR3_TORQUE_LIMITS_NM
@@ -196,13 +211,13 @@ class CameraConfig(StrictModel):
         None, description="Name of the MuJoCo camera to render (sim only; defaults to this camera's name)."
     )
     replay_path: Optional[Path] = Field(None, description="Recorded file to play back (replay only).")
-    resolution_wh: tuple[int, int] = Field((640, 480), description="Capture resolution (width, height) in px.")
-    fps: int = Field(30, gt=0, le=90)
-    exposure_us: Optional[int] = Field(None, gt=0, le=200000)
-    crop_xywh: Optional[tuple[int, int, int, int]] = Field(
+    resolution_wh: tuple[Int, Int] = Field((640, 480), description="Capture resolution (width, height) in px.")
+    fps: Int = Field(30, gt=0, le=90)
+    exposure_us: Optional[Int] = Field(None, gt=0, le=200000)
+    crop_xywh: Optional[tuple[Int, Int, Int, Int]] = Field(
         None, description="Crop (x, y, width, height) in capture pixels, applied before the resize."
     )
-    output_size_hw: tuple[int, int] = Field((128, 128), description="Image size given to the policy (h, w).")
+    output_size_hw: tuple[Int, Int] = Field((128, 128), description="Image size given to the policy (h, w).")
     depth: bool = Field(False, description="Also stream depth (realsense and replay only).")
 
     @field_validator("resolution_wh", "output_size_hw")
@@ -237,15 +252,15 @@ class ScriptedInterventionConfig(StrictModel):
     when the policy strays from what the expert would do, with a probability that decays
     as the session goes on, and then drives for a burst of steps, as a human would."""
 
-    stray_threshold: float = Field(
+    stray_threshold: Float = Field(
         1.2, gt=0.0, le=4.0, description="Distance (action units, translation part) between the policy's and the expert's action that counts as straying."
     )
-    stray_steps: int = Field(5, ge=1, le=100, description="Consecutive strayed steps before the operator may step in.")
-    initial_rate: float = Field(0.5, ge=0.0, le=1.0, description="Probability of stepping in once the policy strayed, at the session start.")
-    final_rate: float = Field(0.02, ge=0.0, le=1.0, description="The probability it decays towards.")
-    decay_env_steps: float = Field(3000.0, gt=0.0, description="e-folding time of the decay, in env steps.")
-    burst_steps: int = Field(10, ge=1, le=1000, description="Steps the operator drives once it stepped in.")
-    max_fraction: float = Field(1.0, ge=0.0, le=1.0, description="Cap on the fraction of an episode's steps under intervention.")
+    stray_steps: Int = Field(5, ge=1, le=100, description="Consecutive strayed steps before the operator may step in.")
+    initial_rate: Float = Field(0.5, ge=0.0, le=1.0, description="Probability of stepping in once the policy strayed, at the session start.")
+    final_rate: Float = Field(0.02, ge=0.0, le=1.0, description="The probability it decays towards.")
+    decay_env_steps: Float = Field(3000.0, gt=0.0, description="e-folding time of the decay, in env steps.")
+    burst_steps: Int = Field(10, ge=1, le=1000, description="Steps the operator drives once it stepped in.")
+    max_fraction: Float = Field(1.0, ge=0.0, le=1.0, description="Cap on the fraction of an episode's steps under intervention.")
 
 
 TeleopButtonAction = Literal["gripper_close", "gripper_open", "success", "failure", "rerecord"]
@@ -253,9 +268,9 @@ TeleopButtonAction = Literal["gripper_close", "gripper_open", "success", "failur
 
 class TeleopConfig(StrictModel):
     kind: Literal["spacemouse", "scripted", "none"] = "none"
-    translation_scale: float = Field(1.0, gt=0, le=5.0, description="Device translation (unit) -> action units.")
-    rotation_scale: float = Field(1.0, gt=0, le=5.0, description="Device rotation (unit) -> action units.")
-    deadzone: float = Field(
+    translation_scale: Float = Field(1.0, gt=0, le=5.0, description="Device translation (unit) -> action units.")
+    rotation_scale: Float = Field(1.0, gt=0, le=5.0, description="Device rotation (unit) -> action units.")
+    deadzone: Float = Field(
         0.001, ge=0.0, lt=1.0,
         description="Per axis, in device units normalised to [-1, 1]: smaller deflections read as zero (and are "
         "not an intervention); larger ones are rescaled so the command starts from zero at the edge.",
@@ -275,15 +290,15 @@ class TeleopConfig(StrictModel):
     device_path: Optional[str] = Field(
         None, description="spacemouse: the hidraw path to open (e.g. /dev/hidraw3); default: the first SpaceMouse found."
     )
-    disconnect_timeout_s: float = Field(
+    disconnect_timeout_s: Float = Field(
         0.5, gt=0.0, le=10.0, description="spacemouse: no report for this long while moving counts as a disconnect."
     )
-    button_map: dict[int, TeleopButtonAction] = Field(
+    button_map: dict[Int, TeleopButtonAction] = Field(
         default_factory=lambda: {0: "gripper_close", 1: "gripper_open"},
         description="spacemouse: button index (its bit in the device's button report: 0 is the left button of a "
         "two-button device) -> action.",
     )
-    expert_noise_std: float = Field(
+    expert_noise_std: Float = Field(
         0.0, ge=0.0, le=1.0, description="Gaussian noise (action units) added by the scripted teleoperator."
     )
     intervention: ScriptedInterventionConfig = Field(
@@ -323,8 +338,8 @@ class SafetyBoxConfig(StrictModel):
 
 
 class ActionScaleConfig(StrictModel):
-    translation_m: float = Field(0.01, gt=0, le=0.05, description="TCP displacement per policy step at action 1.")
-    rotation_rad: float = Field(0.06, gt=0, le=0.3, description="TCP rotation per policy step at action 1.")
+    translation_m: Float = Field(0.01, gt=0, le=0.05, description="TCP displacement per policy step at action 1.")
+    rotation_rad: Float = Field(0.06, gt=0, le=0.3, description="TCP rotation per policy step at action 1.")
 
 
 class ResetConfig(StrictModel):
@@ -333,12 +348,12 @@ class ResetConfig(StrictModel):
     tcp_rpy_rad: Vec3 = Field(
         (math.pi, 0.0, 0.0), description="Reset TCP orientation (roll, pitch, yaw); pi about x points the gripper down."
     )
-    random_xy_range_m: float = Field(0.0, ge=0.0, le=0.1, description="Uniform +- offset of the reset xy.")
-    random_z_range_m: float = Field(0.0, ge=0.0, le=0.1)
-    random_rz_range_rad: float = Field(0.0, ge=0.0, le=0.5, description="Uniform +- yaw offset of the reset pose.")
-    lift_before_reset_m: float = Field(0.05, ge=0.0, le=0.2, description="Lift the TCP first, clear of the scene.")
+    random_xy_range_m: Float = Field(0.0, ge=0.0, le=0.1, description="Uniform +- offset of the reset xy.")
+    random_z_range_m: Float = Field(0.0, ge=0.0, le=0.1)
+    random_rz_range_rad: Float = Field(0.0, ge=0.0, le=0.5, description="Uniform +- yaw offset of the reset pose.")
+    lift_before_reset_m: Float = Field(0.05, ge=0.0, le=0.2, description="Lift the TCP first, clear of the scene.")
     open_gripper: bool = True
-    timeout_s: float = Field(10.0, gt=0.0, le=120.0)
+    timeout_s: Float = Field(10.0, gt=0.0, le=120.0)
 
 
 class EncoderPretrainConfig(StrictModel):
@@ -352,12 +367,12 @@ class EncoderPretrainConfig(StrictModel):
         "its final pose, relative to the TCP, from the images; proprioception: the TCP pose and gripper width "
         "only; contrastive: two augmented views of a frame against the rest of the batch (SimCLR).",
     )
-    steps: int = Field(600, ge=0, le=1_000_000, description="Optimiser steps; 0 only fits the projection.")
-    batch_size: int = Field(32, ge=2, le=4096, description="Frames per step (each camera's image of each).")
-    lr: float = Field(1e-3, gt=0.0, le=1.0)
-    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
-    max_minutes: float = Field(8.0, gt=0.0, le=24 * 60.0, description="Training stops after this long, whatever steps are left.")
-    seed: int = Field(0, ge=0)
+    steps: Int = Field(600, ge=0, le=1_000_000, description="Optimiser steps; 0 only fits the projection.")
+    batch_size: Int = Field(32, ge=2, le=4096, description="Frames per step (each camera's image of each).")
+    lr: Float = Field(1e-3, gt=0.0, le=1.0)
+    weight_decay: Float = Field(1e-4, ge=0.0, le=1.0)
+    max_minutes: Float = Field(8.0, gt=0.0, le=24 * 60.0, description="Training stops after this long, whatever steps are left.")
+    seed: Int = Field(0, ge=0)
 
 
 class EncoderConfig(StrictModel):
@@ -369,7 +384,7 @@ class EncoderConfig(StrictModel):
         "convert` writes one); none means random initialisation.",
     )
     frozen: bool = Field(True, description="Keep the ResNet trunk fixed (HIL-SERL freezes its pretrained encoder).")
-    projection_channels: Optional[int] = Field(
+    projection_channels: Optional[Int] = Field(
         None, ge=1, le=512,
         description="A fixed 1x1 map of the trunk's 512 channels to this many before the head (the weights file "
         "carries it: `encoder pretrain` fits it to the lab's frames); none keeps all 512.",
@@ -385,17 +400,17 @@ class EncoderConfig(StrictModel):
         "(as far as the random crop moves the image), or stored_crops random crops per frame run through the "
         "trunk when the frame is stored, one picked per sample.",
     )
-    stored_crops: int = Field(2, ge=1, le=16, description="Crops per frame for cached_augmentation: stored_crops.")
+    stored_crops: Int = Field(2, ge=1, le=16, description="Crops per frame for cached_augmentation: stored_crops.")
     pooling: Literal["spatial_learned_embeddings", "flatten"] = Field(
         "spatial_learned_embeddings",
         description="How the head reads the feature map: HIL-SERL's learned spatial embeddings, or the map "
         "flattened into the dense layer (cheaper on a CPU when projection_channels is small).",
     )
-    spatial_embeddings: int = Field(8, ge=1, le=64, description="Learned spatial embedding channels per camera.")
-    bottleneck_dim: int = Field(256, ge=8, le=2048, description="Dense layer after the spatial embedding, per camera.")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    random_crop_pad_px: int = Field(4, ge=0, le=32, description="Random-crop augmentation of obs and next_obs; 0 turns it off.")
-    state_embedding_dim: int = Field(64, ge=0, le=1024, description="Dense+LayerNorm+tanh on the state vector; 0 feeds it raw.")
+    spatial_embeddings: Int = Field(8, ge=1, le=64, description="Learned spatial embedding channels per camera.")
+    bottleneck_dim: Int = Field(256, ge=8, le=2048, description="Dense layer after the spatial embedding, per camera.")
+    dropout: Float = Field(0.1, ge=0.0, lt=1.0)
+    random_crop_pad_px: Int = Field(4, ge=0, le=32, description="Random-crop augmentation of obs and next_obs; 0 turns it off.")
+    state_embedding_dim: Int = Field(64, ge=0, le=1024, description="Dense+LayerNorm+tanh on the state vector; 0 feeds it raw.")
     pretrain: Optional[EncoderPretrainConfig] = Field(
         None, description="How to make pretrained_path from the lab's frames when it does not exist yet."
     )
@@ -423,26 +438,26 @@ class StateCheckConfig(StrictModel):
 
     quantity: StateQuantity
     op: Literal["<", "<=", ">", ">="]
-    value: float
+    value: Float
 
 
 class ClassifierTrainingConfig(StrictModel):
-    steps: int = Field(300, ge=1, le=100_000, description="Optimiser steps.")
-    batch_size: int = Field(128, ge=2, le=4096)
-    lr: float = Field(3e-4, gt=0.0, le=1.0)
-    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
+    steps: Int = Field(300, ge=1, le=100_000, description="Optimiser steps.")
+    batch_size: Int = Field(128, ge=2, le=4096)
+    lr: Float = Field(3e-4, gt=0.0, le=1.0)
+    weight_decay: Float = Field(1e-4, ge=0.0, le=1.0)
     balanced: bool = Field(True, description="Sample every class equally often in a batch, whatever the frame counts.")
-    brightness: float = Field(0.15, ge=0.0, le=1.0, description="Random brightness change (+- fraction) per image.")
-    contrast: float = Field(0.15, ge=0.0, le=1.0, description="Random contrast change (+- fraction) per image.")
-    augmented_copies: int = Field(
+    brightness: Float = Field(0.15, ge=0.0, le=1.0, description="Random brightness change (+- fraction) per image.")
+    contrast: Float = Field(0.15, ge=0.0, le=1.0, description="Random contrast change (+- fraction) per image.")
+    augmented_copies: Int = Field(
         2, ge=0, le=64,
         description="Frozen trunk: trunk features are computed once for each frame and for this many augmented copies of it.",
     )
-    calibration_fraction: float = Field(
+    calibration_fraction: Float = Field(
         0.25, gt=0.0, lt=1.0,
         description="Share of the recorded episodes kept out of training to calibrate the threshold (split by episode).",
     )
-    seed: int = Field(0, ge=0)
+    seed: Int = Field(0, ge=0)
 
 
 class ClassifierConfig(StrictModel):
@@ -453,7 +468,7 @@ class ClassifierConfig(StrictModel):
 
     cameras: tuple[str, ...] = Field((), description="Cameras the classifier looks at; empty: the task's observed cameras.")
     encoder: EncoderConfig = Field(default_factory=lambda: EncoderConfig(dropout=0.0))
-    hidden_dim: int = Field(256, ge=8, le=4096)
+    hidden_dim: Int = Field(256, ge=8, le=4096)
     training: ClassifierTrainingConfig = ClassifierTrainingConfig()
 
 
@@ -471,8 +486,8 @@ class VlmConfig(StrictModel):
     few_shot: bool = Field(
         False, description="Train a small head on the frozen image embeddings from labelled frames (reward train)."
     )
-    few_shot_steps: int = Field(300, ge=1, le=100_000)
-    few_shot_lr: float = Field(1e-2, gt=0.0, le=1.0)
+    few_shot_steps: Int = Field(300, ge=1, le=100_000)
+    few_shot_lr: Float = Field(1e-2, gt=0.0, le=1.0)
 
 
 class RewardConfig(StrictModel):
@@ -480,11 +495,11 @@ class RewardConfig(StrictModel):
     classifier_path: Optional[Path] = Field(
         None, description="Trained reward model directory (reward train writes it); the classifier and vlm sources load it."
     )
-    threshold: Optional[float] = Field(
+    threshold: Optional[Float] = Field(
         None, gt=0.0, lt=1.0,
         description="Success probability above which a step is a success; none: the threshold calibrated and saved with the model.",
     )
-    target_precision: float = Field(
+    target_precision: Float = Field(
         0.99, gt=0.5, le=1.0, description="Calibration picks the lowest threshold whose held-out precision reaches this."
     )
     terminate_on_success: bool = True
@@ -524,25 +539,25 @@ class ObservationConfig(StrictModel):
 
 class PickCubeScene(StrictModel):
     kind: Literal["pick_cube"] = "pick_cube"
-    cube_edge_m: float = Field(0.04, ge=0.015, le=0.06, description="Must fit the 0.08 m gripper opening.")
-    cube_mass_kg: float = Field(0.05, gt=0.0, le=1.0)
+    cube_edge_m: Float = Field(0.04, ge=0.015, le=0.06, description="Must fit the 0.08 m gripper opening.")
+    cube_mass_kg: Float = Field(0.05, gt=0.0, le=1.0)
     cube_xy_center_m: Vec2 = (0.5, 0.0)
     cube_xy_half_range_m: Vec2 = Field((0.08, 0.08), description="Cube start is uniform in center +- half range.")
-    cube_yaw_half_range_rad: float = Field(0.0, ge=0.0, le=math.pi / 4)
-    success_lift_m: float = Field(0.1, gt=0.0, le=0.3, description="Lift above the table that counts as success.")
+    cube_yaw_half_range_rad: Float = Field(0.0, ge=0.0, le=math.pi / 4)
+    success_lift_m: Float = Field(0.1, gt=0.0, le=0.3, description="Lift above the table that counts as success.")
 
 
 class PegInsertionScene(StrictModel):
     kind: Literal["peg_insertion"] = "peg_insertion"
-    peg_radius_m: float = Field(0.01, ge=0.005, le=0.02)
-    peg_length_m: float = Field(0.08, ge=0.04, le=0.12)
-    hole_clearance_m: float = Field(
+    peg_radius_m: Float = Field(0.01, ge=0.005, le=0.02)
+    peg_length_m: Float = Field(0.08, ge=0.04, le=0.12)
+    hole_clearance_m: Float = Field(
         0.0015, gt=0.0, le=0.002, description="Radial gap between peg and hole (precision insertion: <= 2 mm)."
     )
-    hole_depth_m: float = Field(0.03, ge=0.01, le=0.05)
+    hole_depth_m: Float = Field(0.03, ge=0.01, le=0.05)
     hole_xy_center_m: Vec2 = (0.5, 0.0)
     hole_xy_half_range_m: Vec2 = (0.03, 0.03)
-    success_depth_m: float = Field(0.02, gt=0.0, le=0.05, description="Insertion depth that counts as success.")
+    success_depth_m: Float = Field(0.02, gt=0.0, le=0.05, description="Insertion depth that counts as success.")
 
     @model_validator(mode="after")
     def _depths(self) -> "PegInsertionScene":
@@ -556,7 +571,7 @@ SimScene = Annotated[Union[PickCubeScene, PegInsertionScene], Field(discriminato
 
 class SimConfig(StrictModel):
     scene: SimScene
-    physics_timestep_s: float = Field(
+    physics_timestep_s: Float = Field(
         0.001, ge=0.0005, le=0.002, description="MuJoCo step; the impedance law runs every step."
     )
 
@@ -564,9 +579,9 @@ class SimConfig(StrictModel):
 class TaskSpec(StrictModel):
     name: str
     description: str = ""
-    control_rate_hz: float = Field(10.0, gt=0.0, le=50.0, description="Policy rate.")
-    max_episode_steps: int = Field(100, gt=0, le=10000)
-    discount: float = Field(0.97, gt=0.0, le=1.0)
+    control_rate_hz: Float = Field(10.0, gt=0.0, le=50.0, description="Policy rate.")
+    max_episode_steps: Int = Field(100, gt=0, le=10000)
+    discount: Float = Field(0.97, gt=0.0, le=1.0)
     policy_controls_rotation: bool = Field(
         True,
         description="False: the action is the TCP translation only (plus the gripper) and the orientation is held at the "
@@ -607,30 +622,30 @@ class TaskSpec(StrictModel):
 class TransportConfig(StrictModel):
     """Actor <-> learner link over ZeroMQ (robot_stack.transport)."""
 
-    heartbeat_interval_s: float = Field(0.5, gt=0, le=10, description="both sides send a heartbeat this often")
-    peer_timeout_s: float = Field(
+    heartbeat_interval_s: Float = Field(0.5, gt=0, le=10, description="both sides send a heartbeat this often")
+    peer_timeout_s: Float = Field(
         5.0, gt=0, le=120, description="silence after which a peer counts as gone and the actor reconnects"
     )
-    handshake_timeout_s: float = Field(3.0, gt=0, le=60, description="wait for the learner's welcome before retrying")
-    max_message_mb: float = Field(256.0, gt=0, le=4096, description="larger received messages are dropped")
-    max_in_flight_batches: int = Field(256, ge=1, le=100000, description="batches sent but not yet acknowledged")
-    max_in_flight_mb: float = Field(
+    handshake_timeout_s: Float = Field(3.0, gt=0, le=60, description="wait for the learner's welcome before retrying")
+    max_message_mb: Float = Field(256.0, gt=0, le=4096, description="larger received messages are dropped")
+    max_in_flight_batches: Int = Field(256, ge=1, le=100000, description="batches sent but not yet acknowledged")
+    max_in_flight_mb: Float = Field(
         64.0, gt=0, le=4096, description="bytes sent but not yet acknowledged (one batch is always let through)"
     )
     outbox_dir: Path = Field(Path("runs/outbox"), description="actor: where unacknowledged batches spill and persist")
-    outbox_memory_mb: float = Field(256.0, gt=0, description="actor: unacknowledged batches kept in memory")
-    outbox_max_disk_gb: float = Field(20.0, gt=0, description="actor: disk bound of the outbox")
+    outbox_memory_mb: Float = Field(256.0, gt=0, description="actor: unacknowledged batches kept in memory")
+    outbox_max_disk_gb: Float = Field(20.0, gt=0, description="actor: disk bound of the outbox")
     durable_outbox: bool = Field(
         True, description="actor: write every batch to the outbox directory so a killed actor loses nothing"
     )
-    receive_queue_mb: float = Field(512.0, gt=0, description="learner: received batches not yet taken by training")
-    weights_chunk_mb: float = Field(4.0, gt=0, le=512, description="learner: weights travel in chunks of this size")
+    receive_queue_mb: Float = Field(512.0, gt=0, description="learner: received batches not yet taken by training")
+    weights_chunk_mb: Float = Field(4.0, gt=0, le=512, description="learner: weights travel in chunks of this size")
 
 
 class SessionConfig(StrictModel):
     learner_host: str = "127.0.0.1"
-    transitions_port: int = Field(5555, ge=1024, le=65535)
-    weights_port: int = Field(5556, ge=1024, le=65535)
+    transitions_port: Int = Field(5555, ge=1024, le=65535)
+    weights_port: Int = Field(5556, ge=1024, le=65535)
     # CurveZMQ: authentication and encryption are on when these name key files made by
     # `robot-stack keys generate`. The learner needs its secret key and the directory of
     # public keys of the actors it accepts; an actor needs its secret key and the learner's
@@ -674,30 +689,30 @@ class AgentConfig(StrictModel):
     """SAC in the RLPD style, as HIL-SERL runs it. The discount is the task's (task.discount)."""
 
     kind: Literal["sac"] = "sac"
-    hidden_dims: tuple[int, ...] = Field((256, 256), min_length=1, max_length=6, description="MLP widths (LayerNorm after each).")
-    critic_ensemble_size: int = Field(2, ge=1, le=20)
-    critic_subsample_size: Optional[int] = Field(
+    hidden_dims: tuple[Int, ...] = Field((256, 256), min_length=1, max_length=6, description="MLP widths (LayerNorm after each).")
+    critic_ensemble_size: Int = Field(2, ge=1, le=20)
+    critic_subsample_size: Optional[Int] = Field(
         None, ge=1, le=20, description="Critics whose minimum forms the target (RLPD/REDQ); none uses all of them."
     )
-    critic_actor_ratio: int = Field(2, ge=1, le=20, description="Critic updates per actor and temperature update.")
-    actor_lr: float = Field(3e-4, gt=0, le=1e-1)
-    critic_lr: float = Field(3e-4, gt=0, le=1e-1)
-    temperature_lr: float = Field(3e-4, gt=0, le=1e-1)
-    temperature_init: float = Field(1e-2, gt=0, le=10.0)
-    target_entropy: Optional[float] = Field(None, description="None means -|A|/2 (A: the continuous action dims).")
-    tau: float = Field(0.005, gt=0, le=1.0, description="Soft target update rate.")
+    critic_actor_ratio: Int = Field(2, ge=1, le=20, description="Critic updates per actor and temperature update.")
+    actor_lr: Float = Field(3e-4, gt=0, le=1e-1)
+    critic_lr: Float = Field(3e-4, gt=0, le=1e-1)
+    temperature_lr: Float = Field(3e-4, gt=0, le=1e-1)
+    temperature_init: Float = Field(1e-2, gt=0, le=10.0)
+    target_entropy: Optional[Float] = Field(None, description="None means -|A|/2 (A: the continuous action dims).")
+    tau: Float = Field(0.005, gt=0, le=1.0, description="Soft target update rate.")
     backup_entropy: bool = Field(False, description="Entropy term in the critic's target (HIL-SERL: off).")
-    log_std_min: float = Field(-5.0, ge=-20.0, le=0.0)
-    log_std_max: float = Field(2.0, ge=-2.0, le=5.0)
+    log_std_min: Float = Field(-5.0, ge=-20.0, le=0.0)
+    log_std_max: Float = Field(2.0, ge=-2.0, le=5.0)
     gripper: Literal["grasp_critic", "continuous"] = Field(
         "grasp_critic",
         description="Binary-gripper tasks: a double-DQN grasp critic over {open, stay, close} (HIL-SERL), or one more continuous action dim.",
     )
-    grasp_critic_lr: float = Field(3e-4, gt=0, le=1e-1)
-    grasp_penalty: float = Field(-0.02, ge=-1.0, le=0.0, description="Reward added for each gripper state change (grasp critic only).")
-    grasp_epsilon: float = Field(0.1, ge=0.0, le=1.0, description="Exploration: chance of a random gripper choice by the actor.")
+    grasp_critic_lr: Float = Field(3e-4, gt=0, le=1e-1)
+    grasp_penalty: Float = Field(-0.02, ge=-1.0, le=0.0, description="Reward added for each gripper state change (grasp critic only).")
+    grasp_epsilon: Float = Field(0.1, ge=0.0, le=1.0, description="Exploration: chance of a random gripper choice by the actor.")
     encoder: EncoderConfig = EncoderConfig()
-    batch_size: int = Field(256, ge=1, le=65536)
+    batch_size: Int = Field(256, ge=1, le=65536)
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA if available, else CPU.")
     mixed_precision: bool = Field(
         True,
@@ -725,17 +740,17 @@ class ActorConfig(StrictModel):
         description="Hold the loop to task.control_rate_hz. None: locked on a real robot, free-running on the "
         "simulated one (its clock is simulated, so waiting would only slow learning down).",
     )
-    send_every_steps: int = Field(1, ge=1, le=10000, description="Transitions per message; an episode's end always sends.")
-    stats_every_s: float = Field(5.0, gt=0.0, description="Loop jitter and rate go to the learner this often.")
-    torch_threads: int = Field(1, ge=1, le=64, description="CPU threads for policy inference.")
-    stop_timeout_s: float = Field(10.0, gt=0.0, le=600.0, description="On stop, wait this long for the learner to receive what was sent.")
-    deterministic_every_episodes: int = Field(
+    send_every_steps: Int = Field(1, ge=1, le=10000, description="Transitions per message; an episode's end always sends.")
+    stats_every_s: Float = Field(5.0, gt=0.0, description="Loop jitter and rate go to the learner this often.")
+    torch_threads: Int = Field(1, ge=1, le=64, description="CPU threads for policy inference.")
+    stop_timeout_s: Float = Field(10.0, gt=0.0, le=600.0, description="On stop, wait this long for the learner to receive what was sent.")
+    deterministic_every_episodes: Int = Field(
         0, ge=0, le=1000,
         description="Every Nth episode the policy acts deterministically (its mean action, as an evaluation runs "
         "it) and nobody intervenes: a running measure of what an evaluation would show, which "
         "training.stop_on can stop on; 0: never.",
     )
-    sim_max_lead_env_steps: int = Field(
+    sim_max_lead_env_steps: Int = Field(
         400, ge=1,
         description="A free-running simulated actor waits while it is this many env steps ahead of what the learner's "
         "updates cover (weights version / training.updates_per_env_step), so a fast simulator cannot outrun training; "
@@ -746,21 +761,21 @@ class ActorConfig(StrictModel):
 class TrainingConfig(StrictModel):
     """The learner process and the session around it."""
 
-    seed: int = Field(0, ge=0)
-    torch_threads: Optional[int] = Field(None, ge=1, le=256, description="Learner CPU threads; none: torch's default.")
-    online_buffer_capacity: int = Field(200_000, ge=100, le=10_000_000, description="Transitions.")
-    demo_buffer_capacity: int = Field(50_000, ge=100, le=10_000_000, description="Demo and intervention transitions.")
-    demo_ratio: float = Field(0.5, ge=0.0, le=1.0, description="Share of each batch from the demo buffer (RLPD: 0.5).")
-    demo_episodes: int = Field(20, ge=0, le=10000, description="Demos the session records when none exist.")
+    seed: Int = Field(0, ge=0)
+    torch_threads: Optional[Int] = Field(None, ge=1, le=256, description="Learner CPU threads; none: torch's default.")
+    online_buffer_capacity: Int = Field(200_000, ge=100, le=10_000_000, description="Transitions.")
+    demo_buffer_capacity: Int = Field(50_000, ge=100, le=10_000_000, description="Demo and intervention transitions.")
+    demo_ratio: Float = Field(0.5, ge=0.0, le=1.0, description="Share of each batch from the demo buffer (RLPD: 0.5).")
+    demo_episodes: Int = Field(20, ge=0, le=10000, description="Demos the session records when none exist.")
     demo_dir: Optional[Path] = Field(None, description="Where demos are kept; none means <checkpoint_dir>/../demos/<task>.")
-    updates_per_env_step: float = Field(1.0, gt=0.0, le=64.0, description="Update-to-data ratio: learner steps per received transition.")
-    min_online_transitions: int = Field(200, ge=0, description="Online transitions before training starts (demos are used from the start).")
-    publish_every_updates: int = Field(50, ge=1, description="Weights go to the actors every N learner steps...")
-    publish_every_s: float = Field(5.0, gt=0.0, description="...or every T seconds, whichever comes first.")
-    checkpoint_every_s: float = Field(300.0, gt=0.0, le=86400.0)
-    log_every_updates: int = Field(100, ge=1)
-    max_env_steps: int = Field(20_000, ge=1, description="The session stops here...")
-    target_success_rate: Optional[float] = Field(
+    updates_per_env_step: Float = Field(1.0, gt=0.0, le=64.0, description="Update-to-data ratio: learner steps per received transition.")
+    min_online_transitions: Int = Field(200, ge=0, description="Online transitions before training starts (demos are used from the start).")
+    publish_every_updates: Int = Field(50, ge=1, description="Weights go to the actors every N learner steps...")
+    publish_every_s: Float = Field(5.0, gt=0.0, description="...or every T seconds, whichever comes first.")
+    checkpoint_every_s: Float = Field(300.0, gt=0.0, le=86400.0)
+    log_every_updates: Int = Field(100, ge=1)
+    max_env_steps: Int = Field(20_000, ge=1, description="The session stops here...")
+    target_success_rate: Optional[Float] = Field(
         0.9, gt=0.0, le=1.0, description="...or once the policy's success rate over the last window reaches this."
     )
     stop_on: Literal["policy_episodes", "deterministic_episodes"] = Field(
@@ -769,12 +784,12 @@ class TrainingConfig(StrictModel):
         "intervened in, or the deterministic episodes (actor.deterministic_every_episodes), over the last "
         "success_window_episodes of them.",
     )
-    success_window_episodes: int = Field(20, ge=1, le=1000)
-    min_policy_only_episodes: int = Field(
+    success_window_episodes: Int = Field(20, ge=1, le=1000)
+    min_policy_only_episodes: Int = Field(
         10, ge=0, le=1000, description="The target counts only episodes without intervention; at least this many in the window."
     )
-    eval_episodes: int = Field(50, ge=0, le=10000, description="Episodes without interventions after training.")
-    max_wall_time_s: Optional[float] = Field(None, gt=0.0, description="The session also stops after this long.")
+    eval_episodes: Int = Field(50, ge=0, le=10000, description="Episodes without interventions after training.")
+    max_wall_time_s: Optional[Float] = Field(None, gt=0.0, description="The session also stops after this long.")
 
 
 # --------------------------------------------------------------------------- task file
@@ -783,22 +798,22 @@ class TrainingConfig(StrictModel):
 class RosConfig(StrictModel):
     """How the ROS 2 nodes of a task session run (ros_ws/src/robot_stack_ros)."""
 
-    state_publish_rate_hz: float = Field(
+    state_publish_rate_hz: Float = Field(
         100.0, ge=50.0, le=1000.0,
         description="Controller state topics (joint states, TCP pose, twist, wrench) per second; the impedance "
         "law runs at robot.control_rate_hz between them.",
     )
-    service_timeout_s: float = Field(2.0, gt=0.0, le=60.0, description="A success query or joint move that takes longer fails.")
-    reset_timeout_s: float = Field(60.0, gt=0.0, le=600.0, description="A reset (scripted or human) that takes longer fails.")
-    wait_for_nodes_s: float = Field(
+    service_timeout_s: Float = Field(2.0, gt=0.0, le=60.0, description="A success query or joint move that takes longer fails.")
+    reset_timeout_s: Float = Field(60.0, gt=0.0, le=600.0, description="A reset (scripted or human) that takes longer fails.")
+    wait_for_nodes_s: Float = Field(
         30.0, gt=0.0, le=600.0, description="How long a node waits at start for the topics and services it needs."
     )
-    observation_lead_s: float = Field(
+    observation_lead_s: Float = Field(
         0.04, ge=0.0, le=0.08,
         description="The actor reads its observation this long before the next control tick, leaving that much "
         "time for the success query, inference and the transition.",
     )
-    state_timeout_s: float = Field(
+    state_timeout_s: Float = Field(
         0.5, gt=0.0, le=5.0,
         description="Controller state older than this is waited for (as long again) and then refused: the "
         "actor stops rather than act on a stale robot.",
