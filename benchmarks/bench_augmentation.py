@@ -37,10 +37,9 @@ def run(task: Path, encoder: Path, augmentation: str, max_env_steps: int, out: P
 
 def describe(directory: Path) -> dict:
     summary = json.loads((directory / "results.json").read_text())["summaries"]["ours"]
-    import yaml
+    from robot_stack.config import load_task_config
 
-    config = yaml.safe_load((directory / "ours" / "config.yaml").read_text())
-    augmentation = config["agent"]["encoder"]["cached_augmentation"]
+    augmentation = load_task_config(directory / "ours" / "config.yaml").agent.encoder.cached_augmentation
     csv = Path(summary["episodes_csv"])
     reached = {}
     for target in (0.9, 1.0):

@@ -134,9 +134,7 @@ def run_sb3(config, out: Path, max_env_steps: int, target: float, seed: int = 0)
 
 def load_overrides(task: Path, overrides: list[str]):
     """The task config with ``PATH=VALUE`` overrides applied (validated again as a whole)."""
-    import yaml
-
-    from robot_stack.config import load_task_config
+    from robot_stack.config import ConfigError, load_task_config, load_yaml_text
     from robot_stack.config.rldg import apply_overrides
 
     config = load_task_config(task)
@@ -145,7 +143,10 @@ def load_overrides(task: Path, overrides: list[str]):
         path, separator, value = item.partition("=")
         if not separator or not path:
             raise SystemExit(f"--set {item!r}: expected PATH=VALUE, e.g. agent.batch_size=64")
-        values[path] = yaml.safe_load(value)
+        try:
+            values[path] = load_yaml_text(value, f"--set {path}")
+        except ConfigError as error:
+            raise SystemExit(str(error)) from None
     if not values:
         return config
     try:

@@ -15,6 +15,7 @@ from robot_stack.config.loader import (
     load_model_file,
     load_section_config,
     load_task_config,
+    load_yaml_text,
 )
 from robot_stack.config.schema import (
     SECTION_MODELS,
@@ -81,4 +82,5 @@ __all__ = [
     "load_model_file",
     "load_section_config",
     "load_task_config",
+    "load_yaml_text",
 ]

@@ -24,13 +24,14 @@ was loaded from, so a run can record which file started it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
 import types
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Annotated, Any, Literal, Optional, Sequence, Union, get_args, get_origin
+from typing import Annotated, Any, Iterator, Literal, Optional, Sequence, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, PrivateAttr, ValidationError
@@ -54,6 +55,11 @@ INCLUDE_KEY = "include"
 
 # A position in a YAML document: mapping keys and list indices from the top level down.
 KeyPath = tuple[Any, ...]
+
+# Config files are a few kilobytes. These bounds only stop files built to exhaust the
+# machine: a few hundred bytes of nested aliases ("billion laughs") expand past gigabytes.
+MAX_YAML_FILE_BYTES = 1 << 20
+MAX_YAML_EXPANDED_NODES = 100_000
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAPPING_TAG = "tag:yaml.org,2002:map"
@@ -147,7 +153,9 @@ class _Document:
 
 def _read_document(file: Path) -> _Document:
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_YAML_FILE_BYTES + 1)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise _single_issue(file, "file not found") from None
     except IsADirectoryError:
@@ -156,10 +164,9 @@ def _read_document(file: Path) -> _Document:
         raise _single_issue(file, "is not UTF-8 text") from None
     except OSError as error:
         raise _single_issue(file, f"cannot be read: {error.strerror}") from None
+    _check_size(file, raw)
 
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
+    with _composed(file, text) as (loader, root):
         if root is None:
             raise _single_issue(file, "file is empty; expected a mapping of keys")
         if not isinstance(root, yaml.MappingNode):
@@ -169,12 +176,78 @@ def _read_document(file: Path) -> _Document:
                 source=file,
             )
         return _DocumentBuilder(file, loader).build(root)
+
+
+def load_yaml_text(text: str, source: str | os.PathLike[str]) -> Any:
+    """``yaml.safe_load`` of text from a user (a command-line value, a file's contents) under
+    the same bounds as config files; ConfigError naming ``source`` if it breaks one."""
+    source = Path(source)
+    _check_size(source, text.encode("utf-8"))
+    with _composed(source, text) as (loader, root):
+        return None if root is None else loader.construct_document(root)
+
+
+def _check_size(file: Path, raw: bytes) -> None:
+    if len(raw) > MAX_YAML_FILE_BYTES:
+        raise _single_issue(
+            file, f"is larger than {MAX_YAML_FILE_BYTES:,} bytes, the most a YAML config may be; is it the right file?"
+        )
+
+
+@contextlib.contextmanager
+def _composed(file: Path, text: str) -> Iterator[tuple[yaml.SafeLoader, Optional[yaml.Node]]]:
+    """The document's node tree, its alias expansion checked, and the loader that composed it;
+    YAML errors become ConfigErrors naming the file."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is not None:
+            _check_expansion(file, root)
+        yield loader, root
     except yaml.MarkedYAMLError as error:
         raise ConfigError([_syntax_issue(file, error)], source=file) from None
     except yaml.YAMLError as error:
         raise _single_issue(file, f"malformed YAML: {error}") from None
+    except RecursionError:
+        raise _single_issue(file, "is nested too deeply to be a config file") from None
     finally:
         loader.dispose()
+
+
+def _check_expansion(file: Path, root: yaml.Node) -> None:
+    """Refuse a node tree whose aliases expand past MAX_YAML_EXPANDED_NODES, before anything
+    expands them. An alias shares its anchor's node, so composing is cheap; building values
+    (and merging ``<<`` keys) copies it once per reference. Sizes are counted once per node."""
+    sizes: dict[int, int] = {}
+    counting: set[int] = set()
+
+    def expanded(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in counting:
+            raise ConfigError([ConfigIssue(_node_location(file, node), "an alias refers to itself")], source=file)
+        counting.add(id(node))
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(expanded(key) + expanded(value) for key, value in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(expanded(item) for item in node.value)
+        counting.discard(id(node))
+        if total > MAX_YAML_EXPANDED_NODES:
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        _node_location(file, node),
+                        f"aliases (*name) expand this YAML past {MAX_YAML_EXPANDED_NODES:,} nodes, "
+                        "the most a config file may hold",
+                    )
+                ],
+                source=file,
+            )
+        sizes[id(node)] = total
+        return total
+
+    expanded(root)
 
 
 def _single_issue(file: Path, message: str) -> ConfigError:
@@ -207,7 +280,6 @@ class _DocumentBuilder:
         self.loader = loader
         self.locations: dict[KeyPath, SourceLocation] = {}
         self.issues: list[ConfigIssue] = []
-        self._nodes_being_built: set[int] = set()
 
     def build(self, root: yaml.MappingNode) -> _Document:
         self.locations[()] = _node_location(self.file, root)
@@ -226,22 +298,14 @@ class _DocumentBuilder:
                 [ConfigIssue(_node_location(self.file, node), f"unsupported YAML tag {node.tag}", _dotted(path))],
                 source=self.file,
             )
-        if id(node) in self._nodes_being_built:
-            raise ConfigError(
-                [ConfigIssue(_node_location(self.file, node), "an alias refers to itself", _dotted(path))],
-                source=self.file,
-            )
-        self._nodes_being_built.add(id(node))
-        try:
-            if isinstance(node, yaml.SequenceNode):
-                items = []
-                for index, item in enumerate(node.value):
-                    self.locations[path + (index,)] = _node_location(self.file, item)
-                    items.append(self._value(item, path + (index,)))
-                return items
-            return self._mapping(node, path)
-        finally:
-            self._nodes_being_built.discard(id(node))
+        # No cycle can reach here: _check_expansion refused aliases that refer to themselves.
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for index, item in enumerate(node.value):
+                self.locations[path + (index,)] = _node_location(self.file, item)
+                items.append(self._value(item, path + (index,)))
+            return items
+        return self._mapping(node, path)
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[Any, Any]:
         first_written: dict[Any, yaml.Node] = {}
