@@ -207,6 +207,50 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _training_flag(field: str, parse: Callable[[str], float], to_field_unit: float = 1) -> Callable[[str], float]:
+    """An argparse type for a flag that overrides ``training.<field>``: the value is refused at
+    parse time, naming the flag, unless the schema's field accepts it. Checked any later, the
+    error would come from a child process and cite the config file the session generated."""
+    import math
+
+    from pydantic import ValidationError
+
+    from robot_stack.config.schema import TrainingConfig
+
+    allowed = _allowed_range(TrainingConfig.model_fields[field].metadata)
+
+    def convert(text: str) -> float:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if parse is int else 'a number'}, got {text!r}"
+            ) from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number {allowed}, got {text}")
+        try:
+            TrainingConfig.model_validate({field: value * to_field_unit})
+        except ValidationError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}") from None
+        return value
+
+    return convert
+
+
+def _allowed_range(constraints: Sequence[object]) -> str:
+    """'in (0, 1]', 'at least 1', 'greater than 0'... from a schema field's bounds."""
+    bounds = {name: getattr(c, name) for c in constraints for name in ("gt", "ge", "lt", "le") if hasattr(c, name)}
+    low = ("(", bounds["gt"]) if "gt" in bounds else ("[", bounds["ge"]) if "ge" in bounds else None
+    high = (")", bounds["lt"]) if "lt" in bounds else ("]", bounds["le"]) if "le" in bounds else None
+    if low and high:
+        return f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+    if low:
+        return f"{'greater than' if low[0] == '(' else 'at least'} {low[1]:g}"
+    if high:
+        return f"{'less than' if high[0] == ')' else 'at most'} {high[1]:g}"
+    return "a valid value"
+
+
 # --------------------------------------------------------------------------- keys
 
 
@@ -362,11 +406,16 @@ def add_session_commands(groups: argparse._SubParsersAction) -> None:
     task(session)
     session.add_argument("--run-dir", type=Path, default=None, help="where checkpoints, logs and results go (default runs/<task>)")
     session.add_argument("--demos", type=Path, default=None, help="demo folder (default runs/demos/<task>; recorded if empty)")
-    session.add_argument("--max-env-steps", type=_positive_int, default=None, help="step budget (default training.max_env_steps)")
-    session.add_argument("--target", type=float, default=None, help="stop at this policy success rate (default training.target_success_rate)")
-    session.add_argument("--eval-episodes", type=int, default=None, help="evaluation episodes after training (default training.eval_episodes)")
-    session.add_argument("--demo-episodes", type=int, default=None, help="demos to record if none exist (default training.demo_episodes)")
-    session.add_argument("--max-minutes", type=float, default=None, help="wall-clock limit")
+    session.add_argument("--max-env-steps", type=_training_flag("max_env_steps", int), default=None,
+                         help="step budget (default training.max_env_steps)")
+    session.add_argument("--target", type=_training_flag("target_success_rate", float), default=None,
+                         help="stop at this policy success rate, in (0, 1] (default training.target_success_rate)")
+    session.add_argument("--eval-episodes", type=_training_flag("eval_episodes", int), default=None,
+                         help="evaluation episodes after training (default training.eval_episodes)")
+    session.add_argument("--demo-episodes", type=_training_flag("demo_episodes", int), default=None,
+                         help="demos to record if none exist (default training.demo_episodes)")
+    session.add_argument("--max-minutes", type=_training_flag("max_wall_time_s", float, to_field_unit=60), default=None,
+                         help="wall-clock limit")
     session.add_argument("--no-interventions", action="store_true", help="the scripted teleoperator never steps in (ablation)")
     session.add_argument("--no-progress", action="store_true")
     session.set_defaults(run=session_command)
