@@ -50,6 +50,8 @@ class DemoSet:
     task: str
     episodes: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 0
+    requested: int = 0
+    interrupted: bool = False  # Ctrl-C stopped recording; the episodes finished before it are kept
 
     @property
     def transitions(self) -> int:
@@ -105,7 +107,9 @@ def record_demos_with(
 ) -> DemoSet:
     """Record with any env and teleop device (``read() -> TeleopCommand``; ``reset()`` if it
     has one). Episodes that do not end in success are dropped; after ``max_attempts``
-    (default 3 per wanted episode) without enough successes it raises."""
+    (default 3 per wanted episode) without enough successes it raises. Ctrl-C stops recording:
+    the episode under way is dropped, the finished ones are kept as a (smaller) demo set and
+    the returned set says ``interrupted``."""
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     max_attempts = max_attempts if max_attempts is not None else ATTEMPTS_PER_EPISODE * episodes
@@ -114,7 +118,7 @@ def record_demos_with(
     # An older set is incomplete from the moment its files start being replaced.
     (out_dir / DEMOS_FILE).unlink(missing_ok=True)
     observation_spec, action_spec = transition_spec(env)
-    demos = DemoSet(out_dir, task_name)
+    demos = DemoSet(out_dir, task_name, requested=episodes)
     bar = tqdm(total=episodes, desc=f"demos {task_name}", unit="ep", disable=not progress, dynamic_ncols=True)
     try:
         while len(demos.episodes) < episodes:
@@ -142,8 +146,13 @@ def record_demos_with(
             )
             bar.update(1)
             bar.set_postfix(attempts=demos.attempts)
+    except KeyboardInterrupt:
+        # An operator stopping a long recording keeps what was already demonstrated.
+        demos.interrupted = True
     finally:
         bar.close()
+    if not demos.episodes:
+        return demos  # nothing finished: no demo set, rather than an empty one
     write_json_atomic(
         out_dir / DEMOS_FILE,
         {
@@ -153,6 +162,8 @@ def record_demos_with(
             "episodes": demos.episodes,
             "transitions": demos.transitions,
             "attempts": demos.attempts,
+            "requested": episodes,
+            "interrupted": demos.interrupted,
             "success_rate": len(demos.episodes) / demos.attempts,
             "seed": seed,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

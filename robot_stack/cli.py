@@ -260,8 +260,15 @@ def keys_generate(args: argparse.Namespace) -> int:
 
     try:
         public, secret = generate_keys(args.directory, args.name, overwrite=args.overwrite)
-    except (FileExistsError, ValueError) as error:
+    except ValueError as error:
         print(f"robot-stack keys generate: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        # errno is None for generate_keys' own refusal to overwrite; set when the OS refused.
+        reason = str(error) if error.errno is None else (
+            f"cannot write key files into {args.directory}: {error.strerror} ({error.filename})"
+        )
+        print(f"robot-stack keys generate: {reason}", file=sys.stderr)
         return 1
     print(f"wrote {public} (public key: copy it to the other machine)")
     print(f"wrote {secret} (secret key, mode 0600: keep it on this machine)")
@@ -330,9 +337,14 @@ def learner_command(args: argparse.Namespace) -> int:
         return 1
     from learner.process import run_learner
     from robot_stack.session import demo_dir
+    from robot_stack.transport.security import KeyFileError
 
     stop = _stop_on_signals("learner")
-    run_learner(config, stop, demo_dir=args.demos or demo_dir(config))
+    try:
+        run_learner(config, stop, demo_dir=args.demos or demo_dir(config))
+    except KeyFileError as error:
+        print(f"learner: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -342,9 +354,16 @@ def actor_command(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     from actor.process import run_actor
+    from robot_stack.transport.actor_link import LinkRefused
+    from robot_stack.transport.security import KeyFileError
 
     stop = _stop_on_signals("actor")
-    run_actor(config, args.actor_id, stop, seed=args.seed)
+    try:
+        run_actor(config, args.actor_id, stop, seed=args.seed)
+    except (LinkRefused, KeyFileError) as error:
+        # Retrying cannot help (another task or spec, an unknown key): say why and stop.
+        print(f"actor '{args.actor_id}': {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -357,7 +376,19 @@ def record_demos_command(args: argparse.Namespace) -> int:
     from robot_stack.session import demo_dir
 
     out = args.out or demo_dir(config)
-    report = record_demos(config, args.episodes, out, seed=args.seed, progress=not args.no_progress)
+    try:
+        report = record_demos(config, args.episodes, out, seed=args.seed, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"record-demos: interrupted before the first demo was finished; nothing kept in {out}", file=sys.stderr)
+        return 130
+    except RuntimeError as error:  # too few successes within the attempts allowed
+        print(f"record-demos: {error}", file=sys.stderr)
+        return 1
+    if report.interrupted:
+        kept = f"kept the {len(report.episodes)} finished demos" if report.episodes else "no demo was finished; nothing kept"
+        print(f"record-demos: interrupted after {len(report.episodes)} of {report.requested} demos; {kept} in {report.directory}",
+              file=sys.stderr)
+        return 130
     print(f"wrote {len(report.episodes)} demos of {report.task} ({report.transitions} transitions, "
           f"{report.attempts} attempts) to {report.directory}")
     return 0
@@ -369,9 +400,14 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     from actor.evaluate import evaluate_checkpoint
+    from robot_stack.policy.weights import WeightsMismatchError
 
-    report = evaluate_checkpoint(config, args.checkpoints or Path(config.session.checkpoint_dir), args.episodes, args.out,
-                                 seed=args.seed, progress=not args.no_progress, deterministic=not args.stochastic)
+    try:
+        report = evaluate_checkpoint(config, args.checkpoints or Path(config.session.checkpoint_dir), args.episodes, args.out,
+                                     seed=args.seed, progress=not args.no_progress, deterministic=not args.stochastic)
+    except (FileNotFoundError, WeightsMismatchError) as error:
+        print(f"evaluate: {error}", file=sys.stderr)
+        return 1
     actions = "sampled" if args.stochastic else "deterministic"
     print(f"evaluation ({actions} actions): success rate {report.success_rate:.1%} over {len(report.episodes)} episodes; "
           f"wrote {args.out}")

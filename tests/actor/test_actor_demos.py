@@ -126,3 +126,41 @@ def test_a_teleoperator_that_never_succeeds_gives_up_after_bounded_attempts(pick
         record_demos_with(sim.env, IdleDevice(), "idle", episodes=1, out_dir=tmp_path, progress=False)
     sim.env.close()
     assert not demos_exist(tmp_path)
+
+
+def test_ctrl_c_keeps_the_finished_demos_as_a_demo_set_and_drops_the_one_under_way(pick_cube_state_yaml_path, tmp_path) -> None:
+    from robot_stack.sim.teleop import ScriptedTeleop
+
+    config = load_task_config(pick_cube_state_yaml_path)
+    sim = make_sim_env(config)
+    expert = ScriptedTeleop(sim.expert, sim.backend, config.teleop, np.random.default_rng(0))
+
+    class InterruptedDevice:
+        """The scripted expert, until the operator presses Ctrl-C early in the third episode."""
+
+        def __init__(self):
+            self.episodes = 0
+
+        def reset(self) -> None:
+            self.episodes += 1
+            expert.reset()
+
+        def read(self) -> TeleopCommand:
+            if self.episodes == 3:
+                raise KeyboardInterrupt
+            return expert.read()
+
+    try:
+        demos = record_demos_with(sim.env, InterruptedDevice(), "stopped", episodes=10, out_dir=tmp_path, progress=False)
+    except KeyboardInterrupt:  # escaping, it would stop the test run itself
+        pytest.fail("Ctrl-C escaped record_demos_with")
+    finally:
+        sim.env.close()
+
+    assert demos.interrupted and len(demos.episodes) == 2 and demos.requested == 10
+    assert demos_exist(tmp_path)
+    meta = json.loads((tmp_path / DEMOS_FILE).read_text())
+    assert (meta["requested"], meta["interrupted"], [e["file"] for e in meta["episodes"]]) == (
+        10, True, ["episode_000.safetensors", "episode_001.safetensors"]
+    )
+    assert len(load_demos(tmp_path, STATE_SPEC, action_dim=4)["actions"]) == demos.transitions
