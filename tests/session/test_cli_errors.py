@@ -126,3 +126,25 @@ def test_ctrl_c_during_record_demos_keeps_the_finished_demos_and_says_how_many(
     assert err.splitlines()[-1] == (
         f"record-demos: interrupted after {len(kept)} of 1000 demos; kept the {len(kept)} finished demos in {out}"
     )
+
+
+@pytest.mark.parametrize("command, missing", [("learner", "learner.key_secret"), ("actor", "robot1.key_secret")])
+def test_a_missing_key_file_is_one_line_naming_it(tmp_path: Path, pick_cube_state_yaml: Path, command: str, missing: str) -> None:
+    ports = _two_free_ports()
+    session = SessionConfig(
+        learner_host="127.0.0.1", transitions_port=ports[0], weights_port=ports[1],
+        server_public_key_file="keys/learner.key", server_secret_key_file="keys/learner.key_secret",
+        client_secret_key_file="keys/robot1.key_secret", authorized_client_keys_dir="keys/actors",
+        checkpoint_dir=tmp_path / "checkpoints", log_dir=tmp_path / "logs",
+        transport={"outbox_dir": str(tmp_path / "outbox")},
+    )
+    task_file = tmp_path / "task.yaml"
+    task_file.write_text(config_to_yaml(load_task_config(pick_cube_state_yaml).model_copy(update={"session": session})))
+
+    demos = ["--demos", str(tmp_path / "demos")] if command == "learner" else []
+    process = robot_stack_process(command, str(task_file), *demos, cwd=tmp_path)
+    _, err = process.communicate(timeout=60)
+
+    assert process.returncode == 1
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].endswith(f"keys/{missing}: key file not found (make one with `robot-stack keys generate DIR --name NAME`)")
