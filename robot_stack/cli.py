@@ -162,6 +162,8 @@ def sim_demo(args: argparse.Namespace) -> int:
 
 
 def add_sim_commands(groups: argparse._SubParsersAction) -> None:
+    from robot_stack.config.schema import TeleopConfig
+
     sim = groups.add_parser(
         "sim",
         help="run tasks on the simulated FR3",
@@ -181,7 +183,8 @@ def add_sim_commands(groups: argparse._SubParsersAction) -> None:
         description="Roll out the noise-free scripted expert (or a noisy one with --noise) and print its success rate.",
     )
     common(expert, 50)
-    expert.add_argument("--noise", type=float, default=None, help="Gaussian action noise std (action units; default 0)")
+    noise = _schema_flag(TeleopConfig, "expert_noise_std", float)
+    expert.add_argument("--noise", type=noise, default=None, help="Gaussian action noise std (action units; default 0)")
     expert.add_argument("--out", type=Path, default=None, help="also write episodes.csv and success.png here")
     expert.set_defaults(run=sim_expert)
 
@@ -195,7 +198,7 @@ def add_sim_commands(groups: argparse._SubParsersAction) -> None:
         ),
     )
     common(demo, 3)
-    demo.add_argument("--noise", type=float, default=None, help="override the teleop config's expert noise std")
+    demo.add_argument("--noise", type=noise, default=None, help="override the teleop config's expert noise std")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output directory (default outputs/demo)")
     demo.set_defaults(run=sim_demo)
 
@@ -207,17 +210,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _training_flag(field: str, parse: Callable[[str], float], to_field_unit: float = 1) -> Callable[[str], float]:
-    """An argparse type for a flag that overrides ``training.<field>``: the value is refused at
+def _schema_flag(model: type, field: str, parse: Callable[[str], float], to_field_unit: float = 1) -> Callable[[str], float]:
+    """An argparse type for a flag that overrides ``model``'s ``field``: the value is refused at
     parse time, naming the flag, unless the schema's field accepts it. Checked any later, the
-    error would come from a child process and cite the config file the session generated."""
+    error would come from deeper down (for a session, from a child process citing the config
+    file it generated)."""
     import math
 
     from pydantic import ValidationError
 
-    from robot_stack.config.schema import TrainingConfig
-
-    allowed = _allowed_range(TrainingConfig.model_fields[field].metadata)
+    allowed = _allowed_range(model.model_fields[field].metadata)
 
     def convert(text: str) -> float:
         try:
@@ -229,7 +231,7 @@ def _training_flag(field: str, parse: Callable[[str], float], to_field_unit: flo
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number {allowed}, got {text}")
         try:
-            TrainingConfig.model_validate({field: value * to_field_unit})
+            model.model_validate({field: value * to_field_unit})
         except ValidationError:
             raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}") from None
         return value
@@ -242,12 +244,15 @@ def _allowed_range(constraints: Sequence[object]) -> str:
     bounds = {name: getattr(c, name) for c in constraints for name in ("gt", "ge", "lt", "le") if hasattr(c, name)}
     low = ("(", bounds["gt"]) if "gt" in bounds else ("[", bounds["ge"]) if "ge" in bounds else None
     high = (")", bounds["lt"]) if "lt" in bounds else ("]", bounds["le"]) if "le" in bounds else None
+    def number(bound: float) -> str:
+        return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
     if low and high:
-        return f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+        return f"in {low[0]}{number(low[1])}, {number(high[1])}{high[0]}"
     if low:
-        return f"{'greater than' if low[0] == '(' else 'at least'} {low[1]:g}"
+        return f"{'greater than' if low[0] == '(' else 'at least'} {number(low[1])}"
     if high:
-        return f"{'less than' if high[0] == ')' else 'at most'} {high[1]:g}"
+        return f"{'less than' if high[0] == ')' else 'at most'} {number(high[1])}"
     return "a valid value"
 
 
@@ -434,6 +439,8 @@ def session_command(args: argparse.Namespace) -> int:
 
 
 def add_session_commands(groups: argparse._SubParsersAction) -> None:
+    from robot_stack.config.schema import TrainingConfig
+
     def task(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("config", type=Path, metavar="CONFIG", help="task YAML")
 
@@ -442,15 +449,15 @@ def add_session_commands(groups: argparse._SubParsersAction) -> None:
     task(session)
     session.add_argument("--run-dir", type=Path, default=None, help="where checkpoints, logs and results go (default runs/<task>)")
     session.add_argument("--demos", type=Path, default=None, help="demo folder (default runs/demos/<task>; recorded if empty)")
-    session.add_argument("--max-env-steps", type=_training_flag("max_env_steps", int), default=None,
+    session.add_argument("--max-env-steps", type=_schema_flag(TrainingConfig, "max_env_steps", int), default=None,
                          help="step budget (default training.max_env_steps)")
-    session.add_argument("--target", type=_training_flag("target_success_rate", float), default=None,
+    session.add_argument("--target", type=_schema_flag(TrainingConfig, "target_success_rate", float), default=None,
                          help="stop at this policy success rate, in (0, 1] (default training.target_success_rate)")
-    session.add_argument("--eval-episodes", type=_training_flag("eval_episodes", int), default=None,
+    session.add_argument("--eval-episodes", type=_schema_flag(TrainingConfig, "eval_episodes", int), default=None,
                          help="evaluation episodes after training (default training.eval_episodes)")
-    session.add_argument("--demo-episodes", type=_training_flag("demo_episodes", int), default=None,
+    session.add_argument("--demo-episodes", type=_schema_flag(TrainingConfig, "demo_episodes", int), default=None,
                          help="demos to record if none exist (default training.demo_episodes)")
-    session.add_argument("--max-minutes", type=_training_flag("max_wall_time_s", float, to_field_unit=60), default=None,
+    session.add_argument("--max-minutes", type=_schema_flag(TrainingConfig, "max_wall_time_s", float, to_field_unit=60), default=None,
                          help="wall-clock limit")
     session.add_argument("--no-interventions", action="store_true", help="the scripted teleoperator never steps in (ablation)")
     session.add_argument("--no-progress", action="store_true")
@@ -676,6 +683,8 @@ def encoder_convert_command(args: argparse.Namespace) -> int:
 
 
 def add_encoder_commands(groups: argparse._SubParsersAction) -> None:
+    from robot_stack.config.schema import EncoderPretrainConfig
+
     encoder = groups.add_parser("encoder", help="image encoder weights: pretrain on the lab's frames, convert published ones",
                                 description="The ResNet-10 trunk's weights.")
     commands = encoder.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
@@ -687,9 +696,10 @@ def add_encoder_commands(groups: argparse._SubParsersAction) -> None:
     pretrain.add_argument("--out", type=Path, default=None, help="weights file (default: agent.encoder.pretrained_path)")
     pretrain.add_argument("--init", type=Path, default=None, help="start from these trunk weights (e.g. converted ImageNet ones)")
     pretrain.add_argument("--objective", choices=("keypoints", "proprioception", "contrastive"), default=None)
-    pretrain.add_argument("--steps", type=int, default=None, help="optimiser steps (0: only fit the projection)")
-    pretrain.add_argument("--max-minutes", type=float, default=None)
-    pretrain.add_argument("--seed", type=int, default=None)
+    pretrain.add_argument("--steps", type=_schema_flag(EncoderPretrainConfig, "steps", int), default=None,
+                          help="optimiser steps (0: only fit the projection)")
+    pretrain.add_argument("--max-minutes", type=_schema_flag(EncoderPretrainConfig, "max_minutes", float), default=None)
+    pretrain.add_argument("--seed", type=_schema_flag(EncoderPretrainConfig, "seed", int), default=None)
     pretrain.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: all)")
     pretrain.add_argument("--no-progress", action="store_true")
     pretrain.set_defaults(run=encoder_pretrain_command)
@@ -870,6 +880,8 @@ def rldg_eval_command(args: argparse.Namespace) -> int:
 
 
 def add_rldg_commands(groups: argparse._SubParsersAction) -> None:
+    from robot_stack.config.rldg import SpecialistTrainingConfig
+
     rldg = groups.add_parser("rldg", help="distil RL specialists into a generalist policy",
                              description="RLDG: specialists, collect, finetune, eval (and export-demos, validate).")
     commands = rldg.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
@@ -883,7 +895,8 @@ def add_rldg_commands(groups: argparse._SubParsersAction) -> None:
     experiment(specialists)
     specialists.add_argument("--variants", nargs="+", default=None, help="only these variants")
     specialists.add_argument("--retrain", action="store_true", help="train again where a specialist exists")
-    specialists.add_argument("--max-env-steps", type=_positive_int, default=None, help="override specialists.max_env_steps")
+    specialists.add_argument("--max-env-steps", type=_schema_flag(SpecialistTrainingConfig, "max_env_steps", int), default=None,
+                             help="override specialists.max_env_steps")
     specialists.set_defaults(run=rldg_specialists_command)
 
     collect = commands.add_parser("collect", help="roll out specialists into a LeRobot v3 dataset", description=rldg_collect_command.__doc__)

@@ -1,5 +1,6 @@
-"""`robot-stack session` checks its flags against the schema before it starts anything, and
-names the flag: an error from a child process would cite the config file it generated."""
+"""Flags that override a schema field are checked against that field's bounds when parsed, and
+a bad one names the flag: `robot-stack session` would otherwise hand it to a child process,
+whose error would cite the config file the session generated."""
 
 from __future__ import annotations
 
@@ -49,3 +50,26 @@ def test_session_flags_within_the_schema_bounds_parse(pick_cube_state_yaml: Path
     )
 
     assert (args.target, args.eval_episodes, args.demo_episodes, args.max_minutes, args.max_env_steps) == (1.0, 0, 0, 0.5, 1)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sim", "expert", "--task", "t.yaml", "--noise", "-0.1"], "robot-stack sim expert: error: argument --noise: must be in [0, 1], got -0.1"),
+        (["sim", "demo", "--task", "t.yaml", "--noise", "nan"], "robot-stack sim demo: error: argument --noise: must be a finite number in [0, 1], got nan"),
+        (["encoder", "pretrain", "t.yaml", "--frames", "f", "--steps", "-1"],
+         "robot-stack encoder pretrain: error: argument --steps: must be in [0, 1000000], got -1"),
+        (["encoder", "pretrain", "t.yaml", "--frames", "f", "--max-minutes", "0"],
+         "robot-stack encoder pretrain: error: argument --max-minutes: must be in (0, 1440], got 0"),
+        (["rldg", "specialists", "r.yaml", "--max-env-steps", "50"],
+         "robot-stack rldg specialists: error: argument --max-env-steps: must be at least 100, got 50"),
+    ],
+)
+def test_flags_of_other_commands_are_checked_against_their_schema_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == message
