@@ -244,6 +244,7 @@ def _allowed_range(constraints: Sequence[object]) -> str:
     bounds = {name: getattr(c, name) for c in constraints for name in ("gt", "ge", "lt", "le") if hasattr(c, name)}
     low = ("(", bounds["gt"]) if "gt" in bounds else ("[", bounds["ge"]) if "ge" in bounds else None
     high = (")", bounds["lt"]) if "lt" in bounds else ("]", bounds["le"]) if "le" in bounds else None
+
     def number(bound: float) -> str:
         return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
@@ -270,9 +271,9 @@ def keys_generate(args: argparse.Namespace) -> int:
         return 1
     except OSError as error:
         # errno is None for generate_keys' own refusal to overwrite; set when the OS refused.
-        reason = str(error) if error.errno is None else (
-            f"cannot write key files into {args.directory}: {error.strerror} ({error.filename})"
-        )
+        reason = str(error) if error.errno is None else f"cannot write key files into {args.directory}: {error.strerror}"
+        if error.errno is not None and error.filename and Path(error.filename) != Path(args.directory):
+            reason += f" ({error.filename})"
         print(f"robot-stack keys generate: {reason}", file=sys.stderr)
         return 1
     print(f"wrote {public} (public key: copy it to the other machine)")

@@ -36,7 +36,7 @@ def test_keys_generate_into_a_folder_it_cannot_make_is_one_line(tmp_path: Path, 
 
     assert exit_code == 1
     assert capsys.readouterr().err == (
-        f"robot-stack keys generate: cannot write key files into {blocker / 'keys'}: Not a directory ({blocker / 'keys'})\n"
+        f"robot-stack keys generate: cannot write key files into {blocker / 'keys'}: Not a directory\n"
     )
 
 
@@ -61,6 +61,21 @@ def test_evaluate_without_checkpoints_is_one_line(
 
     assert exit_code == 1
     assert capsys.readouterr().err == f"evaluate: no complete checkpoint under {empty}: nothing to evaluate\n"
+
+
+def test_record_demos_that_never_succeed_end_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pick_cube_state_yaml: Path
+) -> None:
+    base = load_task_config(pick_cube_state_yaml)
+    hopeless = base.model_copy(update={"task": base.task.model_copy(update={"max_episode_steps": 2})})
+    task_file = tmp_path / "task.yaml"
+    task_file.write_text(config_to_yaml(hopeless))
+
+    exit_code = main(["record-demos", str(task_file), "--episodes", "1", "--out", str(tmp_path / "demos"), "--no-progress"])
+
+    err = capsys.readouterr().err
+    assert exit_code == 1
+    assert len(err.splitlines()) == 1 and err.startswith("record-demos: only 0 of 3 demo episodes of 'sim_pick_cube_state' succeeded")
 
 
 def test_an_actor_refused_by_the_learner_says_why_in_one_line(tmp_path: Path, pick_cube_state_yaml: Path) -> None:
