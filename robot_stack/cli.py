@@ -285,10 +285,15 @@ def learner_command(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     from learner.process import run_learner
+    from robot_stack.data.checkpoints import CheckpointMismatchError
     from robot_stack.session import demo_dir
 
     stop = _stop_on_signals("learner")
-    run_learner(config, stop, demo_dir=args.demos or demo_dir(config))
+    try:
+        run_learner(config, stop, demo_dir=args.demos or demo_dir(config))
+    except CheckpointMismatchError as error:
+        print(f"robot-stack learner: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
