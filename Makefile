@@ -60,6 +60,7 @@ bench: setup
 	$(PY) benchmarks/bench_sim_env.py
 	$(PY) benchmarks/bench_transport.py --quick
 	$(PY) benchmarks/bench_replay_memory.py
+	$(PY) benchmarks/bench_checkpoint.py
 	$(PY) benchmarks/bench_learner.py --quick
 	$(PY) benchmarks/bench_reward.py
 	$(PY) benchmarks/bench_ros_cell.py

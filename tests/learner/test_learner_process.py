@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from learner.process import Learner
 from learner.replay_segments import SegmentLog, segment_store
@@ -360,3 +361,23 @@ def test_a_learner_killed_mid_checkpoint_resumes_the_previous_one_and_clears_its
     resumed.save_checkpoint(None)
 
     assert list(directory.glob("ckpt-*.tmp")) == [] and list(directory.glob("segments-*/*/*.tmp")) == []
+
+
+def test_a_learner_whose_frozen_trunk_differs_refuses_a_checkpoint_of_cached_features(pick_cube_yaml, tmp_path):
+    from robot_stack.policy.encoders import ResNet10, orthogonal_projection, save_trunk_weights
+
+    trunks = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        trunks.append(tmp_path / f"trunk_{seed}.safetensors")
+        save_trunk_weights(ResNet10(), trunks[-1], orthogonal_projection(ResNet10.out_channels, 64))
+    config = load_task_config(pick_cube_yaml)
+    config = with_fields(config, "session", checkpoint_dir=tmp_path / "checkpoints", log_dir=tmp_path / "logs")
+    config = with_fields(config, "training", online_buffer_capacity=100, demo_buffer_capacity=100, torch_threads=1)
+    Learner(with_fields(config, "agent.encoder", pretrained_path=trunks[0])).save_checkpoint(None)
+
+    with pytest.raises(CheckpointMismatchError, match="cached_trunk 'sha256:[0-9a-f]+' in the checkpoint, 'sha256:[0-9a-f]+' here"):
+        Learner(with_fields(config, "agent.encoder", pretrained_path=trunks[1])).resume_or_start()
+    same = Learner(with_fields(config, "agent.encoder", pretrained_path=trunks[0]))
+    same.resume_or_start()
+    assert same.resumed_from is not None
