@@ -23,7 +23,7 @@ against the default 200,000).
 
     python benchmarks/bench_checkpoint.py [--online-capacity 10000] [--repeats 3] [--out DIR]
 
-Runs in about 2 minutes on 2 cores and writes a few GB under --out (removed at the end).
+Runs in about 1 minute on 2 cores and writes a few GB under --out (removed at the end).
 Ends with one JSON line of the figures.
 """
 
@@ -115,7 +115,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--online-capacity", type=int, default=10_000)
     parser.add_argument("--interval-fraction", type=float, default=DEFAULT_INTERVAL / DEFAULT_ONLINE)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_checkpoint"))
     parser.add_argument("--keep", action="store_true", help="keep the checkpoints written")
     args = parser.parse_args()
@@ -155,10 +155,10 @@ def main() -> int:
     t0 = time.perf_counter()
     learner.save_checkpoint(None)
     first_s = time.perf_counter() - t0
-    idle_rate = sample_rate(learner, rng, seconds=2.0)
-    stalls, writes, busy_rates, new_bytes = [], [], [], []
+    stalls, writes, busy_rates, idle_rates, new_bytes = [], [], [], [], []
     for _ in range(args.repeats):
         feed(learner, interval, spec, action_dim, rng, counter)
+        idle_rates.append(sample_rate(learner, rng, seconds=1.0))  # just before: same load from others
         before = set((args.out / "incremental").glob("segments-*/*/*"))
         t0 = time.perf_counter()
         pending = learner.save_checkpoint(None, wait=False)
@@ -184,7 +184,8 @@ def main() -> int:
 
     old_s, new_s, stall_s = statistics.median(old_times), statistics.median(writes), statistics.median(stalls)
     written = statistics.median(new_bytes)
-    busy = statistics.median(busy_rates)
+    busy, idle_rate = statistics.median(busy_rates), statistics.median(idle_rates)
+    slowdown = statistics.median(b / i for b, i in zip(busy_rates, idle_rates))
     print()
     print(f"{'':34s} {'full rewrite':>14s} {'incremental':>14s} {'ratio':>8s}")
     print(f"{'checkpoint time (s)':34s} {old_s:14.2f} {new_s:14.2f} {old_s / new_s:7.1f}x")
@@ -192,7 +193,8 @@ def main() -> int:
     print(f"{'bytes written per checkpoint (MB)':34s} {old_bytes / 1e6:14.0f} {written / 1e6:14.0f} {old_bytes / written:7.1f}x")
     print(f"first incremental checkpoint (every live row, waited for): {first_s:.2f} s; resume (load) {load_s:.2f} s, "
           f"buffers identical: {exact}")
-    print(f"sampling while the writer works: {busy:.0f} batches/s against {idle_rate:.0f} idle ({busy / idle_rate:.0%})")
+    print(f"sampling while the writer works: {busy:.0f} batches/s against {idle_rate:.0f} in the second before "
+          f"(median ratio {slowdown:.0%})")
 
     # At the shipped capacities the full rewrite grows with the buffers; the increment does not.
     per_transition = learner.replay.online.bytes_per_transition()
@@ -218,7 +220,7 @@ def main() -> int:
         "checkpoint_time_ratio": round(old_s / new_s, 2), "stall_ratio": round(old_s / stall_s, 1),
         "full_rewrite_mb": round(old_bytes / 1e6, 1), "incremental_mb": round(written / 1e6, 1),
         "first_incremental_s": round(first_s, 2), "load_s": round(load_s, 2), "load_exact": exact,
-        "sample_rate_during_write_vs_idle": round(busy / idle_rate, 3),
+        "sample_rate_during_write_vs_idle": round(slowdown, 3),
         "default_capacity_full_rewrite_gb": round(full_default / 1e9, 2),
         "default_capacity_full_rewrite_s_est": round(full_default / old_rate, 1),
         "default_capacity_incremental_gb": round(incremental_default / 1e9, 3),

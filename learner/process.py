@@ -223,7 +223,7 @@ class Learner:
         link_state = link.delivered_state() if link is not None else dict(self.link_state)
         self.link_state = link_state
         state = _snapshot(self.agent.state_dict())
-        policy = export_policy(self.agent)
+        policy = self.agent.policy_weights()  # copies; serialised by the writer
         positions = {name: log.position() for name, log in self.segment_logs.items()}
         counters = {**vars(self.counters), "recent_episodes": list(self.counters.recent_episodes),
                     "recent_deterministic": list(self.counters.recent_deterministic)}
@@ -232,13 +232,15 @@ class Learner:
         future = self._writer.submit(self._write_checkpoint, state, policy, positions, meta, link, stall_s)
         return future.result() if wait else future
 
-    def _write_checkpoint(self, state, policy: bytes, positions, meta, link: Optional[LearnerLink], stall_s: float) -> CheckpointInfo:
+    def _write_checkpoint(self, state, policy: dict, positions, meta, link: Optional[LearnerLink], stall_s: float) -> CheckpointInfo:
+        from safetensors.torch import save
+
         started = time.perf_counter()
         manifests: dict[str, dict] = {}
 
         def write(directory: Path) -> None:
             torch.save(state, directory / "agent.pt")
-            (directory / "policy.safetensors").write_bytes(policy)
+            (directory / "policy.safetensors").write_bytes(save(policy))
             for name, segment_log in self.segment_logs.items():
                 manifests[name] = segment_log.append(positions[name])
             write_json_atomic(directory / REPLAY_MANIFEST, manifests)
