@@ -381,3 +381,26 @@ def test_a_learner_whose_frozen_trunk_differs_refuses_a_checkpoint_of_cached_fea
     same = Learner(with_fields(config, "agent.encoder", pretrained_path=trunks[0]))
     same.resume_or_start()
     assert same.resumed_from is not None
+
+
+def test_a_checkpoint_from_before_segments_resumes_and_is_never_pruned(config):
+    learner = Learner(config)
+    learner.replay.add(episode_arrays(10, np.random.default_rng(0)), stream="a0")
+
+    def full_write(directory):  # the layout learners wrote before incremental segments
+        torch.save(learner.agent.state_dict(), directory / "agent.pt")
+        learner.replay.save(directory / "replay")
+
+    legacy = CheckpointStore(config.session.checkpoint_dir).save(
+        full_write, {"counters": {"env_steps": 10}, "link_state": {"a0": 0}, "task": config.task.name})
+    meta = json.loads((legacy.path / "complete.json").read_text())
+    del meta["run_id"]
+    (legacy.path / "complete.json").write_text(json.dumps(meta))
+
+    resumed = Learner(config)
+    resumed.resume_or_start()
+    for _ in range(3):
+        resumed.save_checkpoint(None)
+
+    assert resumed.resumed_from.path == legacy.path and len(resumed.replay.online) == 10
+    assert legacy.path.is_dir() and len(CheckpointStore(config.session.checkpoint_dir).complete()) == 3

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from learner.replay import ReplayBuffer, ReplayFileError
+from robot_stack.transport.messages import ArraySpec
 from learner.replay_segments import SegmentLog, remove_unreferenced_segments
 
 from test_replay import ACTION_DIM, SPEC, episode, sample_all
@@ -159,3 +160,31 @@ def test_only_unreferenced_segments_are_removed(tmp_path: Path):
 
     assert sorted(p.name for p in removed) == sorted([first["segments"][0]["file"], "seg-0123456789abcdef.bin.tmp"])
     assert [p.name for p in (tmp_path / "store" / "online").iterdir()] == [second["segments"][0]["file"]]
+
+
+class TwoViewFeatures:
+    """A frame encoder keeping two float16 views of each image (as stored crops do)."""
+
+    views = 2
+    keys = ("images/front",)
+
+    def stored_spec(self, key):
+        return ArraySpec("<f2", (2, 3, 2, 2))
+
+    def encode(self, key, frames):
+        base = frames[:, :2, :2, :].transpose(0, 3, 1, 2).astype(np.float16)
+        return np.stack([base, base + 0.5], axis=1)
+
+
+def test_cached_feature_frames_with_several_views_round_trip_exactly(tmp_path: Path):
+    buffer = ReplayBuffer(SPEC, ACTION_DIM, capacity=10, frame_capacity=14, frame_encoder=TwoViewFeatures())
+    log = SegmentLog(buffer, tmp_path / "online")
+    for checkpoint in range(4):
+        buffer.add(episode(4, episode_id=checkpoint), stream="a")
+        manifest = log.append(log.position())
+
+    restored = ReplayBuffer(SPEC, ACTION_DIM, capacity=10, frame_capacity=14, frame_encoder=TwoViewFeatures())
+    SegmentLog(restored, tmp_path / "online").load(manifest, "checkpoint")
+
+    assert restored.counters() == buffer.counters()
+    np.testing.assert_array_equal(restored.frames["images/front"], buffer.frames["images/front"])
