@@ -33,6 +33,9 @@ Files (``save``/``load``): a directory with ``replay.json`` (spec, counters, arr
 their CRC32) and one ``.npy`` file per array, never pickle. A save writes the arrays under
 new names, then atomically replaces ``replay.json`` (write temp, ``os.replace``), then
 deletes the previous save's arrays: a crash at any point leaves a complete save behind.
+Learner checkpoints do not rewrite the buffer this way: they append only the rows added since
+the last one (``learner/replay_segments.py``); ``save``/``load`` remain for checkpoints written
+before that, and as the benchmark's baseline.
 Not thread-safe: the caller adds and samples from one thread (or holds a lock).
 """
 
