@@ -6,7 +6,8 @@ TASK ?= hardware_configs/tasks/sim_pick_cube_state.yaml
 DEMO_TASK ?= hardware_configs/tasks/sim_pick_cube.yaml
 EPISODES ?= 3
 OUT ?= outputs/demo
-RUN_DIR ?= runs/$(basename $(notdir $(TASK)))
+# Empty: the task's own run dir, runs/<task name> (session.run_dir in its config).
+RUN_DIR ?=
 
 .PHONY: setup session demo reward rldg test test-all bench check-configs clean
 
@@ -16,7 +17,7 @@ setup:
 # The main job: a simulated HIL-SERL task session (demos, learner and actor processes,
 # scripted teleoperator interventions, evaluation, learning curve).
 session: setup
-	$(VENV)/bin/robot-stack session $(TASK) --run-dir $(RUN_DIR)
+	$(VENV)/bin/robot-stack session $(TASK) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 # Scripted-teleoperator episodes of a task, every camera frame saved as PNG/GIF.
 demo: setup
@@ -59,6 +60,7 @@ bench: setup
 	$(PY) benchmarks/bench_sim_env.py
 	$(PY) benchmarks/bench_transport.py --quick
 	$(PY) benchmarks/bench_replay_memory.py
+	$(PY) benchmarks/bench_checkpoint.py
 	$(PY) benchmarks/bench_learner.py --quick
 	$(PY) benchmarks/bench_reward.py
 	$(PY) benchmarks/bench_ros_cell.py

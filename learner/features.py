@@ -84,3 +84,21 @@ class CachedTrunkFeatures:
 def stored_bytes_per_frame(features: CachedTrunkFeatures) -> Mapping[str, int]:
     """Bytes a stored frame takes per camera key."""
     return {key: int(np.prod(features.stored_spec(key).shape)) * np.dtype(FEATURE_DTYPE).itemsize for key in features.keys}
+
+
+def trunk_fingerprint(encoder: ObservationEncoder) -> str:
+    """SHA-256 of the frozen part of every camera's encoder (trunk and projection weights):
+    stored features are only valid for the trunk that made them, so a checkpoint whose replay
+    holds features names the trunk it needs."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, camera in sorted(encoder.cameras.items()):
+        parts = {"trunk": camera.trunk, "projection": camera.projection}
+        for part, module in parts.items():
+            if module is None:
+                continue
+            for key, tensor in sorted(module.state_dict().items()):
+                digest.update(f"{name}.{part}.{key}:{tensor.dtype}{list(tensor.shape)}".encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return "sha256:" + digest.hexdigest()[:16]

@@ -3,15 +3,23 @@ update-to-data ratio, publish weights, checkpoint, log.
 
 One thread runs the loop below; the transport's link thread receives in the background.
 Weights versions are learner update counts, so an actor knows how far training has got.
+
+Checkpoints: the training thread only takes a snapshot (copies of the networks' and optimisers'
+tensors, the counters, the link's stream positions and the replay buffers' write positions);
+a writer thread appends the replay rows added since the previous checkpoint as segments
+(``learner/replay_segments.py``), writes the rest and makes it durable, and only then commits
+the link's stream positions, so an actor never drops a batch that a checkpoint does not hold.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -25,16 +33,18 @@ from robot_stack.envs.spec import action_spec, env_action_dim, observation_spec
 from robot_stack.transport.learner_link import LearnerLink
 from robot_stack.transport.messages import Event, Stats
 
-from robot_stack.data.checkpoints import CheckpointInfo, CheckpointStore, write_json_atomic
+from robot_stack.data.checkpoints import CheckpointIdentity, CheckpointInfo, CheckpointStore, write_json_atomic
 from robot_stack.data.transitions import concatenate_batches
-from learner.features import CachedTrunkFeatures
+from learner.features import CachedTrunkFeatures, trunk_fingerprint
 from learner.metrics import MetricsLog
-from learner.replay import MixedReplay
+from learner.replay import MixedReplay, ReplayFileError
+from learner.replay_segments import SegmentLog, remove_unreferenced_segments, segment_store, store_of
 from learner.sac import SACAgent, resolve_device
 
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
+REPLAY_MANIFEST = "replay.json"
 
 
 @dataclass
@@ -49,6 +59,30 @@ class Counters:
     demo_transitions: int = 0
     recent_episodes: list = field(default_factory=list)  # the success window, kept across restarts
     recent_deterministic: list = field(default_factory=list)  # the deterministic episodes' window
+
+
+def checkpoint_identity(task_name: str, observation_spec: dict, action_spec: dict, agent: SACAgent) -> CheckpointIdentity:
+    """The task and what the stored data and networks are shaped for; with cached trunk
+    features, which trunk made them."""
+
+    def described(spec: dict) -> dict[str, str]:
+        return {key: f"{np.dtype(value.dtype).name}{list(value.shape)}" for key, value in sorted(spec.items())}
+
+    spec: dict[str, Any] = {"observation": described(observation_spec), "action": described(action_spec)}
+    if agent.encoder.cache_features:
+        spec["cached_trunk"] = trunk_fingerprint(agent.encoder)
+    return CheckpointIdentity(task_name, spec)
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of a state dict's tensors (and containers) that training can no longer change."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: _snapshot(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_snapshot(item) for item in value)
+    return value
 
 
 def export_policy(agent: SACAgent) -> bytes:
@@ -101,13 +135,18 @@ class Learner:
         self.binary_gripper = config.task.gripper_mode == "binary"
         self.rng = np.random.default_rng(self.training.seed)
         torch.manual_seed(self.training.seed)
-        self.checkpoints = CheckpointStore(config.session.checkpoint_dir)
         self.log_dir = Path(config.session.log_dir)
         self.metrics = MetricsLog(self.log_dir)
         self.counters = Counters()
         self.link_state: dict[str, int] = {}
         self.agent, self.replay = self._fresh()
+        identity = checkpoint_identity(config.task.name, self.observation_spec, self.action_spec, self.agent)
+        self.checkpoints = CheckpointStore(config.session.checkpoint_dir, identity=identity)
+        self.segment_logs = self._segment_logs(self.replay, self.checkpoints.run_id)
         self.resumed_from: Optional[CheckpointInfo] = None
+        # One writer: checkpoints are written in order, each after the previous is durable.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self.last_checkpoint_timing: dict[str, float] = {}
 
     # ----------------------------------------------------------------- state
 
@@ -121,12 +160,17 @@ class Learner:
         replay = MixedReplay.from_config(self.training, self.observation_spec, self.action_dim, frame_encoder=features)
         return agent, replay
 
+    def _segment_logs(self, replay: MixedReplay, run_id: str) -> dict[str, SegmentLog]:
+        store = segment_store(self.checkpoints.directory, run_id)
+        return {buffer.name: SegmentLog(buffer, store / buffer.name) for buffer in (replay.online, replay.demo)}
+
     def resume_or_start(self) -> None:
         """Resume from the newest loadable checkpoint; otherwise start fresh with the demos."""
         self._describe_replay()
         info, loaded = self.checkpoints.load_latest(self._load)
         if info is not None:
-            self.agent, self.replay, self.counters, self.link_state = loaded
+            self.agent, self.replay, self.counters, self.link_state, run_id, self.segment_logs = loaded
+            self.checkpoints.run_id = run_id
             self.resumed_from = info
             log.info("resumed from %s: %d updates, %d env steps, %d episodes", info.path,
                      self.counters.updates, self.counters.env_steps, self.counters.episodes)
@@ -148,28 +192,77 @@ class Learner:
         # Everything is built fresh and only handed over once all of it loaded: a checkpoint
         # that fails halfway leaves the learner as it was.
         agent, replay = self._fresh()
+        # A local file this learner's own run wrote; weights_only refuses anything but tensors.
         state = torch.load(info.path / "agent.pt", map_location=self.device, weights_only=True)
         agent.load_state_dict(state)
-        replay.load(info.path / "replay")
         meta = info.meta
+        run_id = meta.get("run_id") if isinstance(meta.get("run_id"), str) else self.checkpoints.run_id
+        manifest_path = info.path / REPLAY_MANIFEST
+        if manifest_path.exists():
+            manifests = json.loads(manifest_path.read_text())
+            logs = {}
+            for buffer in (replay.online, replay.demo):
+                where = f"{manifest_path} [{buffer.name}]"
+                if not isinstance(manifests, dict) or not isinstance(manifests.get(buffer.name), dict):
+                    raise ReplayFileError(f"{where}: no manifest for this buffer")
+                store = store_of(info.path, manifests[buffer.name], where)
+                logs[buffer.name] = SegmentLog(buffer, store / buffer.name)
+                logs[buffer.name].load(manifests[buffer.name], where)
+        else:  # a checkpoint from before incremental segments: both buffers in full
+            replay.load(info.path / "replay")
+            logs = self._segment_logs(replay, run_id)
         counters = Counters(**{key: meta["counters"][key] for key in Counters.__dataclass_fields__ if key in meta["counters"]})
-        return agent, replay, counters, {str(k): int(v) for k, v in meta["link_state"].items()}
+        link_state = {str(k): int(v) for k, v in meta["link_state"].items()}
+        return agent, replay, counters, link_state, run_id, logs
 
-    def save_checkpoint(self, link: Optional[LearnerLink]) -> CheckpointInfo:
+    def save_checkpoint(self, link: Optional[LearnerLink], wait: bool = True) -> "CheckpointInfo | Future[CheckpointInfo]":
+        """Snapshot now (in the calling, training thread) and write in the writer thread; with
+        ``wait`` return the durable checkpoint, else a future of it. ``link`` is committed to
+        the snapshot's stream positions once the checkpoint is durable, not before."""
+        started = time.perf_counter()
         link_state = link.delivered_state() if link is not None else dict(self.link_state)
         self.link_state = link_state
-
-        def write(directory: Path) -> None:
-            torch.save(self.agent.state_dict(), directory / "agent.pt")
-            self.replay.save(directory / "replay")
-            (directory / "policy.safetensors").write_bytes(export_policy(self.agent))
-
+        state = _snapshot(self.agent.state_dict())
+        policy = self.agent.policy_weights()  # copies; serialised by the writer
+        positions = {name: log.position() for name, log in self.segment_logs.items()}
         counters = {**vars(self.counters), "recent_episodes": list(self.counters.recent_episodes),
                     "recent_deterministic": list(self.counters.recent_deterministic)}
-        info = self.checkpoints.save(write, {"counters": counters, "link_state": link_state, "task": self.config.task.name})
+        meta = {"counters": counters, "link_state": link_state}
+        stall_s = time.perf_counter() - started
+        future = self._writer.submit(self._write_checkpoint, state, policy, positions, meta, link, stall_s)
+        return future.result() if wait else future
+
+    def _write_checkpoint(self, state, policy: dict, positions, meta, link: Optional[LearnerLink], stall_s: float) -> CheckpointInfo:
+        from safetensors.torch import save
+
+        started = time.perf_counter()
+        manifests: dict[str, dict] = {}
+
+        def write(directory: Path) -> None:
+            torch.save(state, directory / "agent.pt")
+            (directory / "policy.safetensors").write_bytes(save(policy))
+            for name, segment_log in self.segment_logs.items():
+                manifests[name] = segment_log.append(positions[name])
+            write_json_atomic(directory / REPLAY_MANIFEST, manifests)
+
+        info = self.checkpoints.save(write, meta)
         if link is not None:
-            link.commit(link_state)
+            link.commit(meta["link_state"])
+        self._remove_unreferenced_segments()
+        self.last_checkpoint_timing = {"stall_s": stall_s, "write_s": time.perf_counter() - started}
         return info
+
+    def _remove_unreferenced_segments(self) -> None:
+        manifests = []
+        for info in self.checkpoints.owned():
+            try:
+                manifests.append(json.loads((info.path / REPLAY_MANIFEST).read_text()))
+            except FileNotFoundError:
+                continue  # written before segments: references none
+            except (OSError, ValueError) as error:
+                log.warning("%s: unreadable replay manifest (%s): no segment removed this time", info.path, error)
+                return
+        remove_unreferenced_segments(segment_store(self.checkpoints.directory, self.checkpoints.run_id), manifests)
 
     # ----------------------------------------------------------------- episodes
 
@@ -222,6 +315,7 @@ class Learner:
         last_publish_updates = counters.updates
         last_publish_time = time.monotonic()
         last_checkpoint = time.monotonic()
+        pending: Optional[Future] = None
         last_status = 0.0
         rate_window: deque[tuple[float, int, int]] = deque(maxlen=30)
         train_metrics: dict[str, float] = {}
@@ -271,9 +365,9 @@ class Learner:
                     or caught_up
                 ):
                     publish()
-                if time.monotonic() - last_checkpoint >= training.checkpoint_every_s:
-                    info = self.save_checkpoint(link)
-                    log.info("checkpoint %s", info.path)
+                if time.monotonic() - last_checkpoint >= training.checkpoint_every_s and (pending is None or pending.done()):
+                    self._report_checkpoint(pending)
+                    pending = self.save_checkpoint(link, wait=False)
                     last_checkpoint = time.monotonic()
                 rate_window.append((time.monotonic(), counters.updates, counters.env_steps))
                 if time.monotonic() - last_status >= 1.0:
@@ -284,12 +378,27 @@ class Learner:
                     # top of the loop; a receive here would drop it.)
                     time.sleep(0.002)
         finally:
-            info = self.save_checkpoint(link)
-            log.info("final checkpoint %s (%d updates, %d env steps)", info.path, counters.updates, counters.env_steps)
-            self._write_status(link, rate_window, stopped=True)
-            link.close()
-            self.metrics.close()
+            try:
+                self._report_checkpoint(pending)
+                info = self.save_checkpoint(link)
+                log.info("final checkpoint %s (%d updates, %d env steps)", info.path, counters.updates, counters.env_steps)
+                self._write_status(link, rate_window, stopped=True)
+            finally:
+                link.close()
+                self.metrics.close()
         return counters
+
+    def _report_checkpoint(self, pending: Optional[Future]) -> None:
+        if pending is None:
+            return
+        try:
+            info = pending.result()
+        except Exception as error:  # the next checkpoint tries again; the link stays uncommitted
+            log.error("checkpoint failed (%s: %s); actors keep what it would have held", type(error).__name__, error)
+            return
+        timing = self.last_checkpoint_timing
+        log.info("checkpoint %s (training paused %.1f ms, written in %.2f s)", info.path,
+                 1e3 * timing.get("stall_s", 0.0), timing.get("write_s", 0.0))
 
     def _write_status(self, link: LearnerLink, rate_window, stopped: bool = False) -> None:
         counters = self.counters

@@ -33,6 +33,9 @@ Files (``save``/``load``): a directory with ``replay.json`` (spec, counters, arr
 their CRC32) and one ``.npy`` file per array, never pickle. A save writes the arrays under
 new names, then atomically replaces ``replay.json`` (write temp, ``os.replace``), then
 deletes the previous save's arrays: a crash at any point leaves a complete save behind.
+Learner checkpoints do not rewrite the buffer this way: they append only the rows added since
+the last one (``learner/replay_segments.py``); ``save``/``load`` remain for checkpoints written
+before that, and as the benchmark's baseline.
 Not thread-safe: the caller adds and samples from one thread (or holds a lock).
 """
 
@@ -270,6 +273,11 @@ class ReplayBuffer:
     def _reset_counters(self) -> None:
         self.total_added = 0  # transitions ever added; the next one gets this id
         self.frames_added = 0  # frames ever written; the next one gets this id
+        # One past the highest ids being written, raised before the rows are written: a reader
+        # in another thread (the checkpoint writer) can tell whether rows it copied were
+        # overwritten meanwhile.
+        self.frames_claimed = 0
+        self.transitions_claimed = 0
         self.continuity_mismatches = 0
         # stream -> frame id of its last next observation, or -1 after an episode end
         self.streams: dict[str, int] = {}
@@ -384,6 +392,8 @@ class ReplayBuffer:
         obs_ids[new_obs] = frame_end[new_obs] - 2
         obs_ids[continues] = np.concatenate([[last], next_ids[:-1]])[continues]
 
+        self.frames_claimed = int(frame_end[-1])
+        self.transitions_claimed = self.total_added + n
         for key, frames in self.frames.items():
             written = arrays[f"next_observations/{key}"]
             ids = next_ids
@@ -536,6 +546,7 @@ class ReplayBuffer:
             raise ReplayFileError(f"{metadata_path}: inconsistent counters {counters}")
         # Counters first: _named_arrays() trims to the rows the save holds.
         self.total_added, self.frames_added = total, frames_added
+        self.transitions_claimed, self.frames_claimed = total, frames_added
         for stem, target in self._named_arrays().items():
             entry = entries.get(stem) if isinstance(entries, dict) else None
             if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "/" in entry["file"]:

@@ -342,6 +342,7 @@ def learner_command(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     from learner.process import run_learner
+    from robot_stack.data.checkpoints import CheckpointMismatchError
     from robot_stack.session import demo_dir
     from robot_stack.transport.security import KeyFileError
 
@@ -351,6 +352,9 @@ def learner_command(args: argparse.Namespace) -> int:
     except KeyFileError as error:
         print(f"learner: {error}", file=sys.stderr)
         return 1
+    except CheckpointMismatchError as error:
+        print(f"robot-stack learner: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -55,10 +55,11 @@ class RunPaths:
 
 
 def demo_dir(config: TaskConfig) -> Path:
-    """The task's demo folder: training.demo_dir, else next to the checkpoint dir."""
+    """The task's demo folder: training.demo_dir, else beside the task's run dir (runs/demos/<task>
+    by default), so every run of a task finds the same demos."""
     if config.training.demo_dir is not None:
         return Path(config.training.demo_dir)
-    return Path(config.session.checkpoint_dir).parent / "demos" / config.task.name
+    return Path(config.session.run_dir).parent / "demos" / config.task.name
 
 
 def with_fields(model, path: str, **fields):
@@ -95,7 +96,7 @@ def session_config(config: TaskConfig, paths: RunPaths, **training) -> TaskConfi
     """The config the session's processes run: its paths under the run dir, training
     overrides applied, and free loopback ports if the configured ones are taken."""
     config = with_fields(
-        config, "session", checkpoint_dir=paths.checkpoints, log_dir=paths.logs,
+        config, "session", run_dir=paths.run_dir, checkpoint_dir=paths.checkpoints, log_dir=paths.logs,
     )
     config = with_fields(config, "session.transport", outbox_dir=paths.outbox)
     overrides = {key: value for key, value in training.items() if value is not None}
@@ -249,8 +250,8 @@ def run_session(
     from tqdm import tqdm
 
     base = task_file if isinstance(task_file, TaskConfig) else load_task_config(task_file)
-    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / base.task.name
-    paths = RunPaths.under(run_dir, demos if demos is not None else Path("runs") / "demos" / base.task.name)
+    run_dir = Path(run_dir) if run_dir is not None else Path(base.session.run_dir)
+    paths = RunPaths.under(run_dir, demos if demos is not None else demo_dir(base))
     config = session_config(
         base, paths,
         max_env_steps=max_env_steps, target_success_rate=target_success_rate, eval_episodes=eval_episodes,

@@ -654,8 +654,11 @@ class SessionConfig(StrictModel):
     server_secret_key_file: Optional[Path] = None
     client_secret_key_file: Optional[Path] = None
     authorized_client_keys_dir: Optional[Path] = None
-    checkpoint_dir: Path = Path("runs/checkpoints")
-    log_dir: Path = Path("runs/logs")
+    # Per task by default: tasks that shared one checkpoint dir resumed or pruned each other's
+    # checkpoints. A task file resolves the defaults (TaskConfig); a session's --run-dir wins.
+    run_dir: Optional[Path] = Field(None, description="Where a task's runs go; none: runs/<task.name>.")
+    checkpoint_dir: Optional[Path] = Field(None, description="none: <run_dir>/checkpoints.")
+    log_dir: Optional[Path] = Field(None, description="none: <run_dir>/logs.")
     transport: TransportConfig = TransportConfig()
 
     @model_validator(mode="after")
@@ -680,6 +683,15 @@ class SessionConfig(StrictModel):
     @property
     def authenticated(self) -> bool:
         return self.server_secret_key_file is not None
+
+    def for_task(self, task_name: str) -> "SessionConfig":
+        """This section with its directories resolved for ``task_name``."""
+        run_dir = self.run_dir if self.run_dir is not None else Path("runs") / task_name
+        return self.model_copy(update={
+            "run_dir": run_dir,
+            "checkpoint_dir": self.checkpoint_dir if self.checkpoint_dir is not None else run_dir / "checkpoints",
+            "log_dir": self.log_dir if self.log_dir is not None else run_dir / "logs",
+        })
 
 
 # --------------------------------------------------------------------------- agent and training
@@ -767,7 +779,7 @@ class TrainingConfig(StrictModel):
     demo_buffer_capacity: Int = Field(50_000, ge=100, le=10_000_000, description="Demo and intervention transitions.")
     demo_ratio: Float = Field(0.5, ge=0.0, le=1.0, description="Share of each batch from the demo buffer (RLPD: 0.5).")
     demo_episodes: Int = Field(20, ge=0, le=10000, description="Demos the session records when none exist.")
-    demo_dir: Optional[Path] = Field(None, description="Where demos are kept; none means <checkpoint_dir>/../demos/<task>.")
+    demo_dir: Optional[Path] = Field(None, description="Where demos are kept; none means <session.run_dir>/../demos/<task>.")
     updates_per_env_step: Float = Field(1.0, gt=0.0, le=64.0, description="Update-to-data ratio: learner steps per received transition.")
     min_online_transitions: Int = Field(200, ge=0, description="Online transitions before training starts (demos are used from the start).")
     publish_every_updates: Int = Field(50, ge=1, description="Weights go to the actors every N learner steps...")
@@ -833,6 +845,12 @@ class TaskConfig(StrictModel):
     training: TrainingConfig = TrainingConfig()
     actor: ActorConfig = ActorConfig()
     ros: RosConfig = RosConfig()
+
+    @model_validator(mode="after")
+    def _session_dirs_per_task(self) -> "TaskConfig":
+        # Frozen model: the resolved section replaces the one validated, once, here.
+        object.__setattr__(self, "session", self.session.for_task(self.task.name))
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskConfig":

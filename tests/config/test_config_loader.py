@@ -182,6 +182,28 @@ def test_session_paths_are_kept_as_written(configs: Path) -> None:
     assert session.authorized_client_keys_dir == Path("keys/actors")
 
 
+def test_each_task_gets_its_own_run_checkpoint_and_log_dirs_by_default(configs: Path) -> None:
+    session = load_task_config(configs / "tasks" / "pick.yaml").session
+
+    assert (session.run_dir, session.checkpoint_dir, session.log_dir) == (
+        Path("runs/pick"), Path("runs/pick/checkpoints"), Path("runs/pick/logs"))
+
+
+def test_a_session_run_dir_moves_the_default_checkpoint_and_log_dirs_with_it(configs: Path) -> None:
+    write_yaml(configs / "sessions" / "local.yaml", "run_dir: /data/lab\nlog_dir: /var/log/robot\n")
+
+    session = load_task_config(configs / "tasks" / "pick.yaml").session
+
+    assert (session.checkpoint_dir, session.log_dir) == (Path("/data/lab/checkpoints"), Path("/var/log/robot"))
+
+
+def test_no_two_shipped_tasks_share_a_checkpoint_dir() -> None:
+    tasks = sorted((HARDWARE_CONFIGS / "tasks").glob("*.yaml"))
+    directories = [load_task_config(task).session.checkpoint_dir for task in tasks]
+
+    assert len(tasks) >= 5 and len(set(directories)) == len(tasks), dict(zip([t.name for t in tasks], directories))
+
+
 def test_half_configured_authentication_names_the_missing_key_files(configs: Path) -> None:
     write_yaml(configs / "sessions" / "local.yaml", "server_public_key_file: keys/a.key\n")
 

@@ -3,20 +3,29 @@ resumes, and survives a checkpoint dir with broken contents."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from learner.process import Learner
-from robot_stack.config import load_task_config
-from robot_stack.data.checkpoints import CheckpointStore
+from learner.replay_segments import SegmentLog, segment_store
+from robot_stack.config import config_to_yaml, load_task_config
+from robot_stack.data.checkpoints import CheckpointMismatchError, CheckpointStore
 from robot_stack.data.curves import window_success_rate
 from robot_stack.envs.spec import action_spec, observation_spec
 from robot_stack.session import with_fields
 from robot_stack.transport import ActorLink
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_ports(count: int) -> list[int]:
@@ -211,3 +220,187 @@ def test_every_transition_sent_is_stored_once_in_order_while_the_learner_trains(
     assert len(online) == online.total_added == sent
     stored = online.frames["state"][online.obs_frame[:sent] % online.frame_capacity][:, 0]
     np.testing.assert_array_equal(stored, np.arange(sent, dtype=np.float32))
+
+
+def test_a_learner_refuses_another_tasks_checkpoint_with_both_tasks_named(config):
+    first = Learner(config)
+    first.resume_or_start()
+    first.save_checkpoint(None)
+    other_task = with_fields(config, "task", name="sim_other_task")
+
+    with pytest.raises(CheckpointMismatchError, match="task 'sim_pick_cube_state', this learner's task is 'sim_other_task'"):
+        Learner(other_task).resume_or_start()
+
+
+def test_a_learner_of_another_spec_refuses_and_leaves_the_checkpoint_in_place(config):
+    first = Learner(config)
+    first.resume_or_start()
+    saved = first.save_checkpoint(None)
+    fewer_state_keys = with_fields(config, "task.observation", state=("tcp_pose", "gripper_width"))
+
+    with pytest.raises(CheckpointMismatchError, match=r"observation.state 'float32\[16\]' in the checkpoint, 'float32\[7\]' here"):
+        Learner(fewer_state_keys).resume_or_start()
+    assert [info.path for info in CheckpointStore(config.session.checkpoint_dir).complete()] == [saved.path]
+
+
+def test_the_learner_command_stops_with_one_line_naming_both_tasks(config, tmp_path):
+    Learner(config).save_checkpoint(None)
+    config_file = tmp_path / "other.yaml"
+    config_file.write_text(config_to_yaml(with_fields(config, "task", name="sim_other_task")))
+
+    result = subprocess.run([sys.executable, "-m", "robot_stack", "learner", str(config_file)], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("robot-stack learner:")]
+    assert len(errors) == 1 and "'sim_pick_cube_state'" in errors[0] and "'sim_other_task'" in errors[0], result.stderr
+
+
+class RecordingLink:
+    """The two calls a checkpoint makes on a LearnerLink; commit records which checkpoints were
+    complete on disk at that moment."""
+
+    def __init__(self, directory):
+        self.directory, self.commits = directory, []
+
+    def delivered_state(self):
+        return {"a0": 7}
+
+    def commit(self, state):
+        on_disk = [info.meta["link_state"] for info in CheckpointStore(self.directory).complete()]
+        self.commits.append((dict(state), on_disk))
+
+
+def test_a_checkpoint_is_written_off_the_training_thread_and_commits_the_link_once_durable(config, monkeypatch):
+    learner = Learner(config)
+    learner.resume_or_start()
+    rng = np.random.default_rng(0)
+    learner.replay.add(episode_arrays(10, rng), stream="a0")
+    writing, release = threading.Event(), threading.Event()
+    append = SegmentLog.append
+
+    def held_append(self, position):
+        writing.set()
+        assert release.wait(20)
+        return append(self, position)
+
+    monkeypatch.setattr(SegmentLog, "append", held_append)
+    link = RecordingLink(config.session.checkpoint_dir)
+
+    pending = learner.save_checkpoint(link, wait=False)
+    assert writing.wait(20)
+    learner.replay.add(episode_arrays(10, rng), stream="a0")  # training goes on during the write
+    assert not pending.done() and link.commits == []
+    release.set()
+    info = pending.result(20)
+
+    assert link.commits == [({"a0": 7}, [{"a0": 7}])]
+    resumed = Learner(config)
+    resumed.resume_or_start()
+    assert resumed.resumed_from.path == info.path and len(resumed.replay.online) == 10
+
+
+def test_a_checkpoint_whose_segment_is_cut_short_falls_back_to_the_previous_one(config):
+    learner = Learner(config)
+    learner.resume_or_start()
+    rng = np.random.default_rng(0)
+    learner.replay.add(episode_arrays(10, rng), stream="a0")
+    previous = learner.save_checkpoint(None)
+    learner.replay.add(episode_arrays(10, rng), stream="a0")
+    newest = learner.save_checkpoint(None)
+    manifest = json.loads((newest.path / "replay.json").read_text())["online"]
+    segment = segment_store(config.session.checkpoint_dir, learner.checkpoints.run_id) / "online" / manifest["segments"][-1]["file"]
+    segment.write_bytes(segment.read_bytes()[:100])
+
+    resumed = Learner(config)
+    resumed.resume_or_start()
+
+    assert resumed.resumed_from.path == previous.path and len(resumed.replay.online) == 10
+
+
+KILLED_MID_SEGMENT = """
+import os, sys
+import numpy as np, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from learner.process import Learner
+from learner.replay_segments import SegmentLog
+from robot_stack.config import load_task_config
+from test_learner_process import episode_arrays
+
+learner = Learner(load_task_config({config!r}))
+learner.resume_or_start()
+rng = np.random.default_rng(0)
+learner.replay.add(episode_arrays(10, rng), stream="a0")
+learner.save_checkpoint(None)
+learner.replay.add(episode_arrays(10, rng), stream="a0")
+
+def killed_mid_write(self, *ranges):
+    self.directory.mkdir(parents=True, exist_ok=True)
+    (self.directory / "seg-00000000deadbeef.bin.tmp").write_bytes(b"half a segment")
+    os._exit(9)
+
+SegmentLog._write_segment = killed_mid_write
+learner.save_checkpoint(None)
+"""
+
+
+def test_a_learner_killed_mid_checkpoint_resumes_the_previous_one_and_clears_its_leftovers(config, tmp_path):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(config_to_yaml(config))
+    script = KILLED_MID_SEGMENT.format(tests=str(REPO_ROOT / "tests" / "learner"), config=str(config_file))
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert killed.returncode == 9, killed.stderr
+    directory = config.session.checkpoint_dir
+    assert [p.name for p in directory.glob("ckpt-*.tmp")] == ["ckpt-000001.tmp"]
+
+    resumed = Learner(config)
+    resumed.resume_or_start()
+    assert resumed.resumed_from.index == 0 and len(resumed.replay.online) == 10
+    resumed.save_checkpoint(None)
+
+    assert list(directory.glob("ckpt-*.tmp")) == [] and list(directory.glob("segments-*/*/*.tmp")) == []
+
+
+def test_a_learner_whose_frozen_trunk_differs_refuses_a_checkpoint_of_cached_features(pick_cube_yaml, tmp_path):
+    from robot_stack.policy.encoders import ResNet10, orthogonal_projection, save_trunk_weights
+
+    trunks = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        trunks.append(tmp_path / f"trunk_{seed}.safetensors")
+        save_trunk_weights(ResNet10(), trunks[-1], orthogonal_projection(ResNet10.out_channels, 64))
+    config = load_task_config(pick_cube_yaml)
+    config = with_fields(config, "session", checkpoint_dir=tmp_path / "checkpoints", log_dir=tmp_path / "logs")
+    config = with_fields(config, "training", online_buffer_capacity=100, demo_buffer_capacity=100, torch_threads=1)
+    Learner(with_fields(config, "agent.encoder", pretrained_path=trunks[0])).save_checkpoint(None)
+
+    with pytest.raises(CheckpointMismatchError, match="cached_trunk 'sha256:[0-9a-f]+' in the checkpoint, 'sha256:[0-9a-f]+' here"):
+        Learner(with_fields(config, "agent.encoder", pretrained_path=trunks[1])).resume_or_start()
+    same = Learner(with_fields(config, "agent.encoder", pretrained_path=trunks[0]))
+    same.resume_or_start()
+    assert same.resumed_from is not None
+
+
+def test_a_checkpoint_from_before_segments_resumes_and_is_never_pruned(config):
+    learner = Learner(config)
+    learner.replay.add(episode_arrays(10, np.random.default_rng(0)), stream="a0")
+
+    def full_write(directory):  # the layout learners wrote before incremental segments
+        torch.save(learner.agent.state_dict(), directory / "agent.pt")
+        learner.replay.save(directory / "replay")
+
+    legacy = CheckpointStore(config.session.checkpoint_dir).save(
+        full_write, {"counters": {"env_steps": 10}, "link_state": {"a0": 0}, "task": config.task.name})
+    meta = json.loads((legacy.path / "complete.json").read_text())
+    del meta["run_id"]
+    (legacy.path / "complete.json").write_text(json.dumps(meta))
+
+    resumed = Learner(config)
+    resumed.resume_or_start()
+    for _ in range(3):
+        resumed.save_checkpoint(None)
+
+    assert resumed.resumed_from.path == legacy.path and len(resumed.replay.online) == 10
+    assert legacy.path.is_dir() and len(CheckpointStore(config.session.checkpoint_dir).complete()) == 3
