@@ -391,7 +391,7 @@ class LearnerLink:
             message = unpack(single_frame(body), self.limits)
         except VersionMismatch as error:
             self.counters.refused += 1
-            log.warning("refused a connection: %s", error)
+            self._quiet.warning("version", "refused a connection: %s", error)
             self._reply(router, identity, Refuse(str(error), PROTOCOL_VERSION, error.peer_version))
             return None
         except Exception as error:  # DecodeError, or anything else the decoder met
@@ -434,7 +434,7 @@ class LearnerLink:
         if problems:
             self.counters.refused += 1
             reason = f"actor '{hello.actor_id}' does not match this learner: " + "; ".join(problems)
-            log.warning("refused: %s", reason)
+            self._quiet.warning(f"refused:{hello.actor_id}", "refused: %s", reason)
             self._reply(router, identity, Refuse(reason))
             return
         with self._lock:

@@ -13,9 +13,10 @@ import msgpack
 import numpy as np
 import pytest
 
-from robot_stack.transport import ActorLink, ArraySpec, LearnerLink, Stats, generate_keys
+from robot_stack.transport import ActorLink, ArraySpec, Hello, LearnerLink, Refuse, Stats, generate_keys
 from robot_stack.transport import learner_link as learner_link_module
-from robot_stack.transport.messages import pack
+from robot_stack.transport.loop import QuietLog
+from robot_stack.transport.messages import pack, unpack
 from robot_stack.transport.validation import ReportRules, check_batch, episode_end_detail, transition_batch_spec
 from robot_stack.transport.wire import PROTOCOL_VERSION, join_frames
 from test_transport_links import (  # noqa: F401 (fixtures)
@@ -357,3 +358,30 @@ def test_a_peer_holding_another_learner_key_is_refused_and_logged(session, links
 
     assert not connected and logged
     assert server.counters.handshakes_failed >= 1
+
+
+# --------------------------------------------------------------------------- the log itself
+
+
+def test_a_peer_repeating_a_refused_hello_is_logged_once_not_per_hello(session, links, caplog) -> None:
+    config = session()
+    caplog.set_level(logging.WARNING)
+    links(learner(config).start())
+    dealer = welcomed_dealer(config)
+    for _ in range(50):
+        dealer.send(pack(Hello("robot1", "another_task", "s" * 32)))
+    refusals = 0
+    while dealer.poll(1000) and refusals < 50:
+        refusals += isinstance(unpack(dealer.recv()), Refuse)
+    dealer.close()
+
+    assert refusals == 50
+    assert len([r for r in caplog.records if r.getMessage().startswith("refused: actor 'robot1'")]) == 1
+
+
+def test_the_quiet_log_keeps_a_bounded_number_of_kinds() -> None:
+    quiet = QuietLog(logging.getLogger("test.quiet"))
+    for index in range(10 * QuietLog.MAX_KINDS):
+        quiet.warning(f"peer-{index}", "a problem")
+
+    assert len(quiet._last) <= QuietLog.MAX_KINDS
