@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from robot_stack.transport import ActorLink, ArraySpec, Hello, LearnerLink, Refuse, Stats, generate_keys
+from robot_stack.transport import actor_link as actor_link_module
 from robot_stack.transport import learner_link as learner_link_module
 from robot_stack.transport.loop import QuietLog
 from robot_stack.transport.messages import pack, unpack
@@ -385,3 +386,25 @@ def test_the_quiet_log_keeps_a_bounded_number_of_kinds() -> None:
         quiet.warning(f"peer-{index}", "a problem")
 
     assert len(quiet._last) <= QuietLog.MAX_KINDS
+
+
+def test_an_actor_drops_a_learner_message_its_decoder_fails_on_in_any_way_and_carries_on(session, links, monkeypatch):
+    real_unpack = actor_link_module.unpack
+    failures = []
+
+    def unpack_failing_three_times(data, limits):
+        if len(failures) < 3:
+            failures.append(1)
+            raise RuntimeError("the decoder met something it did not expect")
+        return real_unpack(data, limits)
+
+    monkeypatch.setattr(actor_link_module, "unpack", unpack_failing_three_times)
+    config = session()
+    server = links(learner(config).start())
+    client = links(actor(config).start())
+
+    client.send(batch(0))
+    received = receive_all(server, 1)
+
+    assert [b.seq for b in received] == [0]
+    assert client.wait_connected(5) and client.status().malformed_dropped >= 3
