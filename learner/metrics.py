@@ -14,10 +14,16 @@ from typing import Any, Mapping
 
 log = logging.getLogger(__name__)
 
+# Each new column rewrites its file, so a group's width is bounded whatever arrives (the
+# learner link already bounds stats names per actor; this also holds across many actors).
+MAX_COLUMNS = 512
+
 
 class MetricsLog:
-    def __init__(self, directory: Path, tensorboard: bool = True):
+    def __init__(self, directory: Path, tensorboard: bool = True, max_columns: int = MAX_COLUMNS):
         self.directory = Path(directory)
+        self.max_columns = max_columns
+        self._full: set[str] = set()  # groups that have hit max_columns (logged once each)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._files: dict[str, tuple[Any, csv.DictWriter, list[str]]] = {}
         self._writer = None
@@ -31,13 +37,14 @@ class MetricsLog:
 
     def log(self, group: str, step: int, values: Mapping[str, Any]) -> None:
         row = {"step": int(step), **{key: _plain(value) for key, value in values.items()}}
-        self._csv(group, row)
+        row = self._csv(group, row)
         if self._writer is not None:
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     self._writer.add_scalar(f"{group}/{key}", value, int(step))
 
-    def _csv(self, group: str, row: dict[str, Any]) -> None:
+    def _csv(self, group: str, row: dict[str, Any]) -> dict[str, Any]:
+        """Appends the row; returns it without the values of names beyond max_columns."""
         path = self.directory / f"{group}.csv"
         if group not in self._files:
             columns: list[str] = []
@@ -45,16 +52,26 @@ class MetricsLog:
                 with open(path, newline="") as handle:
                     columns = next(csv.reader(handle), [])
             handle = open(path, "a", newline="")
-            writer = csv.DictWriter(handle, fieldnames=columns or list(row), extrasaction="ignore")
+            writer = csv.DictWriter(handle, fieldnames=columns or list(row)[: self.max_columns], extrasaction="ignore")
             if not columns:
                 writer.writeheader()
             self._files[group] = (handle, writer, list(writer.fieldnames))
         handle, writer, columns = self._files[group]
         new = [key for key in row if key not in columns]
+        room = max(0, self.max_columns - len(columns))
+        if len(new) > room:
+            if group not in self._full:
+                self._full.add(group)
+                log.warning("%s.csv has reached %d columns; new names are not logged (first dropped: %s)",
+                            group, self.max_columns, new[room])
+            dropped = set(new[room:])
+            row = {key: value for key, value in row.items() if key not in dropped}
+            new = new[:room]
         if new:
             handle, writer, columns = self._widen(group, path, columns + new)
         writer.writerow(row)
         handle.flush()
+        return row
 
     def _widen(self, group: str, path: Path, columns: list[str]):
         """A key seen for the first time: rewrite the file with the wider header."""

@@ -31,7 +31,9 @@ from robot_stack.config.schema import TaskConfig
 from robot_stack.data.curves import window_deterministic_success_rate, window_intervention_rate, window_success_rate
 from robot_stack.envs.spec import action_spec, env_action_dim, observation_spec
 from robot_stack.transport.learner_link import LearnerLink
+from robot_stack.transport.loop import QuietLog
 from robot_stack.transport.messages import Event, Stats
+from robot_stack.transport.validation import episode_end_detail
 
 from robot_stack.data.checkpoints import CheckpointIdentity, CheckpointInfo, CheckpointStore, write_json_atomic
 from robot_stack.data.transitions import concatenate_batches
@@ -147,6 +149,8 @@ class Learner:
         # One writer: checkpoints are written in order, each after the previous is durable.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self.last_checkpoint_timing: dict[str, float] = {}
+
+        self._quiet = QuietLog(log)
 
     # ----------------------------------------------------------------- state
 
@@ -307,7 +311,9 @@ class Learner:
 
     def run(self, stop: threading.Event, *, ready: Optional[threading.Event] = None) -> Counters:
         config, training, counters = self.config, self.training, self.counters
-        link = LearnerLink(config.session, self.learner_id, config.task.name, self.observation_spec, self.action_spec)
+        # check_batches: a batch that would fail in the replay or the update is rejected on receipt.
+        link = LearnerLink(config.session, self.learner_id, config.task.name, self.observation_spec, self.action_spec,
+                           check_batches=True)
         link.restore(self.link_state)
         link.start()
         log.info("learner listening on %s ports %d/%d (%s, device %s)", config.session.learner_host,
@@ -341,10 +347,7 @@ class Learner:
                     self.replay.add(arrays, stream=stream)
                     counters.env_steps += count
                 for report in link.reports():
-                    if isinstance(report.message, Event) and report.message.kind == "episode_end":
-                        self._episode_end(report.actor_id, dict(report.message.detail))
-                    elif isinstance(report.message, Stats):
-                        self.metrics.log("actor", counters.env_steps, {"actor": report.actor_id, **dict(report.message.values)})
+                    self._report(report)
 
                 due = math.floor(training.updates_per_env_step * counters.env_steps)
                 can_train = counters.env_steps >= training.min_online_transitions and len(self.replay) > 0
@@ -399,6 +402,20 @@ class Learner:
         timing = self.last_checkpoint_timing
         log.info("checkpoint %s (training paused %.1f ms, written in %.2f s)", info.path,
                  1e3 * timing.get("stall_s", 0.0), timing.get("write_s", 0.0))
+
+    def _report(self, report) -> None:
+        """A Stats or Event the link passed (it holds them to its report rules)."""
+        message = report.message
+        if isinstance(message, Event) and message.kind == "episode_end":
+            try:
+                detail = episode_end_detail(message.detail)
+            except ValueError as error:
+                self._quiet.warning(f"event:{report.actor_id}", "dropped an episode_end event from actor '%s': %s",
+                                    report.actor_id, error)
+                return
+            self._episode_end(report.actor_id, detail)
+        elif isinstance(message, Stats):
+            self.metrics.log("actor", self.counters.env_steps, {"actor": report.actor_id, **dict(message.values)})
 
     def _write_status(self, link: LearnerLink, rate_window, stopped: bool = False) -> None:
         counters = self.counters

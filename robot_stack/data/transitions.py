@@ -18,10 +18,14 @@ import numpy as np
 
 from robot_stack.envs.franka_env import GRIPPER_THRESHOLD
 from robot_stack.transport.messages import ArraySpec
-
-OBSERVATION_PREFIX = "observations/"
-NEXT_OBSERVATION_PREFIX = "next_observations/"
-FLAG_KEYS = ("terminated", "truncated", "interventions", "gripper_changed")
+# The layout's names and checks live with the transport: the learner checks every received batch.
+from robot_stack.transport.validation import (  # noqa: F401 (re-exported)
+    FLAG_KEYS,
+    NEXT_OBSERVATION_PREFIX,
+    OBSERVATION_PREFIX,
+    batch_spec,
+    check_batch,
+)
 
 
 def flatten_observation(observation: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -42,17 +46,6 @@ def transition_spec(env) -> tuple[dict[str, ArraySpec], dict[str, ArraySpec]]:
             observation_spec[f"images/{camera}"] = ArraySpec.of(np.zeros(space.shape, np.uint8))
     action_spec = {"actions": ArraySpec.of(np.zeros(env.action_dim, np.float32))}
     return observation_spec, action_spec
-
-
-def batch_spec(observation_spec: Mapping[str, ArraySpec], action_dim: int) -> dict[str, ArraySpec]:
-    """The per-transition spec of every array in a batch (without the leading axis)."""
-    spec: dict[str, ArraySpec] = {}
-    for prefix in (OBSERVATION_PREFIX, NEXT_OBSERVATION_PREFIX):
-        spec.update({prefix + key: value for key, value in observation_spec.items()})
-    spec["actions"] = ArraySpec.of(np.zeros(action_dim, np.float32))
-    spec["rewards"] = ArraySpec.of(np.zeros((), np.float32))
-    spec.update({key: ArraySpec.of(np.zeros((), bool)) for key in FLAG_KEYS})
-    return spec
 
 
 def hold_if_nonfinite(action: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -113,29 +106,6 @@ def concatenate_batches(batches: Sequence[Mapping[str, np.ndarray]]) -> dict[str
     if not batches:
         raise ValueError("cannot concatenate an empty list of batches")
     return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
-
-
-def check_batch(arrays: Mapping[str, np.ndarray], spec: Mapping[str, ArraySpec], where: str) -> None:
-    """Raise ValueError naming ``where`` and the key if arrays do not match the batch spec."""
-    missing = sorted(set(spec) - set(arrays))
-    extra = sorted(set(arrays) - set(spec))
-    if missing or extra:
-        raise ValueError(
-            f"{where}: keys do not match the expected spec"
-            + (f"; missing {missing}" if missing else "")
-            + (f"; unexpected {extra}" if extra else "")
-        )
-    counts = set()
-    for key, expected in spec.items():
-        array = arrays[key]
-        if array.ndim == 0 or tuple(array.shape[1:]) != tuple(expected.shape) or array.dtype != np.dtype(expected.dtype):
-            raise ValueError(
-                f"{where}: '{key}' is {array.dtype.name}{list(array.shape)}; expected "
-                f"{np.dtype(expected.dtype).name}{['N', *expected.shape]} (N transitions)"
-            )
-        counts.add(array.shape[0])
-    if len(counts) > 1:
-        raise ValueError(f"{where}: arrays disagree on the number of transitions ({sorted(counts)})")
 
 
 class TransitionBuffer:

@@ -468,9 +468,10 @@ class ActorLink:
             except VersionMismatch as error:
                 self._refuse_for_good(str(error))
                 return
-            except DecodeError as error:
+            except Exception as error:  # DecodeError, or anything else the decoder met: never the link's end
                 self.malformed_dropped += 1
-                self._quiet.warning("malformed", "dropped a malformed message from the learner: %s", error)
+                reason = str(error) if isinstance(error, DecodeError) else f"{type(error).__name__}: {error}"
+                self._quiet.warning("malformed", "dropped a malformed message from the learner: %s", reason)
                 continue
             connection.last_heard = time.monotonic()
             if isinstance(message, Welcome):
@@ -537,9 +538,10 @@ class ActorLink:
             except VersionMismatch as error:
                 self._refuse_for_good(str(error))
                 return
-            except DecodeError as error:
+            except Exception as error:  # as in _receive
                 self.malformed_dropped += 1
-                self._quiet.warning("weights", "dropped a weights message: %s", error)
+                reason = str(error) if isinstance(error, DecodeError) else f"{type(error).__name__}: {error}"
+                self._quiet.warning("weights", "dropped a weights message: %s", reason)
                 continue
             if update is not None and self.prepare_weights is not None:
                 try:

@@ -9,6 +9,12 @@ Exactly-once delivery rests on three sequence numbers per actor stream:
 The training loop checkpoints ``delivered_state()`` together with its replay buffer, calls
 ``commit`` with it once the checkpoint is on disk, and after a restart passes the
 checkpoint's state to ``restore``: actors then resend exactly what the checkpoint lacks.
+
+No message can stop the link thread: one that fails to decode, or to be handled, is logged
+naming the peer and what was wrong, and dropped. With ``check_batches`` each batch is
+checked against the transition spec its actor announced before it is queued (see
+``_reject`` for what a rejected batch does to the sequence numbers), and Stats and Events
+are held to ``ReportRules`` per actor.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from robot_stack.config import SessionConfig
 from robot_stack.transport.loop import (
@@ -49,7 +56,22 @@ from robot_stack.transport.messages import (
     spec_mismatch,
     unpack,
 )
-from robot_stack.transport.security import AuthorisedKeys, configure_server, start_authenticator
+from robot_stack.transport.security import (
+    HANDSHAKE_EVENTS,
+    AuthorisedKeys,
+    configure_server,
+    handshake_failure,
+    start_authenticator,
+)
+from robot_stack.transport.validation import (
+    DEFAULT_REPORT_RULES,
+    ReportBudget,
+    ReportRules,
+    check_batch,
+    detail_problem,
+    scalar_problem,
+    transition_batch_spec,
+)
 from robot_stack.transport.weights import check_safetensors, chunk_weights, new_blob_id
 from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, VersionMismatch
 
@@ -68,6 +90,7 @@ class ReceivedBatch:
     sent_time: float
     received_time: float
     nbytes: int = 0  # of the arrays
+    rejected: bool = False  # a placeholder that only moves the stream's delivered seq (see _reject)
 
     @property
     def count(self) -> int:
@@ -100,6 +123,9 @@ class LearnerLinkCounters:
     duplicates: int = 0
     malformed: int = 0
     refused: int = 0
+    rejected: int = 0  # well-formed batches whose content did not match the announced spec
+    reports_dropped: int = 0  # Stats/Events (or stats values) that broke the report rules
+    handshakes_failed: int = 0  # CurveZMQ handshakes without a key or with one that does not decrypt
     weights_published: int = 0
 
 
@@ -111,8 +137,14 @@ class LearnerLink:
         task_id: Optional[str] = None,
         observation_spec: Optional[Mapping[str, ArraySpec]] = None,
         action_spec: Optional[Mapping[str, ArraySpec]] = None,
+        check_batches: bool = False,
+        report_rules: ReportRules = DEFAULT_REPORT_RULES,
     ) -> None:
+        """``check_batches``: batches carry the transition layout (``transition_batch_spec``
+        of the specs each actor announced) and each is checked before it is queued."""
         self.session = session
+        self.check_batches = check_batches
+        self.report_rules = report_rules
         self.settings = session.transport
         self.learner_id = learner_id
         self.task_id = task_id
@@ -147,6 +179,9 @@ class LearnerLink:
         self._ack_every = max(1, self.settings.max_in_flight_batches // 4)
         self._ack_every_bytes = max(1, int(self.settings.max_in_flight_mb * 1024**2) // 4)
         self._gaps: set[bytes] = set()
+        self._batch_specs: dict[bytes, dict[str, ArraySpec]] = {}  # per connection, from its hello
+        self._report_budgets: dict[bytes, ReportBudget] = {}
+        self._stats_names: dict[str, set[str]] = {}  # per actor id: survives its reconnections
         self.counters = LearnerLinkCounters()
         self._waker = Waker()
         self._stop = threading.Event()
@@ -177,12 +212,15 @@ class LearnerLink:
             if not self._queue and timeout_s > 0:
                 self._queue_ready.wait(timeout_s)
             taken = []
+            popped = False
             while self._queue and (max_batches is None or len(taken) < max_batches):
                 batch = self._queue.popleft()
+                popped = True
                 self._queue_bytes -= batch.nbytes
                 self._delivered[batch.stream_id] = batch.seq
-                taken.append(batch)
-            resume = taken and self._reading_paused
+                if not batch.rejected:
+                    taken.append(batch)
+            resume = popped and self._reading_paused
         if resume:
             self._waker.wake()  # the queue has room again: the link thread reads the router again
         return taken
@@ -244,6 +282,7 @@ class LearnerLink:
         authenticator = None
         router = context.socket(zmq.ROUTER)
         publisher = context.socket(zmq.XPUB)
+        monitors: list[zmq.Socket] = []
         try:
             for socket in (router, publisher):
                 set_common_options(socket, self.session)
@@ -251,6 +290,7 @@ class LearnerLink:
                     configure_server(socket, self._keys)
             if self._keys:
                 authenticator = start_authenticator(context, self._authorised)
+                monitors = [socket.get_monitor_socket(HANDSHAKE_EVENTS) for socket in (router, publisher)]
             # Every subscription reaches us, also a repeated one from a restarted actor,
             # so a late or returning actor gets the latest weights at once.
             publisher.setsockopt(zmq.XPUB_VERBOSE, 1)
@@ -260,8 +300,7 @@ class LearnerLink:
         except Exception as error:
             self._error = error
             self._bound.set()
-            for socket in (router, publisher):
-                socket.close(linger=0)
+            _close_monitored(router, publisher, monitors)
             if authenticator is not None:
                 authenticator.stop()
             return
@@ -271,6 +310,8 @@ class LearnerLink:
         for poller in (reading, not_reading):
             poller.register(publisher, zmq.POLLIN)
             poller.register(self._waker.read_fd, zmq.POLLIN)
+            for monitor in monitors:
+                poller.register(monitor, zmq.POLLIN)
         reading.register(router, zmq.POLLIN)
         try:
             while not self._stop.is_set():
@@ -284,6 +325,9 @@ class LearnerLink:
                     self._receive(router)
                 if publisher in ready:
                     self._subscriptions(publisher)
+                for monitor in monitors:
+                    if monitor in ready:
+                        self._handshake_failures(monitor)
                 self._publish_pending(publisher)
                 self._send_acks(router)
                 now = time.monotonic()
@@ -295,8 +339,7 @@ class LearnerLink:
             log.exception("learner link thread failed")
             raise
         finally:
-            router.close(linger=0)
-            publisher.close(linger=0)
+            _close_monitored(router, publisher, monitors)
             if authenticator is not None:
                 authenticator.stop()
 
@@ -318,49 +361,67 @@ class LearnerLink:
             except zmq.Again:
                 break
             identity, body = frames[0].bytes, frames[1:]
-            now = time.monotonic()
             try:
-                message = unpack(single_frame(body), self.limits)
-            except VersionMismatch as error:
-                self.counters.refused += 1
-                log.warning("refused a connection: %s", error)
-                self._reply(router, identity, Refuse(str(error), PROTOCOL_VERSION, error.peer_version))
-                continue
-            except DecodeError as error:
+                item = self._handle(router, identity, body)
+            except Exception as error:  # a bug met by one message must not stop every actor's link
                 self.counters.malformed += 1
-                peer = self._peers.get(identity)
+                log.debug("handling a message failed", exc_info=True)
                 self._quiet.warning(
-                    "malformed", "dropped a malformed message from %s: %s", peer.actor_id if peer else "an unknown peer", error
+                    "unhandled", "dropped a message from %s that could not be handled: %s: %s",
+                    self._peer_name(identity), type(error).__name__, error,
                 )
                 continue
-            if isinstance(message, Hello):
-                self._on_hello(router, identity, message, now)
-                continue
-            peer = self._peers.get(identity)
-            if peer is None:
-                # Typically our own restart: the actor's socket reconnected by itself.
-                self._reply(router, identity, Refuse("this learner does not know the connection; say hello", retry=True))
-                continue
-            peer.last_heard = now
-            if isinstance(message, TransitionBatch):
-                item = self._on_batch(identity, peer, message, now)
-                if item is not None:
-                    arrived.append(item)
-                    room -= item.nbytes
-                if self._ack_now(identity):
-                    # Acknowledge now, not after the whole read: the actor's window reopens
-                    # while the rest is read, instead of the stream stopping once per window.
-                    self._send_acks(router)
-            elif isinstance(message, (Stats, Event)):
-                with self._lock:
-                    self._reports.append(Report(peer.actor_id, message, now))
-            elif not isinstance(message, Heartbeat):
-                self._quiet.warning("unexpected", "ignored an unexpected %s from %s", type(message).__name__, peer.actor_id)
+            if item is not None:
+                arrived.append(item)
+                room -= item.nbytes
+            if self._ack_now(identity):
+                # Acknowledge now, not after the whole read: the actor's window reopens
+                # while the rest is read, instead of the stream stopping once per window.
+                self._send_acks(router)
         if arrived:
             with self._queue_ready:
                 self._queue.extend(arrived)
                 self._queue_bytes += sum(item.nbytes for item in arrived)
                 self._queue_ready.notify_all()
+
+    def _handle(self, router: zmq.Socket, identity: bytes, body: list) -> Optional[ReceivedBatch]:
+        """One received message; returns what to queue for the training thread, if anything."""
+        now = time.monotonic()
+        try:
+            message = unpack(single_frame(body), self.limits)
+        except VersionMismatch as error:
+            self.counters.refused += 1
+            self._quiet.warning("version", "refused a connection: %s", error)
+            self._reply(router, identity, Refuse(str(error), PROTOCOL_VERSION, error.peer_version))
+            return None
+        except Exception as error:  # DecodeError, or anything else the decoder met
+            self.counters.malformed += 1
+            reason = str(error) if isinstance(error, DecodeError) else f"{type(error).__name__}: {error}"
+            self._quiet.warning("malformed", "dropped a malformed message from %s: %s", self._peer_name(identity), reason)
+            return None
+        if isinstance(message, Hello):
+            self._on_hello(router, identity, message, now)
+            return None
+        peer = self._peers.get(identity)
+        if peer is None:
+            # Typically our own restart: the actor's socket reconnected by itself.
+            self._reply(router, identity, Refuse("this learner does not know the connection; say hello", retry=True))
+            return None
+        peer.last_heard = now
+        if isinstance(message, TransitionBatch):
+            return self._on_batch(identity, peer, message, now)
+        if isinstance(message, (Stats, Event)):
+            report = self._checked_report(identity, peer, message, now)
+            if report is not None:
+                with self._lock:
+                    self._reports.append(Report(peer.actor_id, report, now))
+        elif not isinstance(message, Heartbeat):
+            self._quiet.warning("unexpected", "ignored an unexpected %s from %s", type(message).__name__, peer.actor_id)
+        return None
+
+    def _peer_name(self, identity: bytes) -> str:
+        peer = self._peers.get(identity)
+        return f"actor '{peer.actor_id}'" if peer else f"an unknown peer (connection {identity.hex()})"
 
     def _on_hello(self, router: zmq.Socket, identity: bytes, hello: Hello, now: float) -> None:
         problems = []
@@ -373,7 +434,7 @@ class LearnerLink:
         if problems:
             self.counters.refused += 1
             reason = f"actor '{hello.actor_id}' does not match this learner: " + "; ".join(problems)
-            log.warning("refused: %s", reason)
+            self._quiet.warning(f"refused:{hello.actor_id}", "refused: %s", reason)
             self._reply(router, identity, Refuse(reason))
             return
         with self._lock:
@@ -381,6 +442,8 @@ class LearnerLink:
                 if peer.stream_id == hello.stream_id and old_identity != identity:
                     self._forget_peer(old_identity)  # the same actor, reconnected
             self._peers[identity] = PeerInfo(hello.actor_id, hello.task_id, hello.stream_id, now)
+            if self.check_batches:
+                self._batch_specs[identity] = transition_batch_spec(hello.observation_spec, hello.action_spec)
             received = self._received.setdefault(hello.stream_id, -1)
             committed = self._committed.get(hello.stream_id, -1)
             weights_version = self._weights[0] if self._weights else -1
@@ -411,6 +474,12 @@ class LearnerLink:
             # A gap: ask the actor to resend from what we hold rather than accept out of order.
             self._gaps.add(identity)
             return None
+        spec = self._batch_specs.get(identity)
+        if spec is not None:
+            try:
+                check_batch(batch.arrays, spec, where=f"batch {batch.seq} of stream {batch.stream_id} from actor '{peer.actor_id}'")
+            except ValueError as error:
+                return self._reject(peer, batch, str(error), now)
         item = ReceivedBatch(
             peer.actor_id, batch.stream_id, batch.seq, batch.arrays, batch.info, batch.sent_time, now, size
         )
@@ -420,6 +489,72 @@ class LearnerLink:
         self.counters.transitions += batch.count
         self.counters.bytes += size
         return item
+
+    def _reject(self, peer: PeerInfo, batch: TransitionBatch, problem: str, now: float) -> ReceivedBatch:
+        """A placeholder for a batch whose content is unusable.
+
+        Rejecting consumes the batch without storing it. Its seq counts as received, so the
+        ack covers it and the actor moves on: refusing to acknowledge it would stall the
+        stream for good, since the actor's outbox resends the same bytes after every
+        reconnection. The placeholder queued in its place moves the stream's delivered seq
+        past it once the training loop has taken the batches before it, so a checkpoint
+        commits it and the actor can forget it, like any batch, in order. Its transitions
+        are neither stored nor counted as received (counters.rejected counts it instead):
+        the loss is that one batch, and the log says which, from whom and why."""
+        self.counters.rejected += 1
+        self._quiet.warning(f"rejected:{peer.actor_id}", "rejected %s; its transitions are not stored", problem)
+        self._received[batch.stream_id] = batch.seq
+        return ReceivedBatch(peer.actor_id, batch.stream_id, batch.seq, {}, {}, batch.sent_time, now, 0, rejected=True)
+
+    def _checked_report(self, identity: bytes, peer: PeerInfo, message: Any, now: float) -> Optional[Any]:
+        """The Stats or Event to pass to the training loop (a Stats may lose values), or None."""
+        rules = self.report_rules
+        kind = "stats" if isinstance(message, Stats) else f"event '{message.kind}'"
+        budget = self._report_budgets.get(identity)
+        if budget is None:
+            budget = self._report_budgets[identity] = ReportBudget(rules, now)
+        if not budget.take(now):
+            return self._drop_report(peer, kind, f"more than {rules.messages_per_s:g} reports a second")
+        if isinstance(message, Event):
+            problem = detail_problem(message.detail, rules)
+            return message if problem is None else self._drop_report(peer, kind, problem)
+        if len(message.values) > rules.max_keys:
+            return self._drop_report(peer, kind, f"{len(message.values)} values; at most {rules.max_keys}")
+        names = self._stats_names.setdefault(peer.actor_id, set())
+        kept, problems = {}, []
+        for name, value in message.values.items():
+            problem = scalar_problem(name, value, rules)
+            if problem is None and name not in names:
+                if len(names) >= rules.max_names_per_actor:
+                    problem = f"new name '{name}' beyond the {rules.max_names_per_actor} stats names an actor may use"
+                else:
+                    names.add(name)
+            if problem is None:
+                kept[name] = value
+            else:
+                problems.append(problem)
+        if problems:
+            self._drop_report(peer, kind, f"{len(problems)} value(s) dropped, e.g. {problems[0]}")
+        if not kept:
+            return None
+        return message if not problems else Stats(message.sender_id, kept)
+
+    def _drop_report(self, peer: PeerInfo, kind: str, problem: str) -> None:
+        self.counters.reports_dropped += 1
+        self._quiet.warning(f"report:{peer.actor_id}", "dropped %s from actor '%s': %s", kind, peer.actor_id, problem)
+        return None
+
+    def _handshake_failures(self, monitor: zmq.Socket) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(monitor, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.counters.handshakes_failed += 1
+            self._quiet.warning(
+                "handshake", "refused a connection on %s: %s",
+                event["endpoint"].decode(errors="replace"), handshake_failure(event["value"]),
+            )
 
     def _ack_now(self, identity: bytes) -> bool:
         """A quarter of the peer's window is unacknowledged."""
@@ -474,6 +609,8 @@ class LearnerLink:
         self._unacked_bytes.pop(identity, None)
         self._last_ack.pop(identity, None)
         self._ack_due.discard(identity)
+        self._batch_specs.pop(identity, None)
+        self._report_budgets.pop(identity, None)
 
     def _reply(self, router: zmq.Socket, identity: bytes, message: Any) -> None:
         try:
@@ -520,6 +657,18 @@ class LearnerLink:
             except zmq.Again:
                 self._quiet.warning("weights", "weights version %d: a subscriber's queue is full; chunk dropped", version)
                 return
+
+
+def _close_monitored(router: zmq.Socket, publisher: zmq.Socket, monitors: list[zmq.Socket]) -> None:
+    for socket in (router, publisher):
+        if monitors:
+            try:
+                socket.disable_monitor()
+            except zmq.ZMQError:
+                pass
+        socket.close(linger=0)
+    for monitor in monitors:
+        monitor.close(linger=0)
 
 
 def _bind(socket: zmq.Socket, address: str, patience_s: float = 3.0) -> None:

@@ -112,6 +112,8 @@ class QuietLog:
     """Logs the first occurrence of a kind of problem at once, then at most every few seconds
     with a count, so a peer that sends garbage cannot flood the log."""
 
+    MAX_KINDS = 1024  # kinds may name peers: a peer inventing names must not grow this without bound
+
     def __init__(self, logger: logging.Logger, every_s: float = 5.0) -> None:
         self.logger = logger
         self.every_s = every_s
@@ -120,6 +122,9 @@ class QuietLog:
 
     def warning(self, kind: str, message: str, *args) -> None:
         now = time.monotonic()
+        if kind not in self._last and len(self._last) >= self.MAX_KINDS:
+            self._last.clear()  # every kind may log once more: a bounded price for bounded memory
+            self._suppressed.clear()
         if now - self._last.get(kind, -1e9) >= self.every_s:
             suppressed = self._suppressed.pop(kind, 0)
             suffix = f" ({suppressed} more like this since the last report)" if suppressed else ""

@@ -4,7 +4,9 @@ Key files are ZeroMQ's certificate format: ``NAME.key`` holds the public key (sa
 copy to the other machine), ``NAME.key_secret`` holds public and secret key and is
 readable by its owner only. The learner admits an actor whose public key is a ``*.key``
 file in its authorised-keys directory; anyone else is refused at the CURVE handshake,
-before a single message of theirs is read, and the refusal is logged.
+before a single message of theirs is read, and the refusal is logged: by the ZAP callback
+for an unknown key, from the socket's handshake events for a peer that offers no key at
+all or one that does not decrypt (ZAP never hears of those).
 """
 
 from __future__ import annotations
@@ -113,6 +115,19 @@ class AuthorisedKeys:
                 )
                 return False
             return True
+
+
+# What a curve server's failed handshakes mean for the operator (handshake monitor events).
+HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+
+def handshake_failure(value: int) -> str:
+    """Why a peer failed the CurveZMQ handshake, from a monitor event's value."""
+    if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        return "it offered no CurveZMQ key (an actor without client_secret_key_file?)"
+    if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+        return "its CurveZMQ handshake did not decrypt (does its server_public_key_file name this learner's key?)"
+    return f"its ZeroMQ handshake failed (libzmq error {value:#x})"
 
 
 def start_authenticator(context: zmq.Context, authorised: AuthorisedKeys) -> ThreadAuthenticator:

@@ -231,6 +231,15 @@ def array_table(view: memoryview, limits: WireLimits = DEFAULT_LIMITS) -> tuple[
         shape = shape_from_wire(shape_value, limits)
         # Python integers: an int64 product of sizes can wrap around to match a short part.
         count = math.prod(shape)
+        if count == 0:
+            # An empty array needs no bytes, but numpy still refuses to make one whose other
+            # sizes multiply past what memory could hold (a ValueError, not a DecodeError).
+            spanned = math.prod(n for n in shape if n) * dtype.itemsize
+            if spanned > limits.max_message_bytes:
+                raise DecodeError(
+                    f"array {name!r} is empty but its other sizes {list(shape)} span {spanned} bytes, "
+                    f"more than the message limit of {limits.max_message_bytes}"
+                )
         table.append(ArrayEntry(name, dtype, shape, count, count * dtype.itemsize))
     result = tuple(table)
     if len(data) <= _TABLE_CACHE_MAX_BYTES and len(_TABLES) < _TABLE_CACHE_LIMIT:

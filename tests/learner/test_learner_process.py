@@ -404,3 +404,77 @@ def test_a_checkpoint_from_before_segments_resumes_and_is_never_pruned(config):
 
     assert resumed.resumed_from.path == legacy.path and len(resumed.replay.online) == 10
     assert legacy.path.is_dir() and len(CheckpointStore(config.session.checkpoint_dir).complete()) == 3
+
+
+# --------------------------------------------------------------------------- bad input from an actor
+
+
+def test_a_batch_with_a_nan_is_rejected_and_the_learner_trains_on_what_follows(config, caplog):
+    learner = Learner(config)
+    learner.resume_or_start()
+    stop, thread = run_in_thread(learner)
+    link = ActorLink(config.session, "a0", config.task.name, observation_spec(config), action_spec(config)).start()
+    rng = np.random.default_rng(3)
+    try:
+        assert link.wait_connected(10)
+        poisoned = episode_arrays(10, rng)
+        poisoned["observations/state"][4, 1] = np.nan
+        poisoned["rewards"][2] = np.inf
+        link.send(poisoned)
+        for _ in range(3):
+            last_seq = link.send(episode_arrays(10, rng))
+        wait_for(lambda: learner.counters.env_steps == 30, 20, "the 30 transitions after the poisoned batch")
+        wait_for(lambda: learner.counters.updates >= 30, 30, "training on them")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(30)
+        link.close()
+    assert len(learner.replay.online) == 30
+    assert learner.link_state == {link.status().stream_id: last_seq}
+    assert any("rejected batch 0" in r.getMessage() and "'observations/state' holds a NaN" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_an_episode_end_with_a_bad_field_is_dropped_and_the_learner_keeps_counting(config, caplog):
+    learner = Learner(config)
+    learner.resume_or_start()
+    stop, thread = run_in_thread(learner)
+    link = ActorLink(config.session, "a0", config.task.name, observation_spec(config), action_spec(config)).start()
+    try:
+        assert link.wait_connected(10)
+        link.send_event("episode_end", {"success": 1, "length": "ten", "return": 1.0})
+        link.send_event("episode_end", {"success": 1, "length": 10, "return": 1.0})
+        wait_for(lambda: learner.counters.episodes == 1, 10, "the well-formed episode end")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(30)
+        link.close()
+    assert any("dropped an episode_end event from actor 'a0'" in r.getMessage() and "'length'" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_stats_with_thousands_of_new_names_leave_the_actors_csv_narrow(config):
+    learner = Learner(config)
+    learner.resume_or_start()
+    stop, thread = run_in_thread(learner)
+    link = ActorLink(config.session, "a0", config.task.name, observation_spec(config), action_spec(config)).start()
+    other = None
+    try:
+        assert link.wait_connected(10)
+        for start in range(0, 4000, 1000):
+            link.send_stats({f"name_{index}": 1.0 for index in range(start, start + 1000)})
+        for index in range(200):
+            link.send_stats({f"one_more_{index}": 1.0, "loop_hz": 10.0})
+        other = stream(config, episodes=3, actor_id="a1")
+        wait_for(lambda: learner.counters.updates >= 30, 30, "training on the other actor's transitions")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(30)
+        link.close()
+        if other is not None:
+            other.close()
+    header = (config.session.log_dir / "actor.csv").read_text().splitlines()[0].split(",")
+    assert "loop_hz" in header and len(header) <= 2 + 128

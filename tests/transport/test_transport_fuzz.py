@@ -5,17 +5,28 @@ assembler and the safetensors check must refuse malformed input with ``DecodeErr
 (``VersionMismatch`` is one) and never fail any other way, allocate without bound or hang.
 The inputs are random frames, and valid messages of every type mutated: bytes flipped,
 frames cut, dropped, repeated or added, header fields replaced by random msgpack.
+
+The last test does the same to a whole running learner process: random, mutated and
+well-formed but semantically bad messages at both of its ports, then a real actor.
 """
 
 import json
 import struct
+import threading
+import time
 
 import msgpack
 import numpy as np
 import pytest
+import zmq
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from learner.process import Learner
+from robot_stack.config import load_task_config
+from robot_stack.envs.spec import action_spec, observation_spec
+from robot_stack.session import with_fields
+from robot_stack.transport import ActorLink
 from robot_stack.transport.messages import (
     MESSAGE_TYPES,
     Ack,
@@ -41,7 +52,9 @@ from robot_stack.transport.weights import (
     pack_weights,
     unpack_weights,
 )
-from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, WireLimits
+from robot_stack.transport.validation import transition_batch_spec
+from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, WireLimits, join_frames
+from test_transport_restarts import free_ports
 
 MESSAGE_CLASSES = tuple(MESSAGE_TYPES.values())
 LIMITS = WireLimits(max_message_bytes=1 << 20, max_header_bytes=1 << 16, max_frames=64)
@@ -347,3 +360,202 @@ def test_unpacking_mutated_packed_messages_gives_a_message_or_a_decode_error(pac
         buffer[position] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(buffer)))
     unpacked_or_refused(bytes(buffer[:cut]) if data.draw(st.booleans()) else bytes(buffer))
+
+
+# --------------------------------------------------------------------------- a whole learner under fire
+
+
+@pytest.fixture
+def learner_config(pick_cube_state_yaml, tmp_path):
+    transitions_port, weights_port = free_ports(2)
+    config = load_task_config(pick_cube_state_yaml)
+    config = with_fields(config, "session", learner_host="127.0.0.1", transitions_port=transitions_port,
+                         weights_port=weights_port, checkpoint_dir=tmp_path / "checkpoints", log_dir=tmp_path / "logs")
+    config = with_fields(config, "session.transport", outbox_dir=tmp_path / "outbox", heartbeat_interval_s=0.1,
+                         handshake_timeout_s=0.5, peer_timeout_s=2.0)
+    config = with_fields(config, "agent", batch_size=16, hidden_dims=(32, 32))
+    return with_fields(config, "training", min_online_transitions=20, publish_every_updates=5, publish_every_s=0.2,
+                       checkpoint_every_s=3600, log_every_updates=5, torch_threads=1)
+
+
+class Barrage:
+    """Random, mutated and well-formed but semantically bad messages for a learner's ports,
+    drawn from one seeded generator (a failure replays with the same seed)."""
+
+    def __init__(self, config, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.task = config.task.name
+        self.observation_spec, self.action_spec = observation_spec(config), action_spec(config)
+        self.spec = transition_batch_spec(self.observation_spec, self.action_spec)
+        self.valid = [bytes(pack(message)) for message in VALID_MESSAGES]
+
+    def hello(self, stream: str, **changes) -> Hello:
+        fields = {"actor_id": "fuzz", "task_id": self.task, "stream_id": stream,
+                  "observation_spec": self.observation_spec, "action_spec": self.action_spec, **changes}
+        return Hello(**fields)
+
+    def arrays(self, count: int) -> dict:
+        return {key: self.rng.uniform(-1, 1, (count, *spec.shape)).astype(np.dtype(spec.dtype)) if spec.dtype != "|b1"
+                else self.rng.random((count, *spec.shape)) < 0.5 for key, spec in self.spec.items()}
+
+    def poisoned_arrays(self) -> dict:
+        arrays = self.arrays(int(self.rng.integers(0, 6)))
+        key = str(self.rng.choice(sorted(arrays)))
+        spoil = int(self.rng.integers(0, 7))
+        if spoil == 0 and arrays[key].dtype.kind == "f" and arrays[key].size:
+            arrays[key].reshape(-1)[0] = self.rng.choice([np.nan, np.inf, -np.inf])
+        elif spoil == 1:
+            del arrays[key]
+        elif spoil == 2:
+            arrays[key] = arrays[key].astype(np.float64)
+        elif spoil == 3:
+            arrays[key] = np.concatenate([arrays[key], arrays[key]])  # one array's count disagrees
+        elif spoil == 4:
+            arrays["actions"] = arrays["actions"] * 1e6
+        elif spoil == 5:
+            arrays["surprise"] = np.zeros(len(arrays[key]), np.float32)
+        else:
+            arrays[key] = arrays[key].reshape(len(arrays[key]), -1)[:, :1]
+        return arrays
+
+    def semantic(self, stream: str, seq: int) -> bytes:
+        """A well-formed message that means something wrong (a third are poisoned batches)."""
+        rng, choice = self.rng, int(self.rng.integers(0, 15))
+        if choice == 0:
+            return bytes(pack(self.hello(stream, task_id="another_task")))
+        if choice == 1:
+            return bytes(pack(self.hello(stream, observation_spec={"state": ArraySpec("<f4", (2**20,))})))
+        if choice == 2:
+            return bytes(pack(self.hello(stream, action_spec={})))
+        if 3 <= choice <= 7:
+            try:
+                return bytes(pack(TransitionBatch(stream, seq, self.poisoned_arrays())))
+            except ValueError:  # counts that disagree are refused at encode: send them raw
+                return bytes(join_frames([PREFIX + msgpack.packb({"type": "transitions", "stream_id": stream, "seq": seq,
+                                                                   "info": {}, "sent_time": 0.0}),
+                                          msgpack.packb([["rewards", "<f4", [0, 2**30, 2**30]]]), b""]))
+        if choice == 8:
+            return bytes(pack(TransitionBatch(stream, int(rng.choice([seq + 5, 2**63 - 1, -1])), self.arrays(2))))
+        if choice == 9:
+            return bytes(pack(Stats("fuzz", {f"k{index}": index for index in range(int(rng.integers(60, 3000)))})))
+        if choice == 10:
+            return bytes(pack(Stats("fuzz", {"a,b": 1, "x" * 300: 2, "nested": {"n": [1]}, "text": "t" * 5000})))
+        if choice == 11:
+            detail = {"success": rng.choice(["yes", 2, None]), "length": rng.choice(["ten", -3, 1.5]),
+                      "return": rng.choice([float("nan"), "high", float("inf")]), "weights_version": -9}
+            picked = {key: value.item() if hasattr(value, "item") else value
+                      for key, value in detail.items() if rng.random() < 0.6}
+            return bytes(pack(Event("fuzz", "episode_end", picked or {"length": "ten"})))
+        if choice == 12:
+            return bytes(pack(rng.choice([Welcome("l", stream, 1, 1, 1, 0.1), Ack(stream, 3, 2, True),
+                                          Refuse("go away"), *chunk_weights(1, BLOBS[0], 40)])))
+        return bytes(pack(TransitionBatch("y" * 32, seq, self.arrays(2))))  # another stream than the hello's
+
+    def mutated(self, stream: str, seq: int) -> bytes:
+        # No hello of its own here: a mutated one would move the connection to another stream.
+        valid = self.valid + [bytes(pack(TransitionBatch(stream, seq, self.arrays(3)))),
+                              bytes(pack(Event("fuzz", "episode_end", {"success": 1, "length": 3, "return": 1.0})))]
+        buffer = bytearray(valid[int(self.rng.integers(len(valid)))])
+        for _ in range(int(self.rng.integers(1, 5))):
+            buffer[int(self.rng.integers(len(buffer)))] = int(self.rng.integers(256))
+        return bytes(buffer[: int(self.rng.integers(len(buffer) + 1))] if self.rng.random() < 0.3 else buffer)
+
+    def any(self, stream: str, seq: int) -> list[bytes]:
+        kind = self.rng.random()
+        if kind < 0.15:
+            return [self.rng.bytes(int(self.rng.integers(0, 200)))]
+        if kind < 0.2:
+            return [self.mutated(stream, seq), self.rng.bytes(8)]  # two ZeroMQ frames
+        if kind < 0.4:
+            return [self.mutated(stream, seq)]
+        return [self.semantic(stream, seq)]
+
+
+def test_a_learner_fed_random_mutated_and_poisoned_messages_still_serves_a_real_actor(learner_config):
+    """Hundreds of bad messages from several connections at both ports of a running learner;
+    then a real actor's transitions are all stored, its weights arrive and training goes on."""
+    config = learner_config
+    learner = Learner(config)
+    learner.resume_or_start()
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=learner.run, args=(stop,), kwargs={"ready": ready}, daemon=True)
+    thread.start()
+    assert ready.wait(20)
+    context = zmq.Context.instance()
+    barrage = Barrage(config, seed=19)
+    dealers, streams, seqs = [], [], []
+    for index in range(6):
+        dealer = context.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.connect(f"tcp://127.0.0.1:{config.session.transitions_port}")
+        stream = f"{index:032x}"
+        if index % 2 == 0:  # half say a valid hello first, so their batches reach the content checks
+            dealer.send(pack(barrage.hello(stream)))
+        dealers.append(dealer)
+        streams.append(stream)
+        seqs.append(0)
+    subscriber = context.socket(zmq.XSUB)
+    subscriber.linger = 0
+    subscriber.connect(f"tcp://127.0.0.1:{config.session.weights_port}")
+    actor = None
+    try:
+        deadline = time.monotonic() + 15
+        for _ in range(600):
+            assert time.monotonic() < deadline, "sending the barrage took too long"
+            index = int(barrage.rng.integers(len(dealers)))
+            seqs[index] = next_seq_from_acks(dealers[index], seqs[index])
+            frames = barrage.any(streams[index], seqs[index])
+            dealers[index].send_multipart(frames)
+            if b"transitions" in frames[0]:
+                # As if the batch was taken; the ack (waited for briefly) says which seq the learner expects.
+                seqs[index] += 1
+                dealers[index].poll(5)
+            if barrage.rng.random() < 0.1:
+                subscriber.send(barrage.rng.choice([b"\x01weights/to/fuzz\0", b"\x00weights/all\0", b"\x01",
+                                                    barrage.rng.bytes(int(barrage.rng.integers(0, 40)))]))
+        barrage_steps = learner.counters.env_steps
+
+        actor = ActorLink(config.session, "a0", config.task.name, observation_spec(config), action_spec(config)).start()
+        assert actor.wait_connected(10)
+        ids = np.arange(10_000, 10_040, dtype=np.float32)
+        for start in range(0, 40, 10):
+            arrays = barrage.arrays(10)
+            arrays["observations/state"][:, 0] = ids[start : start + 10]
+            last_seq = actor.send(arrays)
+        wait_until_true(lambda: actor.status().received_seq >= last_seq, 10, "the learner's ack of the actor's batches")
+        wait_until_true(lambda: learner.counters.env_steps >= barrage_steps + 40, 10, "the actor's transitions stored")
+        updates = learner.counters.updates
+        wait_until_true(lambda: learner.counters.updates > updates, 10, "training to go on")
+        wait_until_true(lambda: actor.latest_weights() is not None, 10, "weights at the actor")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(30)
+        for socket in (*dealers, subscriber):
+            socket.close(linger=0)
+        if actor is not None:
+            actor.close()
+    assert not thread.is_alive()
+    online = learner.replay.online
+    stored = online.frames["state"][online.obs_frame[: len(online)] % online.frame_capacity][:, 0]
+    assert set(ids.tolist()) <= set(stored.tolist())
+
+
+def next_seq_from_acks(dealer: zmq.Socket, seq: int) -> int:
+    """The seq the learner expects next on this connection, by the acks that arrived so far,
+    so that poisoned batches come in order and reach the content checks."""
+    while dealer.poll(0):
+        try:
+            message = unpack(dealer.recv(), LIMITS)
+        except DecodeError:
+            continue
+        if isinstance(message, (Ack, Welcome)):
+            seq = message.received_seq + 1
+    return seq
+
+
+def wait_until_true(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

@@ -511,6 +511,14 @@ def test_an_array_whose_shape_multiplies_past_the_message_limit_is_refused():
         decode(frames)
 
 
+@pytest.mark.parametrize("shape", [[0, 2**28, 2**28, 2**28], [2**28, 2**28, 0], [0, 2**20, 2**20]])
+def test_an_empty_array_whose_other_sizes_multiply_past_the_message_limit_is_refused(shape):
+    frames = wire_frames(HEADERS["transitions"], [["obs", "<f4", shape]], [b""])
+
+    with pytest.raises(DecodeError, match="array 'obs'.*more than the message limit"):
+        decode(frames)
+
+
 def test_a_message_over_the_size_limit_is_refused_before_it_is_parsed():
     frames = encode(batch_with(image=np.zeros((1, 2000), dtype=np.uint8)))
 
