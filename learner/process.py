@@ -23,7 +23,7 @@ from robot_stack.config.schema import TaskConfig
 from robot_stack.data.curves import window_deterministic_success_rate, window_intervention_rate, window_success_rate
 from robot_stack.envs.spec import action_spec, env_action_dim, observation_spec
 from robot_stack.transport.learner_link import LearnerLink
-from robot_stack.transport.messages import Event, Stats
+from robot_stack.transport.messages import Stats
 
 from robot_stack.data.checkpoints import CheckpointInfo, CheckpointStore, write_json_atomic
 from robot_stack.data.transitions import concatenate_batches
@@ -130,9 +130,25 @@ class Learner:
             self.resumed_from = info
             log.info("resumed from %s: %d updates, %d env steps, %d episodes", info.path,
                      self.counters.updates, self.counters.env_steps, self.counters.episodes)
+            self._forget_episodes_after_checkpoint()
             return
+        self._forget_episodes_after_checkpoint()
         if self.demo_dir is not None:
             self.counters.demo_transitions = load_demos_into(self.replay, self.demo_dir, self.observation_spec, self.action_dim)
+
+    def _forget_episodes_after_checkpoint(self) -> None:
+        # Rows logged after the checkpoint being resumed describe episodes it does not hold:
+        # their batches are resent and they are logged again, under the same numbers.
+        def held(row: dict[str, str]) -> bool:
+            try:
+                return int(row.get("episode") or 0) < self.counters.episodes
+            except ValueError:
+                return True  # not ours to judge: a row this learner did not write
+
+        dropped = self.metrics.keep_rows("episodes", held)
+        if dropped:
+            log.info("episodes.csv: dropped %d rows logged after the checkpoint; their episodes are counted again "
+                     "when the actors resend them", dropped)
 
     def _describe_replay(self) -> None:
         encoder = self.config.agent.encoder
@@ -173,7 +189,20 @@ class Learner:
 
     # ----------------------------------------------------------------- episodes
 
-    def _episode_end(self, actor_id: str, detail: dict[str, Any]) -> None:
+    def _take_episode_ends(self, received, env_steps_before: int) -> bool:
+        """Count the episode ends that ride in the received batches (so each is counted
+        exactly once, and a checkpoint holds it exactly when it holds its transitions).
+        True if one of the batches is the last an actor sends before it stops."""
+        steps, stopping = env_steps_before, False
+        for batch in received:
+            steps += batch.count
+            detail = batch.info.get("episode_end")
+            if isinstance(detail, dict):
+                self._episode_end(batch.actor_id, detail, steps)
+            stopping = stopping or batch.info.get("final") is True
+        return stopping
+
+    def _episode_end(self, actor_id: str, detail: dict[str, Any], env_steps: Optional[int] = None) -> None:
         counters = self.counters
         counters.episodes += 1
         episode = {
@@ -195,7 +224,7 @@ class Learner:
             counters.recent_deterministic = (counters.recent_deterministic + [episode])[-window:]
         else:
             counters.recent_episodes = (counters.recent_episodes + [episode])[-window:]
-        self.metrics.log("episodes", counters.env_steps, episode)
+        self.metrics.log("episodes", counters.env_steps if env_steps is None else env_steps, episode)
 
     def success_rate(self) -> Optional[float]:
         """The rate the session's stop rule reads (training.stop_on)."""
@@ -243,13 +272,13 @@ class Learner:
                 counters.wall_time_s += now - clock
                 clock = now
                 received = link.receive(timeout_s=0.0)
+                steps_before = counters.env_steps
                 for stream, arrays, count in runs_per_stream(received):
                     self.replay.add(arrays, stream=stream)
                     counters.env_steps += count
+                actor_stopping = self._take_episode_ends(received, steps_before)
                 for report in link.reports():
-                    if isinstance(report.message, Event) and report.message.kind == "episode_end":
-                        self._episode_end(report.actor_id, dict(report.message.detail))
-                    elif isinstance(report.message, Stats):
+                    if isinstance(report.message, Stats):
                         self.metrics.log("actor", counters.env_steps, {"actor": report.actor_id, **dict(report.message.values)})
 
                 due = math.floor(training.updates_per_env_step * counters.env_steps)
@@ -271,9 +300,11 @@ class Learner:
                     or caught_up
                 ):
                     publish()
-                if time.monotonic() - last_checkpoint >= training.checkpoint_every_s:
+                # A stopping actor waits for the checkpoint that holds its last batch, so that it
+                # leaves nothing behind in its outbox that this learner already holds.
+                if actor_stopping or time.monotonic() - last_checkpoint >= training.checkpoint_every_s:
                     info = self.save_checkpoint(link)
-                    log.info("checkpoint %s", info.path)
+                    log.info("checkpoint %s%s", info.path, " (an actor is stopping)" if actor_stopping else "")
                     last_checkpoint = time.monotonic()
                 rate_window.append((time.monotonic(), counters.updates, counters.env_steps))
                 if time.monotonic() - last_status >= 1.0:

@@ -74,9 +74,8 @@ def stream(config, episodes: int, seed: int = 0, actor_id: str = "a0") -> ActorL
     rng = np.random.default_rng(seed)
     for index in range(episodes):
         arrays = episode_arrays(10, rng)
-        link.send(arrays)
-        link.send_event("episode_end", {"episode": index, "success": 1, "intervened": 0, "intervention_steps": 0,
-                                        "length": 10, "return": 1.0, "weights_version": -1})
+        link.send(arrays, {"episode_end": {"episode": index, "success": 1, "intervened": 0, "intervention_steps": 0,
+                                           "length": 10, "return": 1.0, "weights_version": -1}})
     return link
 
 
@@ -114,7 +113,6 @@ def test_learner_resumes_counters_buffers_and_stream_positions(config):
     first.resume_or_start()
     stop, thread = run_in_thread(first)
     link = stream(config, episodes=3)
-    # Transitions and episode-end events travel as separate messages: wait for both.
     wait_for(lambda: first.counters.env_steps == 30 and first.counters.episodes == 3, 30, "30 transitions and 3 episode ends")
     stop.set()
     thread.join(30)
