@@ -1,6 +1,7 @@
-"""Exactly once across a learner killed and restarted under a running actor: every
-transition the actor sent is stored once and in order, every episode it finished is
-counted once, and episodes.csv numbers them without gaps or repeats."""
+"""Exactly once across restarts: with the learner (or, separately, the actor) killed and
+restarted mid-run, every transition the actor sent is stored once and in order, every
+episode it finished is counted once, episodes.csv numbers them without gaps or repeats, and
+the actor's clean stop leaves its outbox empty."""
 
 from __future__ import annotations
 
@@ -56,12 +57,16 @@ def checkpointed_episodes(checkpoint_dir: Path) -> int:
     return complete[-1].meta["counters"]["episodes"] if complete else -1
 
 
-def test_a_learner_killed_and_restarted_under_a_running_actor_stores_and_counts_everything_once(
-    pick_cube_state_yaml, tmp_path
-) -> None:
+STAMPED_ACTOR = Path(__file__).with_name("stamped_actor.py")
+EPISODE_LENGTH = 10
+
+
+def restart_config(pick_cube_state_yaml: Path, tmp_path: Path):
+    """Ten-step episodes at 50 Hz, a learner that does not train (not what is tested) and
+    checkpoints every second; written to tmp_path/task.yaml for the processes."""
     transitions_port, weights_port = free_ports(2)
     config = load_task_config(pick_cube_state_yaml)
-    config = with_fields(config, "task", max_episode_steps=10)
+    config = with_fields(config, "task", max_episode_steps=EPISODE_LENGTH)
     config = with_fields(config, "teleop", kind="none")
     config = with_fields(config, "session", transitions_port=transitions_port, weights_port=weights_port,
                          checkpoint_dir=tmp_path / "checkpoints", log_dir=tmp_path / "logs")
@@ -74,8 +79,15 @@ def test_a_learner_killed_and_restarted_under_a_running_actor_stores_and_counts_
     config = with_fields(config, "actor", rate_locked=True, stop_timeout_s=10.0, stats_every_s=1.0,
                          sim_max_lead_env_steps=2 * 10**6)
     config = with_fields(config, "task", control_rate_hz=50.0)
+    (tmp_path / "task.yaml").write_text(config_to_yaml(config))
+    return config
+
+
+def test_a_learner_killed_and_restarted_under_a_running_actor_stores_and_counts_everything_once(
+    pick_cube_state_yaml, tmp_path
+) -> None:
+    config = restart_config(pick_cube_state_yaml, tmp_path)
     config_file = tmp_path / "task.yaml"
-    config_file.write_text(config_to_yaml(config))
     log_dir, checkpoint_dir = tmp_path / "logs", tmp_path / "checkpoints"
 
     def start_learner() -> subprocess.Popen:
@@ -140,3 +152,72 @@ def test_a_learner_killed_and_restarted_under_a_running_actor_stores_and_counts_
     outbox = json.loads((tmp_path / "outbox" / "robot1" / "outbox.json").read_text())
     assert outbox["committed_seq"] == sent.last_seq
     resumed.metrics.close()
+
+
+def stored_stamps(learner: Learner) -> np.ndarray:
+    online = learner.replay.online
+    return online.frames["state"][online.obs_frame[: len(online)] % online.frame_capacity][:, 0]
+
+
+def stream_stamps(first: int, transitions: int) -> np.ndarray:
+    """The observation stamps of a StampedEnv's first transitions: each episode takes one
+    stamp per step plus one for its final observation."""
+    index = np.arange(transitions)
+    return (first + index // EPISODE_LENGTH * (EPISODE_LENGTH + 1) + index % EPISODE_LENGTH).astype(np.float32)
+
+
+def test_an_actor_killed_and_restarted_under_a_running_learner_loses_and_repeats_nothing(
+    pick_cube_state_yaml, tmp_path
+) -> None:
+    config = restart_config(pick_cube_state_yaml, tmp_path)
+    learner = Learner(config)
+    learner.resume_or_start()
+    stop_learner, ready = threading.Event(), threading.Event()
+    learner_thread = threading.Thread(target=learner.run, args=(stop_learner,), kwargs={"ready": ready}, daemon=True)
+    learner_thread.start()
+    assert ready.wait(20)
+    second_stamps = 10**6
+    status = tmp_path / "actor_status.json"
+
+    def start_actor(first_stamp: int) -> subprocess.Popen:
+        log = open(tmp_path / "actor.log", "ab")
+        return subprocess.Popen(
+            [sys.executable, str(STAMPED_ACTOR), str(tmp_path / "task.yaml"), "--status", str(status),
+             "--first-stamp", str(first_stamp)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    actor = start_actor(0)
+    try:
+        wait_for(lambda: learner.counters.episodes >= 3 or actor.poll() is not None, 60, "three episodes")
+        assert actor.poll() is None, (tmp_path / "actor.log").read_text()
+        actor.send_signal(signal.SIGKILL)
+        actor.wait(10)
+        before_restart = learner.counters.episodes
+        actor = start_actor(second_stamps)
+        wait_for(lambda: learner.counters.episodes >= before_restart + 3 or actor.poll() is not None, 60,
+                 "three episodes from the restarted actor")
+        actor.send_signal(signal.SIGINT)
+        assert actor.wait(30) == 0, (tmp_path / "actor.log").read_text()
+    finally:
+        if actor.poll() is None:
+            actor.kill()
+            actor.wait(10)
+        stop_learner.set()
+        learner_thread.join(30)
+    assert not learner_thread.is_alive()
+
+    restarted = json.loads(status.read_text())
+    assert restarted["state"] == "stopped"
+    stamps = stored_stamps(learner)
+    first = stamps[stamps < second_stamps]
+    second = stamps[stamps >= second_stamps]
+    # The killed actor's stream up to what its outbox held, then the restarted actor's, whole.
+    np.testing.assert_array_equal(first, stream_stamps(0, len(first)))
+    np.testing.assert_array_equal(second, stream_stamps(second_stamps, restarted["env_steps"]))
+    assert learner.counters.env_steps == len(stamps) == len(first) + restarted["env_steps"]
+    finished = len(first) // EPISODE_LENGTH + restarted["episodes"]
+    assert learner.counters.episodes == finished, f"{finished} episodes finished, {learner.counters.episodes} counted"
+    assert episode_numbers(tmp_path / "logs") == list(range(finished))
+    outbox = json.loads((tmp_path / "outbox" / "robot1" / "outbox.json").read_text())
+    assert outbox["committed_seq"] == restarted["last_seq"], "the clean stop left batches in the outbox"
