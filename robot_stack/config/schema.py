@@ -729,7 +729,7 @@ class ActorConfig(StrictModel):
     stats_every_s: float = Field(5.0, gt=0.0, description="Loop jitter and rate go to the learner this often.")
     torch_threads: int = Field(1, ge=1, le=64, description="CPU threads for policy inference.")
     stop_timeout_s: float = Field(
-        30.0, gt=0.0, le=600.0,
+        10.0, gt=0.0, le=600.0,
         description="On stop, wait this long for the learner to receive what was sent and checkpoint it (what it has "
         "not checkpointed stays in the outbox for the next start).",
     )
