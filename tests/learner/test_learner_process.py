@@ -209,3 +209,42 @@ def test_every_transition_sent_is_stored_once_in_order_while_the_learner_trains(
     assert len(online) == online.total_added == sent
     stored = online.frames["state"][online.obs_frame[:sent] % online.frame_capacity][:, 0]
     np.testing.assert_array_equal(stored, np.arange(sent, dtype=np.float32))
+
+
+def test_episode_ends_riding_in_batches_are_counted_once_and_a_resume_renumbers_what_its_checkpoint_lacks(config):
+    """The fast variant of tests/actor/test_actor_learner_restarts.py: a learner that dies after
+    logging episodes its checkpoint does not hold, resumed, logs them again under the same numbers."""
+    from learner.process import runs_per_stream
+    from robot_stack.transport.learner_link import ReceivedBatch
+
+    rng = np.random.default_rng(3)
+
+    def batch(seq: int, end: bool) -> ReceivedBatch:
+        info = {"episode_end": {"episode": seq // 2, "success": 1, "length": 2}} if end else {}
+        return ReceivedBatch("a0", "s0", seq, episode_arrays(1, rng), info, 0.0, 0.0)
+
+    def take(learner: Learner, batches: list) -> None:
+        steps = learner.counters.env_steps
+        for stream, arrays, count in runs_per_stream(batches):
+            learner.replay.add(arrays, stream=stream)
+            learner.counters.env_steps += count
+        learner._take_episode_ends(batches, steps)
+
+    first = Learner(config)
+    first.resume_or_start()
+    take(first, [batch(seq, end=seq % 2 == 1) for seq in range(4)])  # episodes 0 and 1
+    first.link_state = {"s0": 3}
+    first.save_checkpoint(None)
+    take(first, [batch(seq, end=seq % 2 == 1) for seq in range(4, 6)])  # episode 2, then a crash
+    first.metrics.close()
+
+    resumed = Learner(config)
+    resumed.resume_or_start()
+    assert resumed.counters.episodes == 2 and resumed.link_state == {"s0": 3}
+    take(resumed, [batch(seq, end=seq % 2 == 1) for seq in range(4, 8)])  # resent from seq 4, and more
+    resumed.metrics.close()
+
+    episodes = (config.session.log_dir / "episodes.csv").read_text().splitlines()
+    header = episodes[0].split(",")
+    assert [int(row.split(",")[header.index("episode")]) for row in episodes[1:]] == [0, 1, 2, 3]
+    assert resumed.counters.episodes == 4 and resumed.counters.env_steps == 8
