@@ -13,10 +13,15 @@ that is absent or restarting costs nothing but outbox space; episodes go on with
 policy the actor has.
 
 Reported to the learner:
-- event ``episode_end`` at each episode end, detail: episode, return, length, success (0/1),
-  intervention_steps, intervened (0/1), env_steps_total, weights_version, last_seq;
-- event ``episode_stopped`` (same detail) when a stop cuts an episode short; its last
-  transition is then marked truncated, so the stream stays consistent for a restarted actor;
+- ``episode_end`` in the info of the batch that carries an episode's last transition, with:
+  episode (this actor's index), return, length, success (0/1), intervention_steps,
+  intervened (0/1), deterministic (0/1), env_steps_total, weights_version. Riding in the
+  batch, it is numbered, resent and deduplicated with the transitions, so the learner
+  counts each episode exactly once across restarts of either side, and a checkpoint holds
+  an episode's end exactly when it holds its transitions;
+- ``final`` in the info of the last batch before a stop (a stop cuts the episode short: its
+  last transition is marked truncated, so the stream stays consistent for a restarted
+  actor); the learner checkpoints on it, so the stopping actor can forget what it sent;
 - stats every ``actor.stats_every_s``: jitter_p50_ms, jitter_p99_ms, jitter_max_ms (None
   when free-running), loop_hz, step_p50_ms, step_p99_ms, overruns, rate_locked (0/1),
   inference_p50_ms, inference_p99_ms, env_steps, episodes, intervention_steps,
@@ -163,8 +168,9 @@ def run_actor(
     """Run the actor until ``stop`` is set (e.g. by a SIGINT handler) or ``max_env_steps``.
 
     On the way out it finishes the current step, sends what is pending, waits up to
-    ``actor.stop_timeout_s`` for the learner to have received it (the outbox keeps anything
-    it did not), and closes the link and the env. Raises LinkRefused if the learner refuses
+    ``actor.stop_timeout_s`` for the learner to have received it and saved it in a checkpoint
+    (the outbox keeps anything the learner's checkpoints do not hold), and closes the link
+    and the env. Raises LinkRefused if the learner refuses
     this actor (wrong task, spec or key).
     """
     rng = np.random.default_rng(seed)
@@ -274,14 +280,16 @@ class _ActorLoop:
             )
             closed = bool(info.get("gripper_closed", closed))
             observation = next_observation
-            if len(self.pending) >= actor.send_every_steps or episode_over or stopping:
-                self._send()
-            if episode_over or stopping:
-                self._end_episode(
-                    "episode_end" if episode_over else "episode_stopped",
+            ended = None
+            if episode_over:
+                ended = self._end_episode(
                     bool(info.get("success", False)), episode_return, episode_length, episode_interventions,
                     true_success=info.get("true_success"), deterministic=deterministic,
                 )
+            if len(self.pending) >= actor.send_every_steps or episode_over or stopping:
+                self._send(ended, final=stopping)
+            if episode_over or stopping:
+                self.summary.intervention_steps += episode_interventions
                 episode_return, episode_length, episode_interventions = 0.0, 0, 0
                 deterministic = self._deterministic_episode()
             if stopping:
@@ -349,39 +357,37 @@ class _ActorLoop:
         if count <= 10 or count % 1000 == 0:
             log.warning("%s gave a non-finite action (%d so far); holding the robot for this step", source, count)
 
-    def _send(self) -> None:
-        if len(self.pending):
-            self.summary.last_seq = self.link.send(
-                self.pending.take(), {"episode": self.summary.episodes, "weights_version": self.summary.weights_version}
-            )
+    def _send(self, episode_end: Optional[dict] = None, final: bool = False) -> None:
+        info: dict[str, Any] = {"episode": self.summary.episodes, "weights_version": self.summary.weights_version}
+        if episode_end is not None:
+            info["episode"], info["episode_end"] = episode_end["episode"], episode_end
+        if final:
+            info["final"] = True
+        self.summary.last_seq = self.link.send(self.pending.take(), info)
 
-    def _end_episode(self, kind: str, success: bool, episode_return: float, length: int, interventions: int,
-                     true_success: Optional[float] = None, deterministic: bool = False) -> None:
+    def _end_episode(self, success: bool, episode_return: float, length: int, interventions: int,
+                     true_success: Optional[float] = None, deterministic: bool = False) -> dict:
+        """Count a finished episode; returns what the learner is told about it."""
         s = self.summary
         # With a learned reward in simulation, the simulator's own answer rides along
         # (true_success) so curves and evaluations can be read against the truth.
         extra = {} if true_success is None else {"true_success": int(bool(true_success))}
-        self.link.send_event(
-            kind,
-            {
-                **extra,
-                "episode": s.episodes,
-                "return": episode_return,
-                "length": length,
-                "success": int(success),
-                "intervention_steps": interventions,
-                "intervened": int(interventions > 0),
-                "deterministic": int(deterministic),
-                "env_steps_total": s.env_steps,
-                "weights_version": s.weights_version,
-                "last_seq": s.last_seq,
-            },
-        )
-        s.intervention_steps += interventions
-        if kind == "episode_end":
-            s.episodes += 1
-            s.successes += int(success)
-            s.recent_episodes.append((success, length, interventions))
+        detail = {
+            **extra,
+            "episode": s.episodes,
+            "return": episode_return,
+            "length": length,
+            "success": int(success),
+            "intervention_steps": interventions,
+            "intervened": int(interventions > 0),
+            "deterministic": int(deterministic),
+            "env_steps_total": s.env_steps,
+            "weights_version": s.weights_version,
+        }
+        s.episodes += 1
+        s.successes += int(success)
+        s.recent_episodes.append((success, length, interventions))
+        return detail
 
     def _send_stats(self) -> None:
         s = self.summary
@@ -417,7 +423,9 @@ class _ActorLoop:
         self.link.send_stats({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()})
 
     def _drain(self, timeout_s: float) -> None:
-        """Wait (bounded) for the learner to have received the last batch sent."""
+        """Wait (bounded) for the learner to have received the last batch sent, and to have
+        saved it in a checkpoint (the final batch asks for one): a clean stop leaves nothing
+        in the outbox that the learner holds, so nothing is replayed into a later learner."""
         s = self.summary
         deadline = time.monotonic() + timeout_s
         try:
@@ -425,6 +433,12 @@ class _ActorLoop:
                 log.warning(
                     "stopping with batches %d..%d not yet received by the learner; they stay in the outbox",
                     self.link.status().received_seq + 1, s.last_seq,
+                )
+            elif not self.link.wait_committed(s.last_seq, max(0.0, deadline - time.monotonic())):
+                log.warning(
+                    "stopping before the learner checkpointed batches %d..%d; they stay in the outbox, and the "
+                    "learner drops them as duplicates if its checkpoint holds them when this actor returns",
+                    self.link.status().committed_seq + 1, s.last_seq,
                 )
         except LinkRefused:
             pass  # already reported; the batches stay in the outbox

@@ -10,7 +10,7 @@ import csv
 import logging
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,27 @@ class MetricsLog:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         self._files[group] = (handle, writer, columns)
         return self._files[group]
+
+    def keep_rows(self, group: str, keep: Callable[[dict[str, str]], bool]) -> int:
+        """Rewrite a group's CSV with only the rows ``keep`` accepts (before anything is
+        logged to it); returns how many rows went."""
+        if group in self._files:
+            raise RuntimeError(f"{group}.csv is open for logging; trim it before the first row is logged")
+        path = self.directory / f"{group}.csv"
+        if not path.exists() or path.stat().st_size == 0:
+            return 0
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns, rows = list(reader.fieldnames or []), list(reader)
+        kept = [row for row in rows if keep(row)]
+        if len(kept) < len(rows):
+            tmp = path.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(kept)
+            tmp.replace(path)
+        return len(rows) - len(kept)
 
     def flush(self) -> None:
         for handle, _, _ in self._files.values():

@@ -32,7 +32,7 @@ from robot_stack.data.curves import window_deterministic_success_rate, window_in
 from robot_stack.envs.spec import action_spec, env_action_dim, observation_spec
 from robot_stack.transport.learner_link import LearnerLink
 from robot_stack.transport.loop import QuietLog
-from robot_stack.transport.messages import Event, Stats
+from robot_stack.transport.messages import Stats
 from robot_stack.transport.validation import episode_end_detail
 
 from robot_stack.data.checkpoints import CheckpointIdentity, CheckpointInfo, CheckpointStore, write_json_atomic
@@ -178,9 +178,25 @@ class Learner:
             self.resumed_from = info
             log.info("resumed from %s: %d updates, %d env steps, %d episodes", info.path,
                      self.counters.updates, self.counters.env_steps, self.counters.episodes)
+            self._forget_episodes_after_checkpoint()
             return
+        self._forget_episodes_after_checkpoint()
         if self.demo_dir is not None:
             self.counters.demo_transitions = load_demos_into(self.replay, self.demo_dir, self.observation_spec, self.action_dim)
+
+    def _forget_episodes_after_checkpoint(self) -> None:
+        # Rows logged after the checkpoint being resumed describe episodes it does not hold:
+        # their batches are resent and they are logged again, under the same numbers.
+        def held(row: dict[str, str]) -> bool:
+            try:
+                return int(row.get("episode") or 0) < self.counters.episodes
+            except ValueError:
+                return True  # not ours to judge: a row this learner did not write
+
+        dropped = self.metrics.keep_rows("episodes", held)
+        if dropped:
+            log.info("episodes.csv: dropped %d rows logged after the checkpoint; their episodes are counted again "
+                     "when the actors resend them", dropped)
 
     def _describe_replay(self) -> None:
         encoder = self.config.agent.encoder
@@ -270,7 +286,27 @@ class Learner:
 
     # ----------------------------------------------------------------- episodes
 
-    def _episode_end(self, actor_id: str, detail: dict[str, Any]) -> None:
+    def _take_episode_ends(self, received, env_steps_before: int) -> bool:
+        """Count the episode ends that ride in the received batches (so each is counted
+        exactly once, and a checkpoint holds it exactly when it holds its transitions).
+        True if one of the batches is the last an actor sends before it stops."""
+        steps, stopping = env_steps_before, False
+        for batch in received:
+            steps += batch.count
+            detail = batch.info.get("episode_end")
+            if isinstance(detail, dict):
+                try:
+                    checked = episode_end_detail(detail)
+                except ValueError as error:
+                    # The transitions are stored; only the episode's summary is not counted.
+                    self._quiet.warning(f"episode_end:{batch.actor_id}", "dropped the episode end in batch %d from actor '%s': %s",
+                                        batch.seq, batch.actor_id, error)
+                else:
+                    self._episode_end(batch.actor_id, checked, steps)
+            stopping = stopping or batch.info.get("final") is True
+        return stopping
+
+    def _episode_end(self, actor_id: str, detail: dict[str, Any], env_steps: Optional[int] = None) -> None:
         counters = self.counters
         counters.episodes += 1
         episode = {
@@ -292,7 +328,7 @@ class Learner:
             counters.recent_deterministic = (counters.recent_deterministic + [episode])[-window:]
         else:
             counters.recent_episodes = (counters.recent_episodes + [episode])[-window:]
-        self.metrics.log("episodes", counters.env_steps, episode)
+        self.metrics.log("episodes", counters.env_steps if env_steps is None else env_steps, episode)
 
     def success_rate(self) -> Optional[float]:
         """The rate the session's stop rule reads (training.stop_on)."""
@@ -322,6 +358,7 @@ class Learner:
         last_publish_time = time.monotonic()
         last_checkpoint = time.monotonic()
         pending: Optional[Future] = None
+        checkpoint_wanted = False  # an actor stopping waits for a checkpoint
         last_status = 0.0
         rate_window: deque[tuple[float, int, int]] = deque(maxlen=30)
         train_metrics: dict[str, float] = {}
@@ -343,9 +380,11 @@ class Learner:
                 counters.wall_time_s += now - clock
                 clock = now
                 received = link.receive(timeout_s=0.0)
+                steps_before = counters.env_steps
                 for stream, arrays, count in runs_per_stream(received):
                     self.replay.add(arrays, stream=stream)
                     counters.env_steps += count
+                actor_stopping = self._take_episode_ends(received, steps_before)
                 for report in link.reports():
                     self._report(report)
 
@@ -368,9 +407,17 @@ class Learner:
                     or caught_up
                 ):
                     publish()
-                if time.monotonic() - last_checkpoint >= training.checkpoint_every_s and (pending is None or pending.done()):
+                # A stopping actor waits for the checkpoint that holds its last batch, so that it
+                # leaves nothing behind in its outbox that this learner already holds.
+                checkpoint_wanted = checkpoint_wanted or actor_stopping
+                if (checkpoint_wanted or time.monotonic() - last_checkpoint >= training.checkpoint_every_s) and (
+                    pending is None or pending.done()
+                ):
                     self._report_checkpoint(pending)
+                    if checkpoint_wanted:
+                        log.info("checkpoint for a stopping actor")
                     pending = self.save_checkpoint(link, wait=False)
+                    checkpoint_wanted = False
                     last_checkpoint = time.monotonic()
                 rate_window.append((time.monotonic(), counters.updates, counters.env_steps))
                 if time.monotonic() - last_status >= 1.0:
@@ -404,17 +451,10 @@ class Learner:
                  1e3 * timing.get("stall_s", 0.0), timing.get("write_s", 0.0))
 
     def _report(self, report) -> None:
-        """A Stats or Event the link passed (it holds them to its report rules)."""
+        """A report the link passed (it holds them to its report rules). Episode ends are not
+        reports: they ride in batches (`_take_episode_ends`)."""
         message = report.message
-        if isinstance(message, Event) and message.kind == "episode_end":
-            try:
-                detail = episode_end_detail(message.detail)
-            except ValueError as error:
-                self._quiet.warning(f"event:{report.actor_id}", "dropped an episode_end event from actor '%s': %s",
-                                    report.actor_id, error)
-                return
-            self._episode_end(report.actor_id, detail)
-        elif isinstance(message, Stats):
+        if isinstance(message, Stats):
             self.metrics.log("actor", self.counters.env_steps, {"actor": report.actor_id, **dict(message.values)})
 
     def _write_status(self, link: LearnerLink, rate_window, stopped: bool = False) -> None:

@@ -755,7 +755,11 @@ class ActorConfig(StrictModel):
     send_every_steps: Int = Field(1, ge=1, le=10000, description="Transitions per message; an episode's end always sends.")
     stats_every_s: Float = Field(5.0, gt=0.0, description="Loop jitter and rate go to the learner this often.")
     torch_threads: Int = Field(1, ge=1, le=64, description="CPU threads for policy inference.")
-    stop_timeout_s: Float = Field(10.0, gt=0.0, le=600.0, description="On stop, wait this long for the learner to receive what was sent.")
+    stop_timeout_s: Float = Field(
+        10.0, gt=0.0, le=600.0,
+        description="On stop, wait this long for the learner to receive what was sent and checkpoint it (what it has "
+        "not checkpointed stays in the outbox for the next start).",
+    )
     deterministic_every_episodes: Int = Field(
         0, ge=0, le=1000,
         description="Every Nth episode the policy acts deterministically (its mean action, as an evaluation runs "

@@ -20,6 +20,7 @@ are held to ``ReportRules`` per actor.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -78,6 +79,11 @@ from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, VersionMis
 log = logging.getLogger(__name__)
 
 ACK_DELAY_S = 0.002  # longest an ack waits to be coalesced with those of later batches
+# On close, how long the last acks (the final checkpoint's commit) may take to leave, and how
+# long the connections stay up after a commit went out: an actor's socket drops what it has
+# received but not yet read once the connection goes, so its link thread needs a moment.
+CLOSE_LINGER_MS = 1000
+COMMIT_GRACE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,7 @@ class LearnerLink:
         self._delivered: dict[str, int] = {}
         self._committed: dict[str, int] = {}
         self._commit_pending = False
+        self._commit_sent_at = -math.inf
         self._weights: Optional[tuple[int, bytes, bytes]] = None  # version, blob, blob id
         self._weights_pending = False
         self._peers: dict[bytes, PeerInfo] = {}
@@ -262,7 +269,8 @@ class LearnerLink:
     def refused_keys(self) -> int:
         return self._authorised.refused if self._authorised else 0
 
-    def close(self, timeout_s: float = 2.0) -> None:
+    def close(self, timeout_s: float = 2.0 + COMMIT_GRACE_S + CLOSE_LINGER_MS / 1000) -> None:
+        """Stop the link; acknowledgements due (a commit made just before) are sent first."""
         self._stop.set()
         self._waker.wake()
         if self._thread is not None:
@@ -278,7 +286,9 @@ class LearnerLink:
     # ----------------------------------------------------------------- link thread
 
     def _run(self) -> None:
-        context = zmq.Context.instance()
+        # A context of its own: terminating it on the way out waits (up to CLOSE_LINGER_MS) until
+        # the last acks have left, so a commit made just before close() reaches the actors.
+        context = zmq.Context()
         authenticator = None
         router = context.socket(zmq.ROUTER)
         publisher = context.socket(zmq.XPUB)
@@ -303,6 +313,7 @@ class LearnerLink:
             _close_monitored(router, publisher, monitors)
             if authenticator is not None:
                 authenticator.stop()
+            context.term()
             return
         self._bound.set()
         last_heartbeat = 0.0
@@ -339,9 +350,17 @@ class LearnerLink:
             log.exception("learner link thread failed")
             raise
         finally:
-            _close_monitored(router, publisher, monitors)
+            try:
+                self._send_acks(router)  # a commit made since the last turn (the final checkpoint's)
+            except zmq.ZMQError as error:
+                log.warning("could not send the last acknowledgements: %s", error)
+            grace = self._commit_sent_at + COMMIT_GRACE_S - time.monotonic()
+            if grace > 0:
+                time.sleep(grace)
+            _close_monitored(router, publisher, monitors, router_linger_ms=CLOSE_LINGER_MS)
             if authenticator is not None:
                 authenticator.stop()
+            context.term()
 
     def _queue_has_room(self) -> bool:
         with self._lock:
@@ -567,6 +586,8 @@ class LearnerLink:
         now = time.monotonic()
         with self._lock:
             forced = set(self._peers) if self._commit_pending else set()
+            if forced:
+                self._commit_sent_at = now
             self._commit_pending = False
             gaps, self._gaps = self._gaps, set()
             due, deferred = forced | gaps, set()
@@ -659,14 +680,14 @@ class LearnerLink:
                 return
 
 
-def _close_monitored(router: zmq.Socket, publisher: zmq.Socket, monitors: list[zmq.Socket]) -> None:
-    for socket in (router, publisher):
+def _close_monitored(router: zmq.Socket, publisher: zmq.Socket, monitors: list[zmq.Socket], router_linger_ms: int = 0) -> None:
+    for socket, linger in ((router, router_linger_ms), (publisher, 0)):
         if monitors:
             try:
                 socket.disable_monitor()
             except zmq.ZMQError:
                 pass
-        socket.close(linger=0)
+        socket.close(linger=linger)
     for monitor in monitors:
         monitor.close(linger=0)
 

@@ -10,7 +10,7 @@
 | WeightsChunk     | learner -> actors  | weights version, chunk index/count, blob size and id, chunk CRC-32, chunk bytes |
 | Heartbeat        | both               | sender id, send time |
 | Stats            | actor -> learner   | named scalars (episode return, loop jitter, ...) |
-| Event            | actor -> learner   | a named event (episode start/end, intervention) with scalar detail |
+| Event            | actor -> learner   | a named event with scalar detail (best-effort; episode ends ride in batches) |
 
 ``encode(message)`` gives the frames; ``decode(frames)`` checks every field's type and
 returns the message, or raises ``DecodeError`` naming the message type and field.

@@ -60,3 +60,30 @@ class SimHolder:
 
     def expert_policy(self, action_dim: int = 4) -> FakePolicy:
         return FakePolicy(action_dim, self.expert_action)
+
+
+class StampedEnv:
+    """Wraps an env so that every observation it hands out carries a running number in
+    state[0] (resets count too): the stream a learner stores then shows any loss, duplicate
+    or reordering of transitions."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.stamped = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def _stamp(self, observation: dict) -> dict:
+        state = np.array(observation["state"], dtype=np.float32, copy=True)
+        state[0] = self.stamped
+        self.stamped += 1
+        return {**observation, "state": state}
+
+    def reset(self, **kwargs):
+        observation, info = self.env.reset(**kwargs)
+        return self._stamp(observation), info
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        return self._stamp(observation), reward, terminated, truncated, info

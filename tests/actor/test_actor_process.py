@@ -20,7 +20,7 @@ from robot_stack.data.transitions import concatenate_batches
 from actor_fakes import FakePolicy, SimHolder
 from robot_stack.config import SessionConfig, load_task_config
 from robot_stack.config.schema import ActorConfig
-from robot_stack.transport import ArraySpec, Event, LearnerLink, LinkRefused, Stats
+from robot_stack.transport import ArraySpec, LearnerLink, LinkRefused, Stats
 
 STATE_SPEC = {"state": ArraySpec("<f4", (16,))}
 ACTION_SPEC = {"actions": ArraySpec("<f4", (4,))}
@@ -111,18 +111,27 @@ def test_the_actor_streams_episodes_takes_new_weights_and_stops_in_time(make_con
         while not until() and time.monotonic() < deadline and actor.error is None:
             received.extend(learner.receive(timeout_s=0.05))
             reports.extend(learner.reports())
+            if received and received[-1].info.get("final"):
+                learner.commit(learner.delivered_state())  # as a learner's checkpoint does
 
-    def episode_ends() -> list[Event]:
-        return [r.message for r in reports if isinstance(r.message, Event) and r.message.kind == "episode_end"]
+    def episode_ends() -> list[dict]:
+        return [b.info["episode_end"] for b in received if "episode_end" in b.info]
 
+    stopping = threading.Thread(target=lambda: None)
     try:
         collect(lambda: len(received) > 0)
         weights = {"w": torch.arange(3, dtype=torch.float32)}
         learner.publish_weights(1, safetensors.torch.save(weights))
         collect(lambda: len(episode_ends()) >= 2 and policy.loaded)
-        took = actor.stop_and_join(config.actor.stop_timeout_s + 2.0)
+        started = time.monotonic()
+        stopping = threading.Thread(target=actor.stop_and_join, args=(config.actor.stop_timeout_s + 2.0,))
+        stopping.start()
+        collect(lambda: not actor.thread.is_alive(), timeout_s=config.actor.stop_timeout_s + 2.0)
+        took = time.monotonic() - started
         collect(lambda: False, timeout_s=0.5)
     finally:
+        actor.stop.set()
+        stopping.join(5.0)
         actor.stop.set()
         learner.close()
 
@@ -140,10 +149,14 @@ def test_the_actor_streams_episodes_takes_new_weights_and_stops_in_time(make_con
     np.testing.assert_array_equal(batch["observations/state"][continuing + 1], batch["next_observations/state"][continuing])
     # Episodes: the expert-replaying policy succeeds, and each end is reported with its length.
     ends = episode_ends()
-    assert [e.detail["success"] for e in ends[:2]] == [1, 1]
+    assert [e["success"] for e in ends[:2]] == [1, 1]
     lengths = np.diff(np.concatenate([[-1], np.flatnonzero(batch["terminated"])]))
-    assert [e.detail["length"] for e in ends] == lengths.tolist()
-    assert {"return", "intervention_steps", "intervened", "env_steps_total", "weights_version"} <= set(ends[0].detail)
+    assert [e["length"] for e in ends] == lengths.tolist()
+    assert [e["episode"] for e in ends] == list(range(summary.episodes))
+    assert {"return", "intervention_steps", "intervened", "env_steps_total", "weights_version"} <= set(ends[0])
+    # The episode's end rides in the batch holding its last transition; the last batch says it is the last.
+    assert all(b.arrays["terminated"][-1] or b.arrays["truncated"][-1] for b in received if "episode_end" in b.info)
+    assert [b.info.get("final", False) for b in received].count(True) == 1 and received[-1].info["final"]
     # Weights taken between steps, as sent.
     assert torch.equal(policy.loaded[0]["w"], weights["w"]) and summary.weights_version == 1
     stats = [r.message.values for r in reports if isinstance(r.message, Stats)]
@@ -261,3 +274,38 @@ def test_every_nth_episode_is_deterministic_and_nobody_intervenes_in_it(make_con
         assert set(flags[start : start + length]) == {deterministic}, f"episode {index}"
         assert (interventions == 0) if deterministic else (interventions > 0), f"episode {index}"
         start += length
+
+
+def test_an_actor_stopped_cleanly_leaves_its_outbox_empty_and_the_learner_holds_everything_it_sent(
+    make_config, tmp_path
+) -> None:
+    from learner.process import Learner
+    from robot_stack.session import with_fields
+
+    config = make_config(stop_timeout_s=10.0)
+    config = with_fields(config, "session", checkpoint_dir=tmp_path / "checkpoints", log_dir=tmp_path / "logs")
+    config = with_fields(config, "agent", batch_size=16, hidden_dims=(32, 32))
+    # No periodic checkpoint during the test: only the actor's stop can make the learner commit.
+    config = with_fields(config, "training", checkpoint_every_s=3600, min_online_transitions=10**6, torch_threads=1)
+    learner = Learner(config)
+    learner.resume_or_start()
+    stop_learner, ready = threading.Event(), threading.Event()
+    learner_thread = threading.Thread(target=learner.run, args=(stop_learner,), kwargs={"ready": ready}, daemon=True)
+    learner_thread.start()
+    assert ready.wait(20)
+    actor = ActorThread(config, policy_factory=lambda *spec: FakePolicy())
+    try:
+        assert wait_until(lambda: learner.counters.episodes >= 1 or actor.error, timeout_s=30.0)
+        actor.stop_and_join(config.actor.stop_timeout_s + 5.0)
+        outbox = config.session.transport.outbox_dir / "robot1"
+        outbox_state = json.loads((outbox / "outbox.json").read_text())
+        segments = sorted(path.name for path in outbox.glob("*.seg"))
+    finally:
+        actor.stop.set()
+        stop_learner.set()
+        learner_thread.join(30)
+
+    assert actor.error is None and not actor.thread.is_alive()
+    summary = actor.summary
+    assert outbox_state["committed_seq"] == summary.last_seq and segments == []
+    assert learner.counters.env_steps == summary.env_steps and learner.counters.episodes == summary.episodes

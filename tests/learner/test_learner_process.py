@@ -83,9 +83,8 @@ def stream(config, episodes: int, seed: int = 0, actor_id: str = "a0") -> ActorL
     rng = np.random.default_rng(seed)
     for index in range(episodes):
         arrays = episode_arrays(10, rng)
-        link.send(arrays)
-        link.send_event("episode_end", {"episode": index, "success": 1, "intervened": 0, "intervention_steps": 0,
-                                        "length": 10, "return": 1.0, "weights_version": -1})
+        link.send(arrays, {"episode_end": {"episode": index, "success": 1, "intervened": 0, "intervention_steps": 0,
+                                           "length": 10, "return": 1.0, "weights_version": -1}})
     return link
 
 
@@ -123,7 +122,6 @@ def test_learner_resumes_counters_buffers_and_stream_positions(config):
     first.resume_or_start()
     stop, thread = run_in_thread(first)
     link = stream(config, episodes=3)
-    # Transitions and episode-end events travel as separate messages: wait for both.
     wait_for(lambda: first.counters.env_steps == 30 and first.counters.episodes == 3, 30, "30 transitions and 3 episode ends")
     stop.set()
     thread.join(30)
@@ -441,17 +439,19 @@ def test_an_episode_end_with_a_bad_field_is_dropped_and_the_learner_keeps_counti
     learner.resume_or_start()
     stop, thread = run_in_thread(learner)
     link = ActorLink(config.session, "a0", config.task.name, observation_spec(config), action_spec(config)).start()
+    rng = np.random.default_rng(0)
     try:
         assert link.wait_connected(10)
-        link.send_event("episode_end", {"success": 1, "length": "ten", "return": 1.0})
-        link.send_event("episode_end", {"success": 1, "length": 10, "return": 1.0})
-        wait_for(lambda: learner.counters.episodes == 1, 10, "the well-formed episode end")
+        link.send(episode_arrays(10, rng), {"episode_end": {"success": 1, "length": "ten", "return": 1.0}})
+        link.send(episode_arrays(10, rng), {"episode_end": {"success": 1, "length": 10, "return": 1.0}})
+        wait_for(lambda: learner.counters.episodes == 1 and learner.counters.env_steps == 20, 10, "the well-formed episode end")
         assert thread.is_alive()
     finally:
         stop.set()
         thread.join(30)
         link.close()
-    assert any("dropped an episode_end event from actor 'a0'" in r.getMessage() and "'length'" in r.getMessage()
+    assert learner.counters.episodes == 1 and len(learner.replay.online) == 20
+    assert any("dropped the episode end in batch 0 from actor 'a0'" in r.getMessage() and "'length'" in r.getMessage()
                for r in caplog.records)
 
 
@@ -478,3 +478,42 @@ def test_stats_with_thousands_of_new_names_leave_the_actors_csv_narrow(config):
             other.close()
     header = (config.session.log_dir / "actor.csv").read_text().splitlines()[0].split(",")
     assert "loop_hz" in header and len(header) <= 2 + 128
+
+
+def test_episode_ends_riding_in_batches_are_counted_once_and_a_resume_renumbers_what_its_checkpoint_lacks(config):
+    """The fast variant of tests/actor/test_actor_learner_restarts.py: a learner that dies after
+    logging episodes its checkpoint does not hold, resumed, logs them again under the same numbers."""
+    from learner.process import runs_per_stream
+    from robot_stack.transport.learner_link import ReceivedBatch
+
+    rng = np.random.default_rng(3)
+
+    def batch(seq: int, end: bool) -> ReceivedBatch:
+        info = {"episode_end": {"episode": seq // 2, "success": 1, "length": 2}} if end else {}
+        return ReceivedBatch("a0", "s0", seq, episode_arrays(1, rng), info, 0.0, 0.0)
+
+    def take(learner: Learner, batches: list) -> None:
+        steps = learner.counters.env_steps
+        for stream, arrays, count in runs_per_stream(batches):
+            learner.replay.add(arrays, stream=stream)
+            learner.counters.env_steps += count
+        learner._take_episode_ends(batches, steps)
+
+    first = Learner(config)
+    first.resume_or_start()
+    take(first, [batch(seq, end=seq % 2 == 1) for seq in range(4)])  # episodes 0 and 1
+    first.link_state = {"s0": 3}
+    first.save_checkpoint(None)
+    take(first, [batch(seq, end=seq % 2 == 1) for seq in range(4, 6)])  # episode 2, then a crash
+    first.metrics.close()
+
+    resumed = Learner(config)
+    resumed.resume_or_start()
+    assert resumed.counters.episodes == 2 and resumed.link_state == {"s0": 3}
+    take(resumed, [batch(seq, end=seq % 2 == 1) for seq in range(4, 8)])  # resent from seq 4, and more
+    resumed.metrics.close()
+
+    episodes = (config.session.log_dir / "episodes.csv").read_text().splitlines()
+    header = episodes[0].split(",")
+    assert [int(row.split(",")[header.index("episode")]) for row in episodes[1:]] == [0, 1, 2, 3]
+    assert resumed.counters.episodes == 4 and resumed.counters.env_steps == 8

@@ -78,6 +78,8 @@ def test_ctrl_c_stops_both_processes_with_a_checkpoint_and_the_next_run_resumes(
     assert "resume with" in output
     steps_before = CheckpointStore(run_dir / "checkpoints").complete()[-1].meta["counters"]["env_steps"]
     assert steps_before > 0
+    # The stop left nothing in the actor's outbox: the checkpoint holds all it sent.
+    assert sorted(path.name for path in (run_dir / "outbox" / "actor0").iterdir()) == ["outbox.json", "outbox.lock"]
 
     resumed = session(short_task, run_dir, "--max-env-steps", str(steps_before + 100), "--eval-episodes", "0")
     output, _ = resumed.communicate(timeout=300)

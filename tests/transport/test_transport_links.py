@@ -245,6 +245,19 @@ def test_commit_lets_the_actor_forget_its_batches(session, links) -> None:
     assert client.status().outbox["unreleased_batches"] == 0
 
 
+def test_a_commit_made_just_before_the_learner_closes_reaches_the_actor(session, links) -> None:
+    config = session(transport={"peer_timeout_s": 5.0})  # a loaded machine must not reset the link meanwhile
+    server = learner(config).start()
+    client = links(actor(config).start())
+    last = [client.send(batch(step)) for step in range(5)][-1]
+    assert len(receive_all(server, 5)) == 5
+    # A learner's final checkpoint: commit, then close at once.
+    server.commit(server.delivered_state())
+    server.close()
+    assert client.wait_committed(last, timeout_s=3.0)
+    assert client.status().outbox["unreleased_batches"] == 0
+
+
 def test_two_actors_stream_into_one_learner_each_complete(session, links) -> None:
     config = session()
     server = links(learner(config).start())
