@@ -159,12 +159,19 @@ class _Child:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 print(f"{self.name} did not stop within {timeout_s:.0f} s; killing it", file=sys.stderr)
-                self.process.kill()
+                self.kill()
                 self.process.wait()
         if self.log_handle is not None:
             self.log_handle.close()
             self.log_handle = None
         return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL to the child's whole process group (it is the group's leader)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _spawn(name: str, arguments: list[str], log_path: Path) -> _Child:
@@ -172,7 +179,8 @@ def _spawn(name: str, arguments: list[str], log_path: Path) -> _Child:
     handle = open(log_path, "ab")
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "robot_stack", *arguments],
+        # --parent-pid: the child stops itself if this session dies without stopping it.
+        [sys.executable, "-m", "robot_stack", *arguments, "--parent-pid", str(os.getpid())],
         stdout=handle,
         stderr=subprocess.STDOUT,
         env=environment,
@@ -224,8 +232,27 @@ def _progress_text(status: dict[str, Any]) -> str:
     )
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+class _Interrupts:
+    """SIGINT/SIGTERM while the session runs: the first ends the monitoring loop (the children
+    are then stopped cleanly, in order); one that comes while they stop kills them, since the
+    user would rather not wait for their final checkpoint (the periodic ones stay)."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.forced = False
+        self.children: list[_Child] = []
+
+    def __call__(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if not self.stopping:
+            raise KeyboardInterrupt(name)
+        if self.forced:
+            return
+        self.forced = True
+        print(f"{name} while stopping: killing the learner and the actor without waiting for their final checkpoint",
+              file=sys.stderr)
+        for child in self.children:
+            child.kill()
 
 
 def run_session(
@@ -273,12 +300,13 @@ def run_session(
 
     # Ctrl-C or a plain `kill` stops the session the same clean way (also when it was started
     # in the background, where SIGINT starts out ignored).
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupts = _Interrupts()
+    previous_handlers = {signum: signal.signal(signum, interrupts) for signum in (signal.SIGINT, signal.SIGTERM)}
     status_path = paths.logs / STATUS_FILE
     status_path.unlink(missing_ok=True)
     started = time.monotonic()
     learner = _spawn("learner", ["learner", str(paths.config_file)], paths.logs / "learner.log")
+    interrupts.children.append(learner)
     actor: Optional[_Child] = None
     reason = None
     interrupted = False
@@ -293,6 +321,7 @@ def run_session(
                 raise RuntimeError(f"the learner did not start within 120 s; see {learner.log_path}")
             time.sleep(0.2)
         actor = _spawn("actor", ["actor", str(paths.config_file)], paths.logs / "actor.log")
+        interrupts.children.append(actor)
         bar = tqdm(total=training.max_env_steps, unit="step", desc=config.task.name, disable=not progress, dynamic_ncols=True)
         while reason is None:
             time.sleep(0.5)
@@ -309,15 +338,19 @@ def run_session(
         interrupted = True
         reason = f"interrupted ({stop.args[0] if stop.args else 'SIGINT'})"
     finally:
+        interrupts.stopping = True
         if bar is not None:
             bar.close()
         print(f"stopping: {reason or 'error'}", file=sys.stderr)
         if actor is not None:
             actor.stop(config.actor.stop_timeout_s + 20.0)
         learner_code = learner.stop(300.0)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+    interrupted = interrupted or interrupts.forced
     wall_time_s = time.monotonic() - started
     status = read_status(status_path) or status
-    if learner_code not in (0, None):
+    if learner_code not in (0, None) and not interrupts.forced:
         raise RuntimeError(f"the learner stopped with exit code {learner_code}; see {learner.log_path}:\n{learner.tail()}")
 
     evaluation = None
