@@ -280,6 +280,7 @@ def _stop_on_signals(name: str):
 
 
 def _exit_with_supervisor(args: argparse.Namespace) -> None:
+    # Before the slow imports and the config: an orphan should find out as early as it can.
     if args.parent_pid is not None:
         from robot_stack.lifetime import exit_with_parent
 
@@ -288,27 +289,32 @@ def _exit_with_supervisor(args: argparse.Namespace) -> None:
 
 def learner_command(args: argparse.Namespace) -> int:
     """The learner: trains from what the actors send, publishes weights, checkpoints."""
+    stop = _stop_on_signals("learner")
+    _exit_with_supervisor(args)
     config = _load_task(args.config)
     if config is None:
         return 1
     from learner.process import run_learner
     from robot_stack.session import demo_dir
+    from robot_stack.transport import PortInUse
 
-    stop = _stop_on_signals("learner")
-    _exit_with_supervisor(args)
-    run_learner(config, stop, demo_dir=args.demos or demo_dir(config))
+    try:
+        run_learner(config, stop, demo_dir=args.demos or demo_dir(config))
+    except PortInUse as error:
+        print(f"learner: {error}", file=sys.stderr)
+        return PortInUse.exit_code
     return 0
 
 
 def actor_command(args: argparse.Namespace) -> int:
     """The actor: runs the policy on the robot (simulated here), streams transitions."""
+    stop = _stop_on_signals("actor")
+    _exit_with_supervisor(args)
     config = _load_task(args.config)
     if config is None:
         return 1
     from actor.process import run_actor
 
-    stop = _stop_on_signals("actor")
-    _exit_with_supervisor(args)
     run_actor(config, args.actor_id, stop, seed=args.seed)
     return 0
 

@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.config.schema import TaskConfig
+from robot_stack.transport.learner_link import PortInUse
 
 STATUS_FILE = "status.json"
 SUMMARY_FILE = "summary.json"
@@ -69,6 +70,11 @@ def with_fields(model, path: str, **fields):
     return model.model_copy(update={head: with_fields(getattr(model, head), rest, **fields)})
 
 
+# The learner's own bind is the only reliable test of a port (any process may take one between a
+# check and the bind): a learner that finds a loopback port taken is started again on others.
+LEARNER_PORT_ATTEMPTS = 5
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
@@ -91,9 +97,24 @@ def _free_port_pair(host: str) -> tuple[int, int]:
             probe.close()
 
 
+def _ports_can_move(config: TaskConfig) -> bool:
+    # Only the session's own processes use loopback ports; another host's actors expect the
+    # configured ones.
+    return config.session.learner_host in ("127.0.0.1", "localhost")
+
+
+def _with_other_ports(config: TaskConfig, why: str) -> TaskConfig:
+    session = config.session
+    transitions, weights = _free_port_pair(session.learner_host)
+    print(f"{why}; this session uses ports {transitions}/{weights} instead of "
+          f"{session.transitions_port}/{session.weights_port}", file=sys.stderr)
+    return with_fields(config, "session", transitions_port=transitions, weights_port=weights)
+
+
 def session_config(config: TaskConfig, paths: RunPaths, **training) -> TaskConfig:
     """The config the session's processes run: its paths under the run dir, training
-    overrides applied, and free loopback ports if the configured ones are taken."""
+    overrides applied, and free loopback ports if the configured ones are taken now (a first
+    guess: the learner may still find one taken, see _start_learner)."""
     config = with_fields(
         config, "session", checkpoint_dir=paths.checkpoints, log_dir=paths.logs,
     )
@@ -101,16 +122,10 @@ def session_config(config: TaskConfig, paths: RunPaths, **training) -> TaskConfi
     overrides = {key: value for key, value in training.items() if value is not None}
     config = with_fields(config, "training", demo_dir=paths.demos, **overrides)
     session = config.session
-    if session.learner_host in ("127.0.0.1", "localhost") and not (
+    if _ports_can_move(config) and not (
         _port_free(session.learner_host, session.transitions_port) and _port_free(session.learner_host, session.weights_port)
     ):
-        transitions, weights = _free_port_pair(session.learner_host)
-        print(
-            f"ports {session.transitions_port}/{session.weights_port} are taken on {session.learner_host}; "
-            f"this session uses {transitions}/{weights}",
-            file=sys.stderr,
-        )
-        config = with_fields(config, "session", transitions_port=transitions, weights_port=weights)
+        config = _with_other_ports(config, f"ports {session.transitions_port}/{session.weights_port} are taken on {session.learner_host}")
     return config
 
 
@@ -313,10 +328,20 @@ def run_session(
     status: dict[str, Any] = {}
     bar = None
     try:
+        attempts = 1
         deadline = time.monotonic() + 120.0
         while read_status(status_path) is None:
             if not learner.alive():
-                raise RuntimeError(f"the learner exited (code {learner.process.returncode}) before it started:\n{learner.tail()}")
+                code = learner.stop(0.0)
+                if code == PortInUse.exit_code and _ports_can_move(config) and attempts < LEARNER_PORT_ATTEMPTS:
+                    config = _with_other_ports(config, learner.tail(1).strip())
+                    paths.config_file.write_text(config_to_yaml(config))
+                    learner = _spawn("learner", ["learner", str(paths.config_file)], paths.logs / "learner.log")
+                    interrupts.children[:] = [learner]
+                    attempts += 1
+                    deadline = time.monotonic() + 120.0
+                    continue
+                raise RuntimeError(f"the learner exited (code {code}) before it started:\n{learner.tail()}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the learner did not start within 120 s; see {learner.log_path}")
             time.sleep(0.2)

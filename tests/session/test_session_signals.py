@@ -12,25 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from robot_stack.config import config_to_yaml, load_task_config
-from robot_stack.session import with_fields
-
-
-@pytest.fixture
-def quick_task(pick_cube_state_yaml, tmp_path) -> Path:
-    """Small networks, no demos, no evaluation: the learner and the actor start in seconds."""
-    config = load_task_config(pick_cube_state_yaml)
-    config = with_fields(config, "agent", batch_size=32, hidden_dims=(64, 64))
-    config = with_fields(config, "training", min_online_transitions=50, torch_threads=1, demo_episodes=0,
-                         eval_episodes=0, checkpoint_every_s=2.0)
-    # An orphaned actor waits this long for its learner to take what it sent, then stops.
-    config = with_fields(config, "actor", stop_timeout_s=2.0)
-    path = tmp_path / "quick_pick_cube.yaml"
-    path.write_text(config_to_yaml(config))
-    return path
-
 
 def _children(pid: int) -> list[int]:
     found = []
@@ -65,9 +46,10 @@ class RunningSession:
         self.children: list[int] = []
 
     def wait_for_learner_and_actor(self, timeout_s: float = 120) -> list[int]:
-        logs = self.run_dir / "logs"
+        """The pids of the two, once the actor has connected to the learner."""
+        status = self.run_dir / "logs" / "status.json"
         deadline = time.monotonic() + timeout_s
-        while not ((logs / "status.json").exists() and (logs / "actor.log").exists()):
+        while not _connected_actors(status):
             assert self.process.poll() is None, self.process.communicate()[0]
             assert time.monotonic() < deadline, "the session did not start its learner and actor"
             time.sleep(0.1)
@@ -93,6 +75,13 @@ class RunningSession:
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
         self.process.wait(10)
+
+
+def _connected_actors(status: Path) -> list[str]:
+    try:
+        return json.loads(status.read_text())["actors"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return []
 
 
 def _wait_until_gone(pids: list[int], timeout_s: float) -> float:
@@ -127,6 +116,11 @@ def test_learner_and_actor_stop_within_seconds_of_the_session_being_killed(quick
         children = session.wait_for_learner_and_actor()
         session.process.kill()
         session.process.wait(10)
-        _wait_until_gone(children, 6)
+        try:
+            _wait_until_gone(children, 6)
+        except AssertionError as error:
+            logs = session.run_dir / "logs"
+            raise AssertionError(f"{error}\n{(logs / 'learner.log').read_text()[-3000:]}\n{(logs / 'actor.log').read_text()[-3000:]}")
     finally:
         session.clean_up()
+
