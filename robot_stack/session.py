@@ -114,7 +114,7 @@ def _with_other_ports(config: TaskConfig, why: str) -> TaskConfig:
 def session_config(config: TaskConfig, paths: RunPaths, **training) -> TaskConfig:
     """The config the session's processes run: its paths under the run dir, training
     overrides applied, and free loopback ports if the configured ones are taken now (a first
-    guess: the learner may still find one taken, see _start_learner)."""
+    guess: the learner may still find one taken; run_session then starts it on others)."""
     config = with_fields(
         config, "session", checkpoint_dir=paths.checkpoints, log_dir=paths.logs,
     )
