@@ -1,6 +1,10 @@
 """The simulated cell under ROS 2's own launch: a wrong launch argument fails before any process
 starts and leaves none behind; a learner that dies ends the whole cell with a non-zero exit and
-no process left. Skipped where launch is not installed (it has no PyPI wheels)."""
+no process left; a launch that is killed takes every process with it.
+
+Skipped where launch is not installed: it has no PyPI wheels. On a machine with ROS 2 from the
+ros-* wheels, launch, launch_ros and ros2launch built from source (or their source folders on
+PYTHONPATH) are enough; with ROS 2 from apt, the ros2 command is used."""
 
 from __future__ import annotations
 
@@ -56,7 +60,9 @@ def test_a_wrong_boolean_argument_fails_launch_and_leaves_no_process(launch_env,
         cell.kill_all()
 
 
-@pytest.mark.slow  # the whole cell starts and stops: ~30 s on two cores; the fast variant is the one above
+# The whole cell starts and stops: ~15 s on two cores. Fast variant without launch:
+# test_launch_and_docker_files.py::test_the_cell_ends_when_the_learner_or_the_controller_exits
+@pytest.mark.slow
 def test_a_learner_that_dies_ends_the_cell_with_a_non_zero_exit(launch_env, tmp_path):
     paths = _task_file(tmp_path)
     arguments = {"config": paths.config_file, "use_cameras": "false", "run_dir": tmp_path, "demos": paths.demos}
@@ -73,7 +79,8 @@ def test_a_learner_that_dies_ends_the_cell_with_a_non_zero_exit(launch_env, tmp_
         cell.kill_all()
 
 
-@pytest.mark.slow  # the whole cell starts: ~15 s on two cores; tests/session/test_lifetime.py is the fast variant
+# ~15 s on two cores. Fast variant: tests/session/test_lifetime.py (the helper every node calls).
+@pytest.mark.slow
 def test_every_process_stops_when_launch_itself_is_killed(launch_env, tmp_path):
     paths = _task_file(tmp_path)
     arguments = {"config": paths.config_file, "use_cameras": "false", "run_dir": tmp_path, "demos": paths.demos}
