@@ -8,6 +8,9 @@ file only starts it from `ros2 launch`, e.g. next to the robot nodes (sim_sessio
 
 Arguments: config (task YAML; a relative path is looked up in the working directory, then in
 the package's share directory, as the nodes do), demos (demo folder; empty: the task's).
+
+If the learner exits on its own, launch stops and exits non-zero; if launch dies, the learner
+stops.
 """
 
 import os
@@ -15,6 +18,7 @@ import os
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
+from robot_stack_ros.launch_rules import end_the_cell_when_it_exits
 
 
 def _task_file(path):
@@ -30,13 +34,16 @@ def _task_file(path):
 
 
 def _learner(context):
-    cmd = ['robot-stack', 'learner', _task_file(LaunchConfiguration('config').perform(context))]
+    # This code runs in the launch process: the learner stops itself if launch dies.
+    cmd = ['robot-stack', 'learner', _task_file(LaunchConfiguration('config').perform(context)),
+           '--parent-pid', str(os.getpid())]
     demos = LaunchConfiguration('demos').perform(context)
     if demos:
         cmd += ['--demos', demos]
     # On Ctrl-C the learner finishes its update and writes a final checkpoint (replay buffers
     # included), which takes longer than launch's default 5 s before it escalates to SIGTERM.
-    return [ExecuteProcess(cmd=cmd, name='learner', output='screen', sigterm_timeout='60', sigkill_timeout='30')]
+    learner = ExecuteProcess(cmd=cmd, name='learner', output='screen', sigterm_timeout='60', sigkill_timeout='30')
+    return [learner, end_the_cell_when_it_exits(learner)]
 
 
 def generate_launch_description():

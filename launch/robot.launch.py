@@ -6,7 +6,9 @@ service, reset node and actor, all reading the same task file.
 
 Arguments: config (task YAML, relative to the working directory or to the package's share
 directory), learner_host and run_dir (actor; empty: the task's session file / none),
-actor_id, use_spacemouse, use_cameras.
+actor_id, use_spacemouse, use_cameras (true or false).
+
+If the impedance controller exits on its own, launch stops every node and exits non-zero.
 """
 
 from launch import LaunchDescription
@@ -15,6 +17,7 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+from robot_stack_ros.launch_rules import BOOLEAN_CHOICES, end_the_cell_when_it_exits
 
 
 def _text(value):
@@ -23,6 +26,9 @@ def _text(value):
 
 
 def generate_launch_description():
+    controller = Node(
+        package='robot_stack_ros', executable='controller', name='impedance_controller',
+        parameters=[{'config': _text(LaunchConfiguration('config'))}], output='screen')
     return LaunchDescription([
         DeclareLaunchArgument(
             'config', default_value='hardware_configs/tasks/sim_pick_cube.yaml',
@@ -37,15 +43,14 @@ def generate_launch_description():
             'actor_id', default_value='actor0',
             description='unique per robot; a restarted actor keeps its id'),
         DeclareLaunchArgument(
-            'use_spacemouse', default_value='true',
+            'use_spacemouse', default_value='true', choices=BOOLEAN_CHOICES,
             description="start the SpaceMouse node (the task's teleop device)"),
         DeclareLaunchArgument(
-            'use_cameras', default_value='true',
+            'use_cameras', default_value='true', choices=BOOLEAN_CHOICES,
             description='start the camera node (needed when the task observes images)'),
 
-        Node(
-            package='robot_stack_ros', executable='controller', name='impedance_controller',
-            parameters=[{'config': _text(LaunchConfiguration('config'))}], output='screen'),
+        controller,
+        end_the_cell_when_it_exits(controller),
         Node(
             package='robot_stack_ros', executable='camera', name='cameras',
             parameters=[{'config': _text(LaunchConfiguration('config'))}], output='screen',

@@ -14,6 +14,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
+from robot_stack_ros.launch_rules import BOOLEAN_CHOICES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -32,10 +33,10 @@ def generate_launch_description():
             description="the actor's status.json and outbox go here; empty: none"),
         DeclareLaunchArgument('actor_id', default_value='actor0'),
         DeclareLaunchArgument(
-            'use_spacemouse', default_value='false',
+            'use_spacemouse', default_value='false', choices=BOOLEAN_CHOICES,
             description='also publish the teleop device (scripted in simulation) on ROS topics'),
         DeclareLaunchArgument(
-            'use_cameras', default_value='true',
+            'use_cameras', default_value='true', choices=BOOLEAN_CHOICES,
             description='start the camera node (false for state-only tasks saves rendering)'),
 
         IncludeLaunchDescription(

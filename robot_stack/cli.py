@@ -336,17 +336,27 @@ def _stop_on_signals(name: str):
     return stop
 
 
+def _exit_with_supervisor(args: argparse.Namespace) -> None:
+    # Before the slow imports and the config: an orphan should find out as early as it can.
+    if args.parent_pid is not None:
+        from robot_stack.lifetime import exit_with_parent
+
+        exit_with_parent(args.parent_pid)
+
+
 def learner_command(args: argparse.Namespace) -> int:
     """The learner: trains from what the actors send, publishes weights, checkpoints."""
+    stop = _stop_on_signals("learner")
+    _exit_with_supervisor(args)
     config = _load_task(args.config)
     if config is None:
         return 1
     from learner.process import run_learner
     from robot_stack.data.checkpoints import CheckpointMismatchError
     from robot_stack.session import demo_dir
+    from robot_stack.transport import PortInUse
     from robot_stack.transport.security import KeyFileError
 
-    stop = _stop_on_signals("learner")
     try:
         run_learner(config, stop, demo_dir=args.demos or demo_dir(config))
     except KeyFileError as error:
@@ -355,11 +365,16 @@ def learner_command(args: argparse.Namespace) -> int:
     except CheckpointMismatchError as error:
         print(f"robot-stack learner: {error}", file=sys.stderr)
         return 2
+    except PortInUse as error:
+        print(f"learner: {error}", file=sys.stderr)
+        return PortInUse.exit_code
     return 0
 
 
 def actor_command(args: argparse.Namespace) -> int:
     """The actor: runs the policy on the robot (simulated here), streams transitions."""
+    stop = _stop_on_signals("actor")
+    _exit_with_supervisor(args)
     config = _load_task(args.config)
     if config is None:
         return 1
@@ -367,7 +382,6 @@ def actor_command(args: argparse.Namespace) -> int:
     from robot_stack.transport.actor_link import LinkRefused
     from robot_stack.transport.security import KeyFileError
 
-    stop = _stop_on_signals("actor")
     try:
         run_actor(config, args.actor_id, stop, seed=args.seed)
     except (LinkRefused, KeyFileError) as error:
@@ -440,7 +454,19 @@ def session_command(args: argparse.Namespace) -> int:
     except RuntimeError as error:
         print(f"session failed: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Outside the training phase (demos, evaluation): nothing of the session's is left running.
+        print("session interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+def supervised(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parent-pid", type=int, default=None, metavar="PID",
+        help="stop cleanly when process PID (the session or ros2 launch that started this one) is no longer "
+        "the parent: no process outlives its supervisor",
+    )
 
 
 def add_session_commands(groups: argparse._SubParsersAction) -> None:
@@ -471,12 +497,14 @@ def add_session_commands(groups: argparse._SubParsersAction) -> None:
     learner = groups.add_parser("learner", help="run the learner (GPU PC)", description=learner_command.__doc__)
     task(learner)
     learner.add_argument("--demos", type=Path, default=None, help="demo folder (default: training.demo_dir)")
+    supervised(learner)
     learner.set_defaults(run=learner_command)
 
     actor = groups.add_parser("actor", help="run an actor (robot PC)", description=actor_command.__doc__)
     task(actor)
     actor.add_argument("--actor-id", default="actor0", help="unique per robot; a restarted actor keeps its id")
     actor.add_argument("--seed", type=int, default=0)
+    supervised(actor)
     actor.set_defaults(run=actor_command)
 
     demos = groups.add_parser("record-demos", help="record demos with the teleop device", description=record_demos_command.__doc__)

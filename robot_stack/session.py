@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.config.schema import TaskConfig
+from robot_stack.transport.learner_link import PortInUse
 
 STATUS_FILE = "status.json"
 SUMMARY_FILE = "summary.json"
@@ -70,6 +71,11 @@ def with_fields(model, path: str, **fields):
     return model.model_copy(update={head: with_fields(getattr(model, head), rest, **fields)})
 
 
+# The learner's own bind is the only reliable test of a port (any process may take one between a
+# check and the bind): a learner that finds a loopback port taken is started again on others.
+LEARNER_PORT_ATTEMPTS = 5
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
@@ -92,9 +98,24 @@ def _free_port_pair(host: str) -> tuple[int, int]:
             probe.close()
 
 
+def _ports_can_move(config: TaskConfig) -> bool:
+    # Only the session's own processes use loopback ports; another host's actors expect the
+    # configured ones.
+    return config.session.learner_host in ("127.0.0.1", "localhost")
+
+
+def _with_other_ports(config: TaskConfig, why: str) -> TaskConfig:
+    session = config.session
+    transitions, weights = _free_port_pair(session.learner_host)
+    print(f"{why}; this session uses ports {transitions}/{weights} instead of "
+          f"{session.transitions_port}/{session.weights_port}", file=sys.stderr)
+    return with_fields(config, "session", transitions_port=transitions, weights_port=weights)
+
+
 def session_config(config: TaskConfig, paths: RunPaths, **training) -> TaskConfig:
     """The config the session's processes run: its paths under the run dir, training
-    overrides applied, and free loopback ports if the configured ones are taken."""
+    overrides applied, and free loopback ports if the configured ones are taken now (a first
+    guess: the learner may still find one taken; run_session then starts it on others)."""
     config = with_fields(
         config, "session", run_dir=paths.run_dir, checkpoint_dir=paths.checkpoints, log_dir=paths.logs,
     )
@@ -102,16 +123,10 @@ def session_config(config: TaskConfig, paths: RunPaths, **training) -> TaskConfi
     overrides = {key: value for key, value in training.items() if value is not None}
     config = with_fields(config, "training", demo_dir=paths.demos, **overrides)
     session = config.session
-    if session.learner_host in ("127.0.0.1", "localhost") and not (
+    if _ports_can_move(config) and not (
         _port_free(session.learner_host, session.transitions_port) and _port_free(session.learner_host, session.weights_port)
     ):
-        transitions, weights = _free_port_pair(session.learner_host)
-        print(
-            f"ports {session.transitions_port}/{session.weights_port} are taken on {session.learner_host}; "
-            f"this session uses {transitions}/{weights}",
-            file=sys.stderr,
-        )
-        config = with_fields(config, "session", transitions_port=transitions, weights_port=weights)
+        config = _with_other_ports(config, f"ports {session.transitions_port}/{session.weights_port} are taken on {session.learner_host}")
     return config
 
 
@@ -160,12 +175,19 @@ class _Child:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 print(f"{self.name} did not stop within {timeout_s:.0f} s; killing it", file=sys.stderr)
-                self.process.kill()
+                self.kill()
                 self.process.wait()
         if self.log_handle is not None:
             self.log_handle.close()
             self.log_handle = None
         return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL to the child's whole process group (it is the group's leader)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _spawn(name: str, arguments: list[str], log_path: Path) -> _Child:
@@ -173,7 +195,8 @@ def _spawn(name: str, arguments: list[str], log_path: Path) -> _Child:
     handle = open(log_path, "ab")
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "robot_stack", *arguments],
+        # --parent-pid: the child stops itself if this session dies without stopping it.
+        [sys.executable, "-m", "robot_stack", *arguments, "--parent-pid", str(os.getpid())],
         stdout=handle,
         stderr=subprocess.STDOUT,
         env=environment,
@@ -225,8 +248,27 @@ def _progress_text(status: dict[str, Any]) -> str:
     )
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+class _Interrupts:
+    """SIGINT/SIGTERM while the session runs: the first ends the monitoring loop (the children
+    are then stopped cleanly, in order); one that comes while they stop kills them, since the
+    user would rather not wait for their final checkpoint (the periodic ones stay)."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.forced = False
+        self.children: list[_Child] = []
+
+    def __call__(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if not self.stopping:
+            raise KeyboardInterrupt(name)
+        if self.forced:
+            return
+        self.forced = True
+        print(f"{name} while stopping: killing the learner and the actor without waiting for their final checkpoint",
+              file=sys.stderr)
+        for child in self.children:
+            child.kill()
 
 
 def run_session(
@@ -274,26 +316,38 @@ def run_session(
 
     # Ctrl-C or a plain `kill` stops the session the same clean way (also when it was started
     # in the background, where SIGINT starts out ignored).
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupts = _Interrupts()
+    previous_handlers = {signum: signal.signal(signum, interrupts) for signum in (signal.SIGINT, signal.SIGTERM)}
     status_path = paths.logs / STATUS_FILE
     status_path.unlink(missing_ok=True)
     started = time.monotonic()
     learner = _spawn("learner", ["learner", str(paths.config_file)], paths.logs / "learner.log")
+    interrupts.children.append(learner)
     actor: Optional[_Child] = None
     reason = None
     interrupted = False
     status: dict[str, Any] = {}
     bar = None
     try:
+        attempts = 1
         deadline = time.monotonic() + 120.0
         while read_status(status_path) is None:
             if not learner.alive():
-                raise RuntimeError(f"the learner exited (code {learner.process.returncode}) before it started:\n{learner.tail()}")
+                code = learner.stop(0.0)
+                if code == PortInUse.exit_code and _ports_can_move(config) and attempts < LEARNER_PORT_ATTEMPTS:
+                    config = _with_other_ports(config, learner.tail(1).strip())
+                    paths.config_file.write_text(config_to_yaml(config))
+                    learner = _spawn("learner", ["learner", str(paths.config_file)], paths.logs / "learner.log")
+                    interrupts.children[:] = [learner]
+                    attempts += 1
+                    deadline = time.monotonic() + 120.0
+                    continue
+                raise RuntimeError(f"the learner exited (code {code}) before it started:\n{learner.tail()}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the learner did not start within 120 s; see {learner.log_path}")
             time.sleep(0.2)
         actor = _spawn("actor", ["actor", str(paths.config_file)], paths.logs / "actor.log")
+        interrupts.children.append(actor)
         bar = tqdm(total=training.max_env_steps, unit="step", desc=config.task.name, disable=not progress, dynamic_ncols=True)
         while reason is None:
             time.sleep(0.5)
@@ -310,15 +364,19 @@ def run_session(
         interrupted = True
         reason = f"interrupted ({stop.args[0] if stop.args else 'SIGINT'})"
     finally:
+        interrupts.stopping = True
         if bar is not None:
             bar.close()
         print(f"stopping: {reason or 'error'}", file=sys.stderr)
         if actor is not None:
             actor.stop(config.actor.stop_timeout_s + 20.0)
         learner_code = learner.stop(300.0)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+    interrupted = interrupted or interrupts.forced
     wall_time_s = time.monotonic() - started
     status = read_status(status_path) or status
-    if learner_code not in (0, None):
+    if learner_code not in (0, None) and not interrupts.forced:
         raise RuntimeError(f"the learner stopped with exit code {learner_code}; see {learner.log_path}:\n{learner.tail()}")
 
     evaluation = None

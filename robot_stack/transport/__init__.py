@@ -3,7 +3,7 @@ transition streaming with acknowledgements and an outbox, weight broadcasts in s
 heartbeats and reconnection, and optional CurveZMQ authentication."""
 
 from robot_stack.transport.actor_link import ActorLink, ActorLinkStatus, LinkRefused
-from robot_stack.transport.learner_link import LearnerLink, PeerInfo, ReceivedBatch, Report
+from robot_stack.transport.learner_link import LearnerLink, PeerInfo, PortInUse, ReceivedBatch, Report
 from robot_stack.transport.messages import (
     Ack,
     ArraySpec,
@@ -39,6 +39,7 @@ __all__ = [
     "Outbox",
     "OutboxFull",
     "PeerInfo",
+    "PortInUse",
     "ReceivedBatch",
     "Refuse",
     "Report",

@@ -78,6 +78,21 @@ from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, VersionMis
 
 log = logging.getLogger(__name__)
 
+
+class PortInUse(RuntimeError):
+    """Another process holds a port the learner must listen on."""
+
+    # What a command that fails this way exits with: the task session then picks other ports.
+    exit_code = 3
+
+    def __init__(self, host: str, port: int, field: str):
+        super().__init__(
+            f"port {port} on {host} ({field}) is in use by another process: stop that process "
+            f"or set {field} to a free port"
+        )
+        self.host, self.port, self.field = host, port, field
+
+
 ACK_DELAY_S = 0.002  # longest an ack waits to be coalesced with those of later batches
 # On close, how long the last acks (the final checkpoint's commit) may take to leave, and how
 # long the connections stay up after a commit went out: an actor's socket drops what it has
@@ -210,6 +225,8 @@ class LearnerLink:
         self._thread = threading.Thread(target=self._run, name="learner-link", daemon=True)
         self._thread.start()
         if not self._bound.wait(timeout_s) or self._error is not None:
+            if isinstance(self._error, PortInUse):
+                raise self._error
             raise RuntimeError(f"learner link failed to start: {self._error}")
         return self
 
@@ -305,8 +322,8 @@ class LearnerLink:
             # so a late or returning actor gets the latest weights at once.
             publisher.setsockopt(zmq.XPUB_VERBOSE, 1)
             publisher.sndhwm = 10_000
-            _bind(router, endpoint(self.session.learner_host, self.session.transitions_port))
-            _bind(publisher, endpoint(self.session.learner_host, self.session.weights_port))
+            _bind(router, self.session.learner_host, self.session.transitions_port, "session.transitions_port")
+            _bind(publisher, self.session.learner_host, self.session.weights_port, "session.weights_port")
         except Exception as error:
             self._error = error
             self._bound.set()
@@ -692,15 +709,17 @@ def _close_monitored(router: zmq.Socket, publisher: zmq.Socket, monitors: list[z
         monitor.close(linger=0)
 
 
-def _bind(socket: zmq.Socket, address: str, patience_s: float = 3.0) -> None:
+def _bind(socket: zmq.Socket, host: str, port: int, field: str, patience_s: float = 3.0) -> None:
     # A learner restarted at once (or a link closed and reopened in one process) can find its
     # port still held for a moment while ZeroMQ finishes closing the old socket.
     deadline = time.monotonic() + patience_s
     while True:
         try:
-            socket.bind(address)
+            socket.bind(endpoint(host, port))
             return
         except zmq.ZMQError as error:
-            if error.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+            if error.errno != zmq.EADDRINUSE:
                 raise
+            if time.monotonic() > deadline:
+                raise PortInUse(host, port, field) from None
             time.sleep(0.05)

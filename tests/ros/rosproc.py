@@ -3,13 +3,16 @@
 ``ros_environment()`` builds ros_ws if needed (scripts/build_ros.sh) and returns the
 environment that scripts/ros_env.sh sets up, plus a unique ROS_DOMAIN_ID, DDS on localhost
 and ROS_LOG_DIR in a temp dir. ``NodeProcess`` starts one node executable with parameters
-and stops it with a signal, bounded in time.
+and stops it with a signal, bounded in time. ``LaunchProcess`` runs a launch file with ROS 2's
+own launch, in a session of its own, so that every process it started can be found and
+cleaned up.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,3 +128,92 @@ def wait_for(predicate, timeout_s: float, what: str, processes=(), poll_s: float
         time.sleep(poll_s)
     logs = "\n".join(f"--- {p.name}\n{p.log()[-2500:]}" for p in processes)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}")
+
+
+# ros2launch's own entry point, for machines with launch and launch_ros but no ros2 command
+# (launch built from source: there are no PyPI wheels of launch or ros2cli).
+_LAUNCH_DRIVER = (
+    "import sys; from ros2launch.api import launch_a_launch_file; "
+    "sys.exit(launch_a_launch_file(launch_file_path=sys.argv[1], launch_file_arguments=sys.argv[2:], noninteractive=True))"
+)
+
+
+def launch_command(env: dict) -> list[str]:
+    """``ros2 launch`` where ROS 2 is installed with its CLI, else launch's Python API;
+    RosUnavailable where neither exists."""
+    ros2 = shutil.which("ros2", path=env.get("PATH"))
+    if ros2 is not None:
+        return [ros2, "launch"]
+    probe = subprocess.run([sys.executable, "-c", "import launch_ros, ros2launch.api"], env=env, cwd=tempfile.gettempdir(),
+                           capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        raise RosUnavailable("neither the ros2 command nor the launch, launch_ros and ros2launch packages are installed")
+    return [sys.executable, "-c", _LAUNCH_DRIVER]
+
+
+def session_processes(session_id: int) -> list[int]:
+    """Live processes (zombies excluded) of the session ``session_id``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session_id and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class LaunchProcess:
+    """A launch file run with ROS 2's launch in a session of its own: the processes it starts
+    stay in that session (launch does not detach them), also once launch itself is gone."""
+
+    def __init__(self, launch_file: Path, arguments: dict, env: dict, log_dir: Path, cwd: Path = REPO):
+        self.name = f"launch {Path(launch_file).name}"
+        self.log_path = Path(log_dir) / "launch.log"
+        self._log = open(self.log_path, "w")
+        args = [f"{key}:={value}" for key, value in arguments.items()]
+        self.process = subprocess.Popen(
+            [*launch_command(env), str(launch_file), *args], cwd=cwd, env=env,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.session_id = self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def started(self) -> list[int]:
+        """The processes launch started that are still running (launch itself excluded)."""
+        return [pid for pid in session_processes(self.session_id) if pid != self.process.pid]
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} still running after {timeout_s} s:\n{self.log()[-4000:]}") from None
+
+    def kill_all(self) -> None:
+        """Whatever is left of the session: the test's own clean-up, after its assertions."""
+        for pid in [self.process.pid, *self.started()]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.process.wait(10)
+        finally:
+            self._log.close()

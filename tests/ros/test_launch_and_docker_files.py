@@ -249,6 +249,25 @@ def test_learner_launch_runs_the_learner_command():
     assert '"--demos"' in cli and "'--demos'" in (LAUNCH / "learner.launch.py").read_text()
 
 
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_boolean_launch_arguments_declare_their_choices(path):
+    # Without choices a typo (use_cameras:=no) fails only when the condition is evaluated, after
+    # earlier processes have started.
+    for call in _calls(_tree(path), "DeclareLaunchArgument"):
+        if _literal(_keyword(call, "default_value")) in ("true", "false"):
+            choices = _keyword(call, "choices")
+            assert isinstance(choices, ast.Name) and choices.id == "BOOLEAN_CHOICES", (
+                f"{path.name}:{call.lineno}: boolean argument {_literal(call.args[0])!r} declares no choices=BOOLEAN_CHOICES"
+            )
+
+
+@pytest.mark.parametrize("path, process", [("learner.launch.py", "learner"), ("robot.launch.py", "controller")])
+def test_the_cell_ends_when_the_learner_or_the_controller_exits(path, process):
+    calls = _calls(_tree(LAUNCH / path), "end_the_cell_when_it_exits")
+    watched = [call.args[0].id for call in calls if call.args and isinstance(call.args[0], ast.Name)]
+    assert watched == [process], f"{path}: end_the_cell_when_it_exits is called for {watched}"
+
+
 # --- Dockerfiles ---------------------------------------------------------------------------
 
 

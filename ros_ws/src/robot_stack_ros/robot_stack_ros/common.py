@@ -1,5 +1,6 @@
 """What every robot-stack node shares: the task file parameter, QoS, topic names, and a
-main that starts and stops a node cleanly on SIGINT and SIGTERM."""
+main that starts and stops a node cleanly on SIGINT and SIGTERM, and when its parent (launch)
+dies."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from robot_stack.config import ConfigError, load_task_config
 from robot_stack.config.schema import TaskConfig
+from robot_stack.lifetime import exit_with_parent
 
 # Sensor streams: the newest reading is all that matters, a lost one is replaced by the next.
 SENSOR_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=2)
@@ -124,6 +126,9 @@ def run_node(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    # A node outlives a launch that died (killed, or stopped by a launch argument error after
+    # starting some processes) unless it watches its parent: it would keep the arm and the ports.
+    exit_with_parent()
     # `kill -USR1 <pid>` prints every thread's stack: what a node that seems stuck is doing.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     node = None
