@@ -10,6 +10,7 @@ their function, so ``robot-stack --help`` and ``config check`` stay fast.
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 from pathlib import Path
@@ -318,7 +319,6 @@ def _load_task(path: Path):
 def _stop_on_signals(name: str):
     """A threading.Event set by SIGINT/SIGTERM: the process finishes cleanly (final checkpoint)."""
     import logging
-    import signal
     import threading
 
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
@@ -336,12 +336,14 @@ def _stop_on_signals(name: str):
     return stop
 
 
-def _exit_with_supervisor(args: argparse.Namespace) -> None:
+def _exit_with_supervisor(args: argparse.Namespace, signum: Optional[int] = None) -> None:
+    """``signum`` (default SIGTERM) when the supervisor is gone: the signal this command stops
+    cleanly on (the foreground steps stop on SIGINT, as on a Ctrl-C, keeping what they finished)."""
     # Before the slow imports and the config: an orphan should find out as early as it can.
     if args.parent_pid is not None:
         from robot_stack.lifetime import exit_with_parent
 
-        exit_with_parent(args.parent_pid)
+        exit_with_parent(args.parent_pid, signum=signal.SIGTERM if signum is None else signum)
 
 
 def learner_command(args: argparse.Namespace) -> int:
@@ -393,6 +395,7 @@ def actor_command(args: argparse.Namespace) -> int:
 
 def record_demos_command(args: argparse.Namespace) -> int:
     """Demos from the teleop device (the scripted teleoperator in simulation), saved to disk."""
+    _exit_with_supervisor(args, signal.SIGINT)
     config = _load_task(args.config)
     if config is None:
         return 1
@@ -420,6 +423,7 @@ def record_demos_command(args: argparse.Namespace) -> int:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """Run the newest checkpoint's policy without interventions; write CSV and JSON."""
+    _exit_with_supervisor(args, signal.SIGINT)
     config = _load_task(args.config)
     if config is None:
         return 1
@@ -513,6 +517,7 @@ def add_session_commands(groups: argparse._SubParsersAction) -> None:
     demos.add_argument("--out", type=Path, default=None, help="demo folder (default: training.demo_dir)")
     demos.add_argument("--seed", type=int, default=0)
     demos.add_argument("--no-progress", action="store_true")
+    supervised(demos)
     demos.set_defaults(run=record_demos_command)
 
     evaluate = groups.add_parser("evaluate", help="evaluate a checkpoint's policy without interventions", description=evaluate_command.__doc__)
@@ -524,6 +529,7 @@ def add_session_commands(groups: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--stochastic", action="store_true",
                           help="sample actions from the policy (as in training) instead of taking its mean")
     evaluate.add_argument("--no-progress", action="store_true")
+    supervised(evaluate)
     evaluate.set_defaults(run=evaluate_command)
 
 
@@ -653,6 +659,7 @@ def encoder_pretrain_command(args: argparse.Namespace) -> int:
     """Pretrain the task's ResNet-10 trunk on recorded demo sets and frame sets (targets a real
     cell records: proprioception and the demos' own poses), fit its projection, and write the
     weights file the task's agent.encoder.pretrained_path names."""
+    _exit_with_supervisor(args, signal.SIGINT)
     config = _load_task(args.config)
     if config is None:
         return 1
@@ -735,6 +742,7 @@ def add_encoder_commands(groups: argparse._SubParsersAction) -> None:
     pretrain.add_argument("--seed", type=_schema_flag(EncoderPretrainConfig, "seed", int), default=None)
     pretrain.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: all)")
     pretrain.add_argument("--no-progress", action="store_true")
+    supervised(pretrain)
     pretrain.set_defaults(run=encoder_pretrain_command)
 
     convert = commands.add_parser("convert", help="convert published ImageNet ResNet-10 weights",
@@ -1006,4 +1014,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Usage errors and --help exit through argparse (SystemExit), as with any command line tool.
     """
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        # Commands that keep partial work (record-demos) or stop cleanly (learner, actor, session)
+        # say so themselves; any other is only cut short.
+        words = list(sys.argv[1:] if argv is None else argv)
+        print(f"robot-stack {words[0] if words else ''}: interrupted", file=sys.stderr)
+        return 130

@@ -207,11 +207,38 @@ def _spawn(name: str, arguments: list[str], log_path: Path) -> _Child:
     return _Child(name, process, log_path, handle)
 
 
+STEP_STOP_TIMEOUT_S = 60.0  # a foreground step's clean stop (record-demos writing what it finished)
+
+
 def _run_step(arguments: list[str], what: str) -> None:
-    """A foreground step (demos, evaluation) whose output the user sees."""
-    result = subprocess.run([sys.executable, "-m", "robot_stack", *arguments], env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if result.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit code {result.returncode}): robot-stack {' '.join(arguments)}")
+    """A foreground step (demos, encoder pretraining, evaluation) whose output the user sees.
+
+    It runs in a process group of its own, so a Ctrl-C reaches it once, through the session:
+    the session asks it to stop (SIGINT: record-demos keeps the demos it finished), waits for
+    that, and then stops too; another Ctrl-C meanwhile kills it. It watches the session's pid and
+    stops the same way if the session dies."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "robot_stack", *arguments, "--parent-pid", str(os.getpid())],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        try:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+            process.wait(STEP_STOP_TIMEOUT_S)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            print(f"{what}: killed", file=sys.stderr)
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+        raise
+    if code != 0:
+        raise RuntimeError(f"{what} failed (exit code {code}): robot-stack {' '.join(arguments)}")
 
 
 def _pretrain_encoder_if_missing(config: TaskConfig, paths: RunPaths) -> Optional[float]:
@@ -307,11 +334,15 @@ def run_session(
     paths.config_file.write_text(config_to_yaml(config))
     print(f"session {config.task.name}: run dir {paths.run_dir} (config {paths.config_file})")
 
-    from robot_stack.data.demos import demos_exist
+    from robot_stack.data.demos import demos_exist, read_demo_meta
 
     if training.demo_episodes > 0 and not demos_exist(paths.demos):
         print(f"recording {training.demo_episodes} demos with the {config.teleop.kind} teleoperator into {paths.demos}")
         _run_step(["record-demos", str(paths.config_file), "--episodes", str(training.demo_episodes), "--out", str(paths.demos)], "recording demos")
+    elif demos_exist(paths.demos) and read_demo_meta(paths.demos).get("interrupted"):
+        meta = read_demo_meta(paths.demos)
+        print(f"using the {len(meta['episodes'])} demos of an interrupted recording ({meta.get('requested')} were asked for) "
+              f"in {paths.demos}; delete that folder to record them all")
     pretrain_s = _pretrain_encoder_if_missing(config, paths)
 
     # Ctrl-C or a plain `kill` stops the session the same clean way (also when it was started

@@ -124,3 +124,63 @@ def test_learner_and_actor_stop_within_seconds_of_the_session_being_killed(quick
     finally:
         session.clean_up()
 
+
+
+class SessionRecordingDemos(RunningSession):
+    """A session still in its first step: recording many demos."""
+
+    def __init__(self, task: Path, run_dir: Path):
+        self.run_dir = run_dir
+        self.demos = run_dir.parent / "demos"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "robot_stack", "session", str(task), "--run-dir", str(run_dir),
+             "--demos", str(self.demos), "--no-progress", "--demo-episodes", "500"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.output = []
+        self.children = []
+
+    def wait_for_a_finished_demo(self, timeout_s: float = 120) -> int:
+        """The recorder's pid, once it has written its first demo."""
+        deadline = time.monotonic() + timeout_s
+        while not list(self.demos.glob("episode_*.safetensors")):
+            assert self.process.poll() is None, self.process.communicate()[0]
+            assert time.monotonic() < deadline, "the session recorded no demo"
+            time.sleep(0.1)
+        self.children = _children(self.process.pid)
+        assert len(self.children) == 1, self.children
+        return self.children[0]
+
+
+def _kept_demos(demos: Path) -> dict:
+    kept = json.loads((demos / "demos.json").read_text())
+    assert kept["interrupted"] and 1 <= len(kept["episodes"]) < 500
+    assert all((demos / episode["file"]).exists() for episode in kept["episodes"])
+    return kept
+
+
+def test_ctrl_c_while_the_session_records_demos_keeps_the_finished_ones_and_leaves_no_process(quick_task, tmp_path):
+    session = SessionRecordingDemos(quick_task, tmp_path / "run")
+    try:
+        recorder = session.wait_for_a_finished_demo()
+        session.process.send_signal(signal.SIGINT)
+        output = session.finish(timeout_s=60)
+        assert session.process.returncode == 130, output
+        assert "Traceback" not in output
+        assert "record-demos: interrupted after" in output and "session interrupted" in output, output
+        _wait_until_gone([recorder], 5)
+        _kept_demos(session.demos)
+    finally:
+        session.clean_up()
+
+
+def test_a_session_killed_while_recording_demos_takes_the_recorder_with_it_and_keeps_its_demos(quick_task, tmp_path):
+    session = SessionRecordingDemos(quick_task, tmp_path / "run")
+    try:
+        recorder = session.wait_for_a_finished_demo()
+        session.process.kill()
+        session.process.wait(10)
+        _wait_until_gone([recorder], 10)
+        _kept_demos(session.demos)
+    finally:
+        session.clean_up()
