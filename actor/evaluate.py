@@ -139,7 +139,7 @@ def evaluate_checkpoint(config: TaskConfig, checkpoints: Path, episodes: int, ou
     """Evaluate the policy of the newest complete checkpoint under ``checkpoints``; write the results to ``out``."""
     import safetensors.torch
 
-    from robot_stack.data.checkpoints import CheckpointStore
+    from robot_stack.data.checkpoints import CheckpointMismatchError, CheckpointStore
     from robot_stack.envs.spec import env_action_dim, observation_spec
     from robot_stack.policy import Policy
 
@@ -147,6 +147,11 @@ def evaluate_checkpoint(config: TaskConfig, checkpoints: Path, episodes: int, ou
     if not complete:
         raise FileNotFoundError(f"no complete checkpoint under {checkpoints}: nothing to evaluate")
     newest = complete[-1]
+    task = newest.meta.get("task")
+    if task is not None and task != config.task.name:
+        # Same layout, other task: its policy would load and run, and its success rate would be
+        # reported as this task's.
+        raise CheckpointMismatchError(f"{newest.path} holds a policy of task '{task}', not of '{config.task.name}'")
     policy = Policy.build(config.agent, observation_spec(config), env_action_dim(config), config.task.gripper_mode == "binary")
     policy.load_weights(safetensors.torch.load_file(str(newest.path / "policy.safetensors")))
     log.info("evaluating %s", newest.path)

@@ -428,12 +428,13 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     from actor.evaluate import evaluate_checkpoint
+    from robot_stack.data.checkpoints import CheckpointMismatchError
     from robot_stack.policy.weights import WeightsMismatchError
 
     try:
         report = evaluate_checkpoint(config, args.checkpoints or Path(config.session.checkpoint_dir), args.episodes, args.out,
                                      seed=args.seed, progress=not args.no_progress, deterministic=not args.stochastic)
-    except (FileNotFoundError, WeightsMismatchError) as error:
+    except (FileNotFoundError, WeightsMismatchError, CheckpointMismatchError) as error:
         print(f"evaluate: {error}", file=sys.stderr)
         return 1
     actions = "sampled" if args.stochastic else "deterministic"

@@ -63,6 +63,22 @@ def test_evaluate_without_checkpoints_is_one_line(
     assert capsys.readouterr().err == f"evaluate: no complete checkpoint under {empty}: nothing to evaluate\n"
 
 
+def test_evaluate_refuses_a_checkpoint_of_another_task_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pick_cube_state_yaml: Path
+) -> None:
+    checkpoint = tmp_path / "checkpoints" / "ckpt-000000"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "complete.json").write_text(json.dumps({"task": "sim_peg_insertion_state", "index": 0}))
+
+    exit_code = main(["evaluate", str(pick_cube_state_yaml), "--checkpoints", str(checkpoint.parent), "--out",
+                      str(tmp_path / "eval"), "--no-progress"])
+
+    assert exit_code == 1
+    assert capsys.readouterr().err == (f"evaluate: {checkpoint} holds a policy of task 'sim_peg_insertion_state', "
+                                       "not of 'sim_pick_cube_state'\n")
+    assert not (tmp_path / "eval").exists()
+
+
 def test_record_demos_that_never_succeed_end_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], pick_cube_state_yaml: Path
 ) -> None:
