@@ -587,10 +587,10 @@ class LearnerLink:
             except zmq.Again:
                 return
             self.counters.handshakes_failed += 1
-            self._quiet.warning(
-                "handshake", "refused a connection on %s: %s",
-                event["endpoint"].decode(errors="replace"), handshake_failure(event["value"]),
-            )
+            reason = handshake_failure(event["event"], event["value"])
+            # One rate limit per reason: a burst of one kind must not hide another.
+            self._quiet.warning(f"handshake:{reason}", "refused a connection on %s: %s",
+                                event["endpoint"].decode(errors="replace"), reason)
 
     def _ack_now(self, identity: bytes) -> bool:
         """A quarter of the peer's window is unacknowledged."""

@@ -121,13 +121,16 @@ class AuthorisedKeys:
 HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 
 
-def handshake_failure(value: int) -> str:
-    """Why a peer failed the CurveZMQ handshake, from a monitor event's value."""
+def handshake_failure(event: int, value: int) -> str:
+    """Why a peer failed the ZeroMQ handshake, from a monitor event and its value (a ZMTP
+    protocol error for EVENT_HANDSHAKE_FAILED_PROTOCOL, an errno for the others)."""
+    if event != zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        return f"its ZeroMQ handshake failed (errno {value})"
     if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
         return "it offered no CurveZMQ key (an actor without client_secret_key_file?)"
     if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
         return "its CurveZMQ handshake did not decrypt (does its server_public_key_file name this learner's key?)"
-    return f"its ZeroMQ handshake failed (libzmq error {value:#x})"
+    return f"its ZeroMQ handshake failed (libzmq protocol error {value:#x})"
 
 
 def start_authenticator(context: zmq.Context, authorised: AuthorisedKeys) -> ThreadAuthenticator:

@@ -338,7 +338,7 @@ def test_a_peer_without_a_curve_key_is_refused_and_logged(session, links, keys, 
     client = links(actor(plain).start())
 
     connected = client.wait_connected(0.5)
-    logged = wait_until(lambda: any("offered no CurveZMQ key" in r.getMessage() for r in caplog.records))
+    logged = wait_until(lambda: any("offered no CurveZMQ key" in r.getMessage() for r in caplog.records), timeout_s=15)
 
     assert not connected and logged
     assert server.counters.handshakes_failed >= 1
@@ -355,7 +355,7 @@ def test_a_peer_holding_another_learner_key_is_refused_and_logged(session, links
     client = links(actor(wrong).start())
 
     connected = client.wait_connected(0.5)
-    logged = wait_until(lambda: any("did not decrypt" in r.getMessage() for r in caplog.records))
+    logged = wait_until(lambda: any("did not decrypt" in r.getMessage() for r in caplog.records), timeout_s=15)
 
     assert not connected and logged
     assert server.counters.handshakes_failed >= 1
