@@ -1,4 +1,4 @@
-# robot-stack: the README's two commands are `make demo` and `make test`.
+# robot-stack: the README's two commands are `make session` and `make test`.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -24,7 +24,7 @@ demo: setup
 	$(VENV)/bin/robot-stack sim demo --task $(DEMO_TASK) --episodes $(EPISODES) --out $(OUT)
 
 # The reward classifier of the simulated pick-cube task: record labelled frames (training and
-# held-out episodes), train and calibrate, check on the held-out frames (README, "Reward").
+# held-out episodes), train and calibrate, check on the held-out frames (docs/reward.md).
 REWARD_TASK ?= hardware_configs/tasks/sim_pick_cube_classifier.yaml
 reward: setup
 	$(VENV)/bin/robot-stack reward record $(REWARD_TASK) --episodes 24 --stride 3 --out runs/reward/frames_train
@@ -32,7 +32,7 @@ reward: setup
 	$(VENV)/bin/robot-stack reward train $(REWARD_TASK) --frames runs/reward/frames_train
 	$(VENV)/bin/robot-stack reward eval $(REWARD_TASK) --frames runs/reward/frames_test --out runs/reward/eval
 
-# RLDG in simulation (README, "RLDG"): a specialist per cube, datasets from their rollouts and from
+# RLDG in simulation (docs/rldg.md): a specialist per cube, datasets from their rollouts and from
 # the scripted human-like demonstrator (same episode count), the same generalist trained on each,
 # evaluated per variant (seen and held out) beside the specialists.
 RLDG ?= hardware_configs/rldg/sim_pick_cube_sizes.yaml

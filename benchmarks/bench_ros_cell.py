@@ -5,7 +5,7 @@ simulated FR3, DDS on loopback) and the learner over ZeroMQ.
 Two runs, measured in the same invocation:
   - remote learner: the learner receives every transition but does not train (as when it
     runs on the GPU PC): what the robot PC itself costs;
-  - learner training on this machine (the baseline of the README's earlier figure).
+  - learner training on this machine (the baseline of the earlier figure in docs/ros2-cell.md).
 
 Figures: actor loop rate, jitter p50/p99 (from the learner's actor.csv, the actor's own
 report), policy inference p99; the controller's achieved loop rate and overruns (its log);
