@@ -17,11 +17,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from robot_stack.config.schema import TaskConfig
+from robot_stack.control.from_config import safety_box_from_config
 from robot_stack.hardware.interfaces import Cameras, RobotBackend, TeleopDevice
 
 
 def make_robot_backend(config: TaskConfig) -> RobotBackend:
-    from robot_stack.envs.factory import safety_box_from_config
     from robot_stack.hardware.franka import make_franka_backend
 
     if config.robot.backend != "franka":
