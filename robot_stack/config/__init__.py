@@ -1,19 +1,21 @@
 """Configuration: the YAML schema (the single source of truth for every tunable) and the
 loader that resolves task files and reports errors by file, line and field."""
 
-from robot_stack.config.loader import (
+from robot_stack.config.kinds import (
     CONFIG_KINDS,
     KIND_BY_DIRECTORY,
+    ConfigKind,
+    infer_config_kind,
+    load_section_config,
+)
+from robot_stack.config.loader import (
     NO_VALUE,
     ConfigError,
     ConfigIssue,
-    ConfigKind,
     LoadedTaskConfig,
     SourceLocation,
     config_to_yaml,
-    infer_config_kind,
     load_model_file,
-    load_section_config,
     load_task_config,
     load_yaml_text,
 )

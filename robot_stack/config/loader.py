@@ -38,19 +38,6 @@ from pydantic import BaseModel, PrivateAttr, ValidationError
 
 from robot_stack.config.schema import SECTION_MODELS, StrictModel, TaskConfig
 
-ConfigKind = Literal["robot", "cameras", "teleop", "session", "task", "rldg"]
-CONFIG_KINDS: tuple[ConfigKind, ...] = get_args(ConfigKind)
-
-# The folders of hardware_configs/ and the kind of file each holds.
-KIND_BY_DIRECTORY: dict[str, ConfigKind] = {
-    "robots": "robot",
-    "cameras": "cameras",
-    "teleop": "teleop",
-    "sessions": "session",
-    "rldg": "rldg",
-    "tasks": "task",
-}
-
 INCLUDE_KEY = "include"
 
 # A position in a YAML document: mapping keys and list indices from the top level down.
@@ -667,24 +654,6 @@ def load_task_config(path: str | os.PathLike[str]) -> LoadedTaskConfig:
     return config
 
 
-def load_section_config(path: str | os.PathLike[str], kind: ConfigKind) -> StrictModel:
-    """Load one file of the given kind: a robot/cameras/teleop/session file (fields at the
-    top level, no include), a task file (``kind="task"``, same as load_task_config), or an
-    RLDG experiment file (``kind="rldg"``, its variants resolved and checked too)."""
-    if kind == "task":
-        return load_task_config(path)
-    if kind == "rldg":
-        from robot_stack.config.rldg import load_rldg_config
-
-        return load_rldg_config(path).spec
-    if kind not in SECTION_MODELS:
-        raise ValueError(f"unknown config kind {kind!r}; expected one of {', '.join(CONFIG_KINDS)}")
-    file = Path(path)
-    document = _read_document(file)
-    _refuse_include(document)
-    return _validate(SECTION_MODELS[kind], document.data, document.locations, source=file)
-
-
 def load_model_file(path: str | os.PathLike[str], model: type[StrictModel]) -> StrictModel:
     """Load a YAML file that holds one model's fields at its top level (no include), with the
     same located errors as a task file's (file, line, field, value, what is allowed)."""
@@ -692,16 +661,6 @@ def load_model_file(path: str | os.PathLike[str], model: type[StrictModel]) -> S
     document = _read_document(file)
     _refuse_include(document)
     return _validate(model, document.data, document.locations, source=file)
-
-
-def infer_config_kind(path: str | os.PathLike[str]) -> Optional[ConfigKind]:
-    """The kind of config a file holds: 'task' if it has a top-level ``task`` key, otherwise
-    the kind its folder holds (robots/, cameras/, teleop/, sessions/, tasks/); None if neither
-    tells. Raises ConfigError if the file cannot be read as a YAML mapping."""
-    file = Path(path)
-    if "task" in _read_document(file).data:
-        return "task"
-    return KIND_BY_DIRECTORY.get(Path(os.path.abspath(file)).parent.name)
 
 
 class _ConfigDumper(yaml.SafeDumper):

@@ -10,21 +10,9 @@ import numpy as np
 
 from robot_stack.config import load_task_config
 from robot_stack.config.schema import TaskConfig
-from robot_stack.control.rotations import matrix_from_rpy
-from robot_stack.control.safety import SafetyBox
+from robot_stack.control.from_config import safety_box_from_config
 from robot_stack.envs.franka_env import FrankaEnv, SuccessReading
 from robot_stack.hardware.interfaces import RobotState
-
-
-def safety_box_from_config(config: TaskConfig) -> SafetyBox:
-    box = config.task.safety_box
-    return SafetyBox(
-        xyz_min_m=np.array(box.xyz_min_m),
-        xyz_max_m=np.array(box.xyz_max_m),
-        rpy_min_rad=np.array(box.rpy_min_rad),
-        rpy_max_rad=np.array(box.rpy_max_rad),
-        reference_rotation=matrix_from_rpy(np.array(config.task.reset.tcp_rpy_rad)),
-    )
 
 
 class GroundTruthSuccess:

@@ -4,7 +4,8 @@ Each maker imports its driver only when called, so a machine without the hardwar
 can still load configs and run the simulator.
 
 - ``make_robot_backend``: robot backend 'franka' -> the driver ``robot.driver`` names
-  (robot_stack.hardware.franka).
+  (``FRANKA_DRIVERS``: franky in robot_stack.hardware.franka, libfranka_torque in
+  robot_stack.hardware.libfranka_torque).
 - ``make_cameras``: cameras of kind 'realsense' or 'replay' -> RealSenseCameras (a replay
   plays a recorded file through the same pipeline code).
 - ``make_teleop``: teleop kind 'spacemouse' -> SpaceMouse; 'none' -> None.
@@ -16,14 +17,42 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from robot_stack.config.schema import TaskConfig
+from robot_stack.config.schema import RobotConfig, TaskConfig
+from robot_stack.control.from_config import safety_box_from_config
+from robot_stack.control.safety import SafetyBox
 from robot_stack.hardware.interfaces import Cameras, RobotBackend, TeleopDevice
 
 
-def make_robot_backend(config: TaskConfig) -> RobotBackend:
-    from robot_stack.envs.factory import safety_box_from_config
-    from robot_stack.hardware.franka import make_franka_backend
+def _franky_backend():
+    from robot_stack.hardware.franka import FrankyBackend
 
+    return FrankyBackend
+
+
+def _libfranka_torque_backend():
+    from robot_stack.hardware.libfranka_torque import LibfrankaTorqueBackend
+
+    return LibfrankaTorqueBackend
+
+
+# robot.driver -> the backend class. Looked up only when that driver is built: franky and
+# pylibfranka each bundle libfranka's pybind11 types and cannot share a process.
+FRANKA_DRIVERS: dict[str, Callable[[], type]] = {
+    "franky": _franky_backend,
+    "libfranka_torque": _libfranka_torque_backend,
+}
+
+
+def make_franka_backend(robot: RobotConfig, safety_box: SafetyBox | None = None):
+    """The backend ``robot.driver`` names, connected to the arm at ``robot.address``."""
+    if robot.backend != "franka":
+        raise ValueError(f"make_franka_backend needs robot.backend 'franka', got '{robot.backend}'")
+    if robot.driver not in FRANKA_DRIVERS:
+        raise ValueError(f"unknown robot.driver '{robot.driver}' ({' or '.join(FRANKA_DRIVERS)})")
+    return FRANKA_DRIVERS[robot.driver]()(robot, safety_box)
+
+
+def make_robot_backend(config: TaskConfig) -> RobotBackend:
     if config.robot.backend != "franka":
         raise ValueError(
             f"robot '{config.robot.name}' has backend '{config.robot.backend}'; the simulated robot is built by "

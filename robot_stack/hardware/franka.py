@@ -1,6 +1,6 @@
 """The real Franka arm as a RobotBackend, and the parts both FCI drivers share.
 
-``robot.driver`` picks the driver (``make_franka_backend``):
+``robot.driver`` picks the driver (``robot_stack.hardware.devices.make_franka_backend``):
 
 - ``franky`` (``FrankyBackend``, the default): franky-control's C++ Cartesian impedance
   tracking motion runs the 1 kHz FCI torque loop; Python only moves its target at the
@@ -688,19 +688,3 @@ class FrankyBackend:
                         log.error("watchdog could not hold the arm at %s: %s", self.address, error)
                         continue
                     log.warning("no target for %.2f s: holding the arm at %s where it is", silent_s, self.address)
-
-
-# --------------------------------------------------------------------------- factory
-
-
-def make_franka_backend(robot: RobotConfig, safety_box: SafetyBox | None = None):
-    """The backend ``robot.driver`` names, connected to the arm at ``robot.address``."""
-    if robot.backend != "franka":
-        raise ValueError(f"make_franka_backend needs robot.backend 'franka', got '{robot.backend}'")
-    if robot.driver == "franky":
-        return FrankyBackend(robot, safety_box)
-    if robot.driver == "libfranka_torque":
-        from robot_stack.hardware.libfranka_torque import LibfrankaTorqueBackend
-
-        return LibfrankaTorqueBackend(robot, safety_box)
-    raise ValueError(f"unknown robot.driver '{robot.driver}' (franky or libfranka_torque)")

@@ -37,6 +37,8 @@ import numpy as np
 
 from robot_stack.config.schema import GripperConfig, ImpedanceConfig, RobotConfig
 from robot_stack.control import ArmState, CartesianTarget, SafetyBox, impedance_torques
+from robot_stack.control.from_config import impedance_gains_from_config
+from robot_stack.control.joint_move import JOINT_MOVE_SETTLE_S, joint_move_torques, minimum_jerk_reference
 from robot_stack.hardware.franka import (
     FrankaConnectionError,
     FrankaControlError,
@@ -56,9 +58,7 @@ from robot_stack.hardware.franka import (
     unreachable_error,
     version_error,
 )
-from robot_stack.control.joint_move import JOINT_MOVE_SETTLE_S, joint_move_torques, minimum_jerk_reference
 from robot_stack.hardware.interfaces import RobotState, TargetStatus
-from robot_stack.sim.backend import impedance_gains_from_config
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,9 @@ A saved model is a directory:
     model.safetensors     weights (the classifier; the VLM's few-shot head)
 
 The JSON is written last, so a directory without it holds no complete model. Loading
-never unpickles: weights are safetensors, metadata JSON.
+never unpickles: weights are safetensors, metadata JSON. ``load_reward_model`` (in
+``robot_stack.reward.detector``) loads a directory of either kind; this module imports
+neither implementation.
 """
 
 from __future__ import annotations
@@ -86,16 +88,3 @@ def read_model_json(directory: Path) -> dict[str, Any]:
     if not isinstance(threshold, (int, float)) or not 0.0 < float(threshold) < 1.0:
         raise RewardModelError(f"{path}: threshold must be a number in (0, 1), got {threshold!r}")
     return meta
-
-
-def load_reward_model(directory: Path | str, device: str = "cpu") -> SuccessModel:
-    """Load a saved reward model of either kind."""
-    directory = Path(directory)
-    meta = read_model_json(directory)
-    if meta["kind"] == "classifier":
-        from robot_stack.reward.classifier import SuccessClassifierModel
-
-        return SuccessClassifierModel.load(directory, device=device)
-    from robot_stack.reward.vlm import VlmSuccessModel
-
-    return VlmSuccessModel.load(directory, device=device)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
 from robot_stack.config.schema import TaskConfig
 from robot_stack.envs.franka_env import SuccessReading
 from robot_stack.hardware.interfaces import RobotState
-from robot_stack.reward.base import RewardModelError, SuccessModel, load_reward_model
+from robot_stack.reward.base import RewardModelError, SuccessModel, read_model_json
 from robot_stack.reward.frames import STATE_QUANTITIES, state_quantities
 from robot_stack.reward.state_checks import StateChecks
 
@@ -94,15 +94,37 @@ class SuccessDetector:
         return BatchAnswer(probability, success, model_success)
 
 
+def _classifier_model():
+    from robot_stack.reward.classifier import SuccessClassifierModel
+
+    return SuccessClassifierModel
+
+
+def _vlm_model():
+    from robot_stack.reward.vlm import VlmSuccessModel
+
+    return VlmSuccessModel
+
+
+# reward_model.json "kind" -> the model class that loads it. Imported only when a model of
+# that kind is loaded: both pull in torch, the VLM also transformers.
+REWARD_MODEL_KINDS: dict[str, Callable[[], type]] = {"classifier": _classifier_model, "vlm": _vlm_model}
+
+
+def load_reward_model(directory: Path | str, device: str = "cpu") -> SuccessModel:
+    """Load a saved reward model of either kind."""
+    directory = Path(directory)
+    meta = read_model_json(directory)
+    return REWARD_MODEL_KINDS[meta["kind"]]().load(directory, device=device)
+
+
 def load_task_reward_model(config: TaskConfig, device: str = "cpu") -> SuccessModel:
     """The reward model a task names: the trained directory ``task.reward.classifier_path``;
     for a vision-language model without one, the zero-shot model from ``task.reward.vlm``."""
     reward = config.task.reward
     path: Optional[Path] = reward.classifier_path
     if reward.source == "vlm" and (path is None or not (Path(path) / "reward_model.json").is_file()):
-        from robot_stack.reward.vlm import VlmSuccessModel
-
-        return VlmSuccessModel.from_config(reward.vlm, reward_cameras(config), device=device)
+        return _vlm_model().from_config(reward.vlm, reward_cameras(config), device=device)
     if path is None:
         raise RewardModelError(f"task '{config.task.name}': task.reward.classifier_path names no reward model directory")
     model = load_reward_model(path, device=device)

@@ -14,7 +14,8 @@ import numpy as np
 
 from robot_stack.config.schema import TaskConfig
 from robot_stack.data.files import write_json_atomic
-from robot_stack.reward.base import SuccessModel, load_reward_model
+from robot_stack.reward.base import SuccessModel
+from robot_stack.reward.detector import load_reward_model
 from robot_stack.reward.calibration import EvalReport, choose_threshold, evaluate_scores, plot_pr_curve
 from robot_stack.reward.frames import LabelledFrames, concatenate, load_frames
 from robot_stack.reward.state_checks import StateChecks

@@ -16,24 +16,11 @@ import math
 import mujoco
 import numpy as np
 
-from robot_stack.config.schema import ImpedanceConfig, RobotConfig
-from robot_stack.control import ArmState, CartesianTarget, ImpedanceGains, SafetyBox, impedance_torques
+from robot_stack.control import ArmState, CartesianTarget, SafetyBox, impedance_torques
+from robot_stack.control.from_config import impedance_gains_from_config
 from robot_stack.control.joint_move import JOINT_MOVE_SETTLE_S, joint_move_torques, minimum_jerk_reference
 from robot_stack.hardware.interfaces import RobotState, TargetStatus
 from robot_stack.sim.world import SimWorld
-
-
-
-def impedance_gains_from_config(robot: RobotConfig, impedance: ImpedanceConfig | None = None) -> ImpedanceGains:
-    g = impedance or robot.impedance
-    return ImpedanceGains(
-        stiffness=np.array([g.translational_stiffness_n_per_m] * 3 + [g.rotational_stiffness_nm_per_rad] * 3),
-        damping=np.array([g.translational_damping_ns_per_m] * 3 + [g.rotational_damping_nms_per_rad] * 3),
-        error_clip=np.array(g.translational_error_clip_m + g.rotational_error_clip_rad),
-        nullspace_stiffness=g.nullspace_stiffness_nm_per_rad,
-        torque_rate_limit_nm=g.torque_rate_limit_nm_per_cycle,
-        torque_limits_nm=np.array(robot.torque_limits_nm),
-    )
 
 
 class SimFrankaBackend:

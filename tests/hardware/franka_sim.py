@@ -87,7 +87,7 @@ def sim_robot_config(**overrides) -> RobotConfig:
 def run_libfranka_torque_check() -> dict:
     """Home, then track a target 4.7 cm away with the Python torque loop; open and close
     the fingers while it holds there."""
-    from robot_stack.hardware.franka import make_franka_backend
+    from robot_stack.hardware.devices import make_franka_backend
 
     policy_before = os.sched_getscheduler(0)
     backend = make_franka_backend(sim_robot_config(driver="libfranka_torque"), None)

@@ -24,7 +24,8 @@ from franka_sim import (
 )
 from robot_stack.config.schema import FR3_HOME_RAD, ImpedanceConfig
 from robot_stack.control import SafetyBox, matrix_from_rpy
-from robot_stack.hardware.franka import FrankaConnectionError, FrankaControlError, make_franka_backend
+from robot_stack.hardware.devices import make_franka_backend
+from robot_stack.hardware.franka import FrankaConnectionError, FrankaControlError
 from robot_stack.hardware.interfaces import RobotBackend
 
 _MISSING = missing_package(FRANKY, FRANKY_SIM)

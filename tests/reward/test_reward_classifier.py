@@ -11,7 +11,8 @@ import torch
 
 from reward_fakes import synthetic_frames
 from robot_stack.config.schema import ClassifierConfig, ClassifierTrainingConfig, EncoderConfig
-from robot_stack.reward.base import MODEL_FILE, WEIGHTS_FILE, RewardModelError, SuccessModel, load_reward_model
+from robot_stack.reward.base import KINDS, MODEL_FILE, WEIGHTS_FILE, RewardModelError, SuccessModel
+from robot_stack.reward.detector import REWARD_MODEL_KINDS, load_reward_model
 from robot_stack.reward.calibration import evaluate_scores
 from robot_stack.reward.classifier import (
     SuccessClassifierModel, SuccessClassifierNet, balanced_indices, train_classifier,
@@ -51,6 +52,10 @@ def test_save_load_round_trip_is_exact(trained, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(frames.images), trained.model.predict_proba(frames.images))
     assert loaded.threshold == trained.model.threshold and loaded.cameras == ("front", "wrist")
     assert json.loads((tmp_path / "model" / MODEL_FILE).read_text())["task"] == "t"
+
+
+def test_every_reward_model_kind_a_directory_may_hold_has_a_loader():
+    assert set(REWARD_MODEL_KINDS) == set(KINDS)
 
 
 def test_broken_model_directories_are_named(trained, tmp_path):

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from robot_stack.config.schema import VlmConfig
-from robot_stack.reward.base import MODEL_FILE, WEIGHTS_FILE, RewardModelError, SuccessModel, load_reward_model
+from robot_stack.reward.base import MODEL_FILE, WEIGHTS_FILE, RewardModelError, SuccessModel
+from robot_stack.reward.detector import load_reward_model
 from robot_stack.reward.frames import STATE_QUANTITIES, LabelledFrames
 from robot_stack.reward.vlm import VlmSuccessModel
 

@@ -13,7 +13,7 @@ from rosproc import REPO, NodeProcess
 
 from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.config.schema import ClassifierConfig, EncoderConfig
-from robot_stack.reward.base import load_reward_model
+from robot_stack.reward.detector import load_reward_model
 from robot_stack.reward.classifier import SuccessClassifierModel, SuccessClassifierNet
 
 CONFIG = REPO / "hardware_configs" / "tasks" / "sim_pick_cube_classifier.yaml"

@@ -7,7 +7,7 @@ import pytest
 
 from robot_stack.config import load_task_config
 from robot_stack.control import matrix_from_rpy
-from robot_stack.envs.factory import safety_box_from_config
+from robot_stack.control.from_config import safety_box_from_config
 from robot_stack.hardware.interfaces import RobotBackend
 from robot_stack.sim.backend import SimFrankaBackend
 from robot_stack.sim.world import SimWorld

@@ -29,7 +29,7 @@ from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Float64
 
 from robot_stack.config.schema import TaskConfig
-from robot_stack.envs.factory import safety_box_from_config
+from robot_stack.control.from_config import safety_box_from_config
 from robot_stack.envs.franka_env import SuccessReading
 from robot_stack.hardware.interfaces import CameraFrames, RobotState, TargetStatus, TeleopCommand
 from robot_stack_interfaces.action import ResetTask

@@ -28,8 +28,8 @@ from geometry_msgs.msg import TwistStamped, WrenchStamped
 from std_msgs.msg import Float64, String
 
 from robot_stack.config.schema import ImpedanceConfig
+from robot_stack.control.from_config import impedance_gains_from_config, safety_box_from_config
 from robot_stack.control.loop import ControllerLoop, TargetRefused
-from robot_stack.envs.factory import safety_box_from_config
 from robot_stack_interfaces.msg import WorldState
 from robot_stack_interfaces.srv import MoveToJoints, RandomiseScene, SetImpedanceGains
 
@@ -212,8 +212,6 @@ class ControllerNode(LifecycleNode):
         return response
 
     def _backend_gains_setter(self, backend):
-        from robot_stack.sim.backend import impedance_gains_from_config
-
         def apply(impedance: ImpedanceConfig) -> None:
             if hasattr(backend, "set_impedance"):  # the real drivers
                 backend.set_impedance(impedance)
