@@ -29,7 +29,7 @@ import torch
 
 from robot_stack.config.schema import TaskConfig
 from robot_stack.data.curves import window_deterministic_success_rate, window_intervention_rate, window_success_rate
-from robot_stack.envs.spec import action_spec, env_action_dim, observation_spec
+from robot_stack.data.spec import action_spec, env_action_dim, observation_spec
 from robot_stack.transport.learner_link import LearnerLink
 from robot_stack.transport.loop import QuietLog
 from robot_stack.transport.messages import Stats
