@@ -68,7 +68,7 @@ def checkpoint_identity(task_name: str, observation_spec: dict, action_spec: dic
     features, which trunk made them."""
 
     def described(spec: dict) -> dict[str, str]:
-        return {key: f"{np.dtype(value.dtype).name}{list(value.shape)}" for key, value in sorted(spec.items())}
+        return {key: value.describe() for key, value in sorted(spec.items())}
 
     spec: dict[str, Any] = {"observation": described(observation_spec), "action": described(action_spec)}
     if agent.encoder.cache_features:
