@@ -30,10 +30,10 @@ from robot_stack.data.transitions import (
     gripper_closed_after_reset,
     make_transition,
     stack_transitions,
-    transition_spec,
 )
 from robot_stack.config.schema import TaskConfig
 from robot_stack.data.demos import DEMOS_FILE, spec_to_json
+from robot_stack.data.spec import env_spec
 from robot_stack.envs.franka_env import action_from_teleop
 from robot_stack.hardware.interfaces import TeleopDisconnected
 
@@ -117,7 +117,7 @@ def record_demos_with(
     out_dir.mkdir(parents=True, exist_ok=True)
     # An older set is incomplete from the moment its files start being replaced.
     (out_dir / DEMOS_FILE).unlink(missing_ok=True)
-    observation_spec, action_spec = transition_spec(env)
+    observation_spec, action_spec = env_spec(env)
     demos = DemoSet(out_dir, task_name, requested=episodes)
     bar = tqdm(total=episodes, desc=f"demos {task_name}", unit="ep", disable=not progress, dynamic_ncols=True)
     try:

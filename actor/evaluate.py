@@ -140,7 +140,7 @@ def evaluate_checkpoint(config: TaskConfig, checkpoints: Path, episodes: int, ou
     import safetensors.torch
 
     from robot_stack.data.checkpoints import CheckpointMismatchError, CheckpointStore
-    from robot_stack.envs.spec import env_action_dim, observation_spec
+    from robot_stack.data.spec import env_action_dim, observation_spec
     from robot_stack.policy import Policy
 
     complete = CheckpointStore(checkpoints).complete() if Path(checkpoints).is_dir() else []

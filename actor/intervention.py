@@ -27,7 +27,8 @@ from typing import Any, Mapping, Optional, Protocol
 import numpy as np
 
 from robot_stack.config.schema import ScriptedInterventionConfig
-from robot_stack.envs.franka_env import GRIPPER_THRESHOLD, action_from_teleop
+from robot_stack.data.spec import GRIPPER_THRESHOLD
+from robot_stack.envs.franka_env import action_from_teleop
 from robot_stack.hardware.interfaces import TeleopDevice, TeleopDisconnected
 
 log = logging.getLogger(__name__)

@@ -52,9 +52,9 @@ from robot_stack.data.transitions import (
     gripper_closed_after_reset,
     hold_if_nonfinite,
     make_transition,
-    transition_spec,
 )
 from robot_stack.config.schema import AgentConfig, TaskConfig
+from robot_stack.data.spec import env_spec
 from robot_stack.transport.actor_link import ActorLink, LinkRefused
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def run_actor(
     rng = np.random.default_rng(seed)
     environment = (env_factory or actor_environment)(config, np.random.default_rng([seed, 1]))
     env = environment.env
-    observation_spec, action_spec = transition_spec(env)
+    observation_spec, action_spec = env_spec(env)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.actor.torch_threads)
     link = None

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from robot_stack.config import load_task_config  # noqa: E402
-from robot_stack.envs.spec import env_action_dim, observation_spec  # noqa: E402
+from robot_stack.data.spec import env_action_dim, observation_spec  # noqa: E402
 from robot_stack.policy.layers import bfloat16_native  # noqa: E402
 from robot_stack.session import with_fields  # noqa: E402
 

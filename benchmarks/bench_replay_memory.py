@@ -51,7 +51,7 @@ import torch  # noqa: E402
 
 from learner.replay import ReplayBuffer, naive_bytes_per_transition  # noqa: E402
 from robot_stack.config import load_task_config  # noqa: E402
-from robot_stack.envs.spec import env_action_dim, observation_spec  # noqa: E402
+from robot_stack.data.spec import env_action_dim, observation_spec  # noqa: E402
 
 TASK = Path(__file__).resolve().parents[1] / "hardware_configs" / "tasks" / "sim_pick_cube.yaml"
 EPISODE_STEPS = 100

@@ -76,9 +76,9 @@ import numpy as np  # noqa: E402
 import zmq  # noqa: E402
 
 from robot_stack.config import SessionConfig, TransportConfig  # noqa: E402
+from robot_stack.data.spec import ArraySpec  # noqa: E402
 from robot_stack.transport import (  # noqa: E402
     ActorLink,
-    ArraySpec,
     LearnerLink,
     TransitionBatch,
     generate_keys,

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from robot_stack.config.schema import EncoderConfig
-from robot_stack.policy.encoders import IMAGE_PREFIX, ObservationEncoder, crop_shifted, random_shifts
-from robot_stack.transport.messages import ArraySpec
+from robot_stack.data.spec import IMAGE_PREFIX, ArraySpec
+from robot_stack.policy.encoders import ObservationEncoder, crop_shifted, random_shifts
 
 FEATURE_DTYPE = np.float16  # half the bytes of float32; trunk features are O(1) after GroupNorm
 # Frames through the trunk per call: large enough for batched convolutions to pay off (3 ms per

@@ -29,7 +29,7 @@ import torch
 
 from robot_stack.config.schema import TaskConfig
 from robot_stack.data.curves import window_deterministic_success_rate, window_intervention_rate, window_success_rate
-from robot_stack.envs.spec import action_spec, env_action_dim, observation_spec
+from robot_stack.data.spec import action_spec, env_action_dim, observation_spec
 from robot_stack.transport.learner_link import LearnerLink
 from robot_stack.transport.loop import QuietLog
 from robot_stack.transport.messages import Stats
@@ -68,7 +68,7 @@ def checkpoint_identity(task_name: str, observation_spec: dict, action_spec: dic
     features, which trunk made them."""
 
     def described(spec: dict) -> dict[str, str]:
-        return {key: f"{np.dtype(value.dtype).name}{list(value.shape)}" for key, value in sorted(spec.items())}
+        return {key: value.describe() for key, value in sorted(spec.items())}
 
     spec: dict[str, Any] = {"observation": described(observation_spec), "action": described(action_spec)}
     if agent.encoder.cache_features:

@@ -50,12 +50,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional, Protocol, Sequence, Union
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from robot_stack.config.schema import TrainingConfig
-from robot_stack.transport.messages import ArraySpec
+from robot_stack.data.spec import FLAG_KEYS, ArraySpec, Spec
 from robot_stack.transport.wire import dtype_to_wire
 
 FILE_FORMAT = "robot_stack.replay/1"
@@ -64,10 +63,8 @@ METADATA_FILE = "replay.json"
 # transitions, so 1/16 extra keeps a full ring of episodes of >= 16 steps (pick-cube runs
 # 20-100) for 6% more memory.
 DEFAULT_FRAME_HEADROOM = 1 / 16
-TRANSITION_FLAGS = ("terminated", "truncated", "interventions", "gripper_changed")
 _ARRAY_FILE = re.compile(r"^[0-9a-f]{12}_[a-z0-9_]+\.npy(\.tmp)?$")
 
-ObservationSpec = Mapping[str, ArraySpec]
 PathLike = Union[str, os.PathLike]
 
 
@@ -88,56 +85,8 @@ class ReplayFileError(ValueError):
     """A saved replay buffer that cannot be loaded: missing, corrupt, or saved for another spec."""
 
 
-# --------------------------------------------------------------------------- observations
-
-
-def observation_spec_from_space(space: Any) -> dict[str, ArraySpec]:
-    """Flat observation spec of a gymnasium Dict space: nested keys joined with "/"
-    ({"state": Box, "images": {"front": Box}} -> "state", "images/front"). Made for the actor's
-    side, where the env exists; the learner gets the same spec from the task config
-    (``robot_stack.envs.spec.observation_spec``)."""
-    spec: dict[str, ArraySpec] = {}
-
-    def visit(prefix: str, node: Any) -> None:
-        if isinstance(node, gym.spaces.Dict):
-            for name, child in node.spaces.items():
-                visit(f"{prefix}{name}/" if isinstance(child, gym.spaces.Dict) else f"{prefix}{name}", child)
-        elif isinstance(node, gym.spaces.Box):
-            spec[prefix] = ArraySpec(dtype_to_wire(node.dtype), tuple(int(n) for n in node.shape))
-        else:
-            raise TypeError(f"observation space '{prefix}' is a {type(node).__name__}; only Dict and Box can be replayed")
-
-    if not isinstance(space, gym.spaces.Dict):
-        raise TypeError(f"the observation space is a {type(space).__name__}, not a gymnasium Dict")
-    visit("", space)
-    return spec
-
-
-def flatten_observation(observation: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """{"state": s, "images": {"front": x}} -> {"state": s, "images/front": x} (no copies)."""
-    flat: dict[str, np.ndarray] = {}
-    for name, value in observation.items():
-        if isinstance(value, Mapping):
-            flat.update({f"{name}/{key}": array for key, array in flatten_observation(value).items()})
-        else:
-            flat[name] = np.asarray(value)
-    return flat
-
-
-def unflatten_observation(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of ``flatten_observation``: "images/front" -> {"images": {"front": ...}}."""
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split("/")
-        node = nested
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = value
-    return nested
-
-
 def naive_bytes_per_transition(
-    observation_spec: ObservationSpec, action_dim: int, observation_dtype: Optional[np.dtype] = None
+    observation_spec: Spec, action_dim: int, observation_dtype: Optional[np.dtype] = None
 ) -> int:
     """What a buffer storing observation and next observation in full takes per transition
     (with the same action, reward and flags as ours). ``observation_dtype=np.float32`` is
@@ -145,7 +94,7 @@ def naive_bytes_per_transition(
     observation = sum(
         int(np.prod(spec.shape)) * np.dtype(observation_dtype or spec.dtype).itemsize for spec in observation_spec.values()
     )
-    return 2 * observation + 4 * action_dim + 4 + len(TRANSITION_FLAGS)
+    return 2 * observation + 4 * action_dim + 4 + len(FLAG_KEYS)
 
 
 # --------------------------------------------------------------------------- batch
@@ -190,7 +139,7 @@ def concat(batches: Sequence[Batch]) -> Batch:
     return Batch(**{item.name: join(item.name) for item in fields(Batch)})
 
 
-def _empty_batch(observation_spec: ObservationSpec, action_dim: int, size: int, pin_memory: bool) -> Batch:
+def _empty_batch(observation_spec: Spec, action_dim: int, size: int, pin_memory: bool) -> Batch:
     # Pinned host memory lets .to("cuda", non_blocking=True) overlap the copy with compute;
     # samples are gathered straight into these tensors, so pinning costs no extra copy.
     pin = pin_memory and torch.cuda.is_available()
@@ -224,7 +173,7 @@ class ReplayBuffer:
 
     def __init__(
         self,
-        observation_spec: ObservationSpec,
+        observation_spec: Spec,
         action_dim: int,
         capacity: int,
         frame_capacity: Optional[int] = None,
@@ -267,7 +216,7 @@ class ReplayBuffer:
         self.next_frame = np.zeros(self.capacity, np.int64)
         self.actions = np.zeros((self.capacity, self.action_dim), np.float32)
         self.rewards = np.zeros(self.capacity, np.float32)
-        self.flags = {flag: np.zeros(self.capacity, np.bool_) for flag in TRANSITION_FLAGS}
+        self.flags = {flag: np.zeros(self.capacity, np.bool_) for flag in FLAG_KEYS}
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -342,7 +291,7 @@ class ReplayBuffer:
                 expected[f"{prefix}/{key}"] = (np.dtype(spec.dtype), spec.shape)
         expected["actions"] = (np.dtype(np.float32), (self.action_dim,))
         expected["rewards"] = (np.dtype(np.float32), ())
-        for flag in TRANSITION_FLAGS:
+        for flag in FLAG_KEYS:
             expected[flag] = (np.dtype(np.bool_), ())
         missing = [key for key in expected if key not in arrays]
         if missing:
@@ -627,7 +576,7 @@ class MixedReplay:
 
     @classmethod
     def from_config(
-        cls, training: TrainingConfig, observation_spec: ObservationSpec, action_dim: int,
+        cls, training: TrainingConfig, observation_spec: Spec, action_dim: int,
         frame_encoder: Optional[FrameEncoder] = None,
     ) -> "MixedReplay":
         online = ReplayBuffer(observation_spec, action_dim, training.online_buffer_capacity, name="online", frame_encoder=frame_encoder)

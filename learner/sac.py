@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_stack.config.schema import AgentConfig
+from robot_stack.data.spec import IMAGE_PREFIX
 from robot_stack.policy.actor import (
     ActionLayout,
     GraspCritic,
@@ -60,7 +61,6 @@ from robot_stack.policy.actor import (
     TanhGaussianActor,
 )
 from robot_stack.policy.encoders import (
-    IMAGE_PREFIX,
     RESNET10_STRIDE,
     ImageHead,
     ResNet10,

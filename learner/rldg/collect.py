@@ -23,13 +23,8 @@ from robot_stack.config.rldg import RldgExperiment, Variant
 from robot_stack.config.schema import TaskConfig
 from robot_stack.data.files import write_json_atomic
 from robot_stack.data.lerobot_v3 import DatasetWriter, camera_feature, vector_feature
-from robot_stack.data.transitions import (
-    NEXT_OBSERVATION_PREFIX,
-    OBSERVATION_PREFIX,
-    gripper_closed_after_reset,
-    make_transition,
-    stack_transitions,
-)
+from robot_stack.data.spec import NEXT_OBSERVATION_PREFIX, OBSERVATION_PREFIX
+from robot_stack.data.transitions import gripper_closed_after_reset, make_transition, stack_transitions
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +114,7 @@ def load_specialist(variant: Variant):
     import safetensors.torch
 
     from robot_stack.data.checkpoints import CheckpointStore
-    from robot_stack.envs.spec import env_action_dim, observation_spec
+    from robot_stack.data.spec import env_action_dim, observation_spec
     from robot_stack.policy import Policy
 
     complete = CheckpointStore(variant.specialist).complete() if variant.specialist.is_dir() else []

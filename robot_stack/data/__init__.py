@@ -1,1 +1,3 @@
-"""Recording what sessions produce: camera frames, episode summaries, plots."""
+"""The data every stage shares: the transition layout and its specs (``spec``), making
+transitions from env steps (``transitions``), and recording what sessions produce: demo
+sets, camera frames, episode summaries, checkpoints, plots."""

@@ -1,7 +1,7 @@
 """Demo sets on disk: the format the actor records and the learner loads.
 
 A demo set is a directory of ``episode_000.safetensors``, ``episode_001.safetensors``...
-(each the flat transition arrays of one episode, see ``robot_stack.data.transitions``) and
+(each the flat transition arrays of one episode, see ``robot_stack.data.spec``) and
 ``demos.json`` (task, specs, the episode files, counts, seed, time). ``demos.json`` is
 written last: a directory without it holds no complete demo set. Nothing is pickled.
 """
@@ -15,8 +15,8 @@ from typing import Any, Mapping
 import numpy as np
 import safetensors.numpy
 
-from robot_stack.data.transitions import batch_spec, check_batch, concatenate_batches
-from robot_stack.transport.messages import ArraySpec
+from robot_stack.data.spec import ArraySpec, batch_spec, check_batch
+from robot_stack.data.transitions import concatenate_batches
 
 DEMOS_FILE = "demos.json"
 

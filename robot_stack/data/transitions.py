@@ -1,9 +1,5 @@
-"""Transitions in the flat format every stage shares (the wire, the demo files, the replay).
-
-A batch is a dict of arrays with a leading transition axis N:
-``observations/state`` (N, S) float32, ``observations/images/<cam>`` (N, H, W, 3) uint8,
-the same under ``next_observations/``, ``actions`` (N, A) float32 as executed,
-``rewards`` float32, ``terminated``/``truncated``/``interventions``/``gripper_changed`` bool.
+"""Making transitions in the flat format every stage shares (the wire, the demo files, the
+replay); the format itself, its names and specs are ``robot_stack.data.spec``.
 
 For binary-gripper tasks the recorded gripper command is exactly -1 (open), 0 (stay) or +1
 (close), by the env's own thresholds: the grasp critic learns over those three choices,
@@ -16,36 +12,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from robot_stack.envs.franka_env import GRIPPER_THRESHOLD
-from robot_stack.transport.messages import ArraySpec
-# The layout's names and checks live with the transport: the learner checks every received batch.
-from robot_stack.transport.validation import (  # noqa: F401 (re-exported)
-    FLAG_KEYS,
+from robot_stack.data.spec import (
+    ACTION_KEY,
+    GRIPPER_THRESHOLD,
     NEXT_OBSERVATION_PREFIX,
     OBSERVATION_PREFIX,
-    batch_spec,
-    check_batch,
+    REWARD_KEY,
+    flatten_observation,
 )
-
-
-def flatten_observation(observation: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Env observation -> flat keys: "state" and "images/<camera>" (flat keys pass through)."""
-    flat = {key: np.asarray(value, dtype=np.uint8) for key, value in observation.items() if key.startswith("images/")}
-    flat["state"] = np.asarray(observation["state"], dtype=np.float32)
-    for camera, image in observation.get("images", {}).items():
-        flat[f"images/{camera}"] = np.asarray(image, dtype=np.uint8)
-    return flat
-
-
-def transition_spec(env) -> tuple[dict[str, ArraySpec], dict[str, ArraySpec]]:
-    """(observation spec, action spec) of an env, for the link's handshake and the demo files."""
-    spaces = env.observation_space
-    observation_spec = {"state": ArraySpec.of(np.zeros(spaces["state"].shape, np.float32))}
-    if "images" in spaces.spaces:
-        for camera, space in spaces["images"].spaces.items():
-            observation_spec[f"images/{camera}"] = ArraySpec.of(np.zeros(space.shape, np.uint8))
-    action_spec = {"actions": ArraySpec.of(np.zeros(env.action_dim, np.float32))}
-    return observation_spec, action_spec
 
 
 def hold_if_nonfinite(action: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -86,8 +60,8 @@ def make_transition(
     """One transition's arrays (no leading axis). ``action`` is the one sent to the env."""
     transition = {OBSERVATION_PREFIX + k: v for k, v in flatten_observation(observation).items()}
     transition.update({NEXT_OBSERVATION_PREFIX + k: v for k, v in flatten_observation(next_observation).items()})
-    transition["actions"] = executed_action(action, binary_gripper)
-    transition["rewards"] = np.float32(reward)
+    transition[ACTION_KEY] = executed_action(action, binary_gripper)
+    transition[REWARD_KEY] = np.float32(reward)
     transition["terminated"] = np.bool_(terminated)
     transition["truncated"] = np.bool_(truncated)
     transition["interventions"] = np.bool_(intervention)

@@ -21,11 +21,9 @@ import gymnasium as gym
 import numpy as np
 
 from robot_stack.config.schema import TaskConfig
-from robot_stack.envs.spec import STATE_KEY_SIZES, env_action_dim
 from robot_stack.control.rotations import matrix_from_rotvec, rotvec_from_matrix
+from robot_stack.data.spec import GRIPPER_THRESHOLD, STATE_KEY_SIZES, env_action_dim
 from robot_stack.hardware.interfaces import Cameras, RobotBackend, RobotState, TeleopCommand
-
-GRIPPER_THRESHOLD = 0.5
 
 
 class NonFiniteActionError(ValueError):

@@ -19,7 +19,7 @@ from robot_stack.policy.encoders import (
     random_crop_observation,
     save_trunk_weights,
 )
-from robot_stack.policy.policy import Policy, flatten_observation
+from robot_stack.policy.policy import Policy
 from robot_stack.policy.weights import WeightsMismatchError
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "StateEncoder",
     "TanhGaussianActor",
     "WeightsMismatchError",
-    "flatten_observation",
     "layer_norm_mlp",
     "load_trunk_weights",
     "random_crop",

@@ -39,6 +39,7 @@ from torch import nn
 
 from robot_stack.config.schema import AgentConfig, EncoderConfig
 from robot_stack.data.files import write_atomic
+from robot_stack.data.spec import IMAGE_PREFIX, STATE_KEY
 from robot_stack.policy.layers import Dropout, compute_autocast, tanh
 from robot_stack.policy.weights import WeightsMismatchError, check_weights, cpu_weights
 
@@ -51,8 +52,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 GROUP_NORM_GROUPS = 4
 RESNET10_CHANNELS = (64, 128, 256, 512)
 RESNET10_STRIDE = 32  # pixels per cell of the output map (five stride-2 layers)
-STATE_KEY = "state"
-IMAGE_PREFIX = "images/"
 PROJECTION_PREFIX = "projection."
 
 Observation = Mapping[str, torch.Tensor]

@@ -25,13 +25,13 @@ import safetensors
 import safetensors.numpy
 
 from robot_stack.data.files import read_json_object, write_atomic, write_json_atomic
+from robot_stack.data.spec import IMAGE_PREFIX
 from robot_stack.hardware.interfaces import RobotState
 
 FRAMES_FILE = "frames.json"
 FORMAT_VERSION = 1
 BINARY_CLASSES = ("failure", "success")
 SUCCESS_CLASS = "success"
-IMAGE_KEY_PREFIX = "images/"
 
 # The robot state quantities stored with each frame and readable by state checks
 # (config: task.reward.state_checks). Base frame; the wrench is the external one at the TCP.
@@ -186,10 +186,10 @@ class FrameSetWriter:
         labels = np.asarray(labels, dtype=np.int64)
         if labels.size == 0:
             return
-        tensors = {f"{IMAGE_KEY_PREFIX}{name}": np.ascontiguousarray(images[name], dtype=np.uint8) for name in self.cameras}
+        tensors = {f"{IMAGE_PREFIX}{name}": np.ascontiguousarray(images[name], dtype=np.uint8) for name in self.cameras}
         tensors.update(labels=labels, state=np.asarray(state, dtype=np.float32), steps=np.asarray(steps, dtype=np.int64))
         # Validate before anything is written.
-        LabelledFrames({n: tensors[f"{IMAGE_KEY_PREFIX}{n}"] for n in self.cameras}, labels,
+        LabelledFrames({n: tensors[f"{IMAGE_PREFIX}{n}"] for n in self.cameras}, labels,
                        np.zeros(labels.size, dtype=np.int64), tensors["state"], self.class_names)
         name = f"episode_{len(self.episodes):03d}.safetensors"
         write_atomic(self.directory / name, lambda path: safetensors.numpy.save_file(tensors, str(path)))
@@ -247,11 +247,11 @@ def load_frames(directory: Path | str, cameras: Sequence[str] | None = None) -> 
             tensors = safetensors.numpy.load_file(str(path))
         except (safetensors.SafetensorError, OSError, ValueError) as error:
             raise FrameSetError(f"{path}: not a readable safetensors file: {error}") from None
-        for key in ("labels", "state", "steps", *(f"{IMAGE_KEY_PREFIX}{c}" for c in cameras)):
+        for key in ("labels", "state", "steps", *(f"{IMAGE_PREFIX}{c}" for c in cameras)):
             if key not in tensors:
                 raise FrameSetError(f"{path}: missing array '{key}'")
         for c in cameras:
-            images[c].append(tensors[f"{IMAGE_KEY_PREFIX}{c}"])
+            images[c].append(tensors[f"{IMAGE_PREFIX}{c}"])
         labels.append(tensors["labels"].astype(np.int64))
         state.append(tensors["state"].astype(np.float32))
         steps.append(tensors["steps"].astype(np.int64))

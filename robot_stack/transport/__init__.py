@@ -6,7 +6,6 @@ from robot_stack.transport.actor_link import ActorLink, ActorLinkStatus, LinkRef
 from robot_stack.transport.learner_link import LearnerLink, PeerInfo, PortInUse, ReceivedBatch, Report
 from robot_stack.transport.messages import (
     Ack,
-    ArraySpec,
     Event,
     Heartbeat,
     Hello,
@@ -28,7 +27,6 @@ __all__ = [
     "Ack",
     "ActorLink",
     "ActorLinkStatus",
-    "ArraySpec",
     "DecodeError",
     "Event",
     "Heartbeat",

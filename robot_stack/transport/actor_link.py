@@ -33,6 +33,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from robot_stack.config import SessionConfig
+from robot_stack.data.spec import ArraySpec
 from robot_stack.transport.loop import (
     WEIGHTS_TOPIC_ALL,
     QuietLog,
@@ -47,7 +48,6 @@ from robot_stack.transport.loop import (
 )
 from robot_stack.transport.messages import (
     Ack,
-    ArraySpec,
     Event,
     Heartbeat,
     Hello,

@@ -32,6 +32,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from robot_stack.config import SessionConfig
+from robot_stack.data.spec import ArraySpec, check_batch, transition_batch_spec
 from robot_stack.transport.loop import (
     WEIGHTS_TOPIC_ALL,
     WEIGHTS_TOPIC_DIRECT,
@@ -45,7 +46,6 @@ from robot_stack.transport.loop import (
 )
 from robot_stack.transport.messages import (
     Ack,
-    ArraySpec,
     Event,
     Heartbeat,
     Hello,
@@ -68,10 +68,8 @@ from robot_stack.transport.validation import (
     DEFAULT_REPORT_RULES,
     ReportBudget,
     ReportRules,
-    check_batch,
     detail_problem,
     scalar_problem,
-    transition_batch_spec,
 )
 from robot_stack.transport.weights import check_safetensors, chunk_weights, new_blob_id
 from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, VersionMismatch

@@ -27,6 +27,7 @@ from typing import Any, Callable, ClassVar, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from robot_stack.data.spec import ArraySpec, Spec
 from robot_stack.transport.wire import (
     DEFAULT_LIMITS,
     PROTOCOL_VERSION,
@@ -37,7 +38,6 @@ from robot_stack.transport.wire import (
     WireLimits,
     decode_frames,
     dtype_from_wire,
-    dtype_to_wire,
     encode_frames,
     encode_header,
     join_frames,
@@ -48,24 +48,6 @@ from robot_stack.transport.wire import (
 Scalar = Union[str, int, float, bool, None]
 MAX_ID_LENGTH = 128
 MAX_INFO_DEPTH = 4
-
-
-@dataclass(frozen=True)
-class ArraySpec:
-    """dtype and shape of one per-transition array (without the leading batch axis)."""
-
-    dtype: str
-    shape: tuple[int, ...]
-
-    @classmethod
-    def of(cls, array: np.ndarray) -> "ArraySpec":
-        return cls(dtype_to_wire(array.dtype), tuple(int(n) for n in array.shape))
-
-    def describe(self) -> str:
-        return f"{np.dtype(self.dtype).name}{list(self.shape)}"
-
-
-Spec = Mapping[str, ArraySpec]
 
 
 @dataclass(frozen=True)
@@ -432,7 +414,6 @@ def spec_mismatch(expected: Spec, received: Spec, what: str) -> list[str]:
 
 __all__ = [
     "Ack",
-    "ArraySpec",
     "DecodeError",
     "Event",
     "Heartbeat",
@@ -440,7 +421,6 @@ __all__ = [
     "MESSAGE_TYPES",
     "Message",
     "Refuse",
-    "Spec",
     "Stats",
     "TransitionBatch",
     "VersionMismatch",

@@ -1,10 +1,13 @@
-"""What a learner accepts inside well-formed messages.
+"""What a learner accepts inside well-formed messages, beyond the transitions.
 
 Decoding (``messages.decode``) guarantees types and sizes; these checks guarantee that the
-content is something training can use: a transition batch matches the spec its actor
-announced, with finite numbers; stats and event details are a bounded set of named scalars;
-an episode-end event's fields have the types the learner reads them as. Each check names
-the array or field at fault, so the learner's log says what an actor got wrong.
+content is something the learner can use: stats and event details are a bounded set of
+named scalars; an episode-end event's fields have the types the learner reads them as.
+Each check names the field at fault, so the learner's log says what an actor got wrong.
+
+A transition batch is checked against the spec its actor announced by
+``robot_stack.data.spec.check_batch``: that check is about the transition layout, not the
+wire, and demo files go through the same one.
 """
 
 from __future__ import annotations
@@ -13,73 +16,6 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
-
-import numpy as np
-
-from robot_stack.transport.messages import ArraySpec, Spec
-
-OBSERVATION_PREFIX = "observations/"
-NEXT_OBSERVATION_PREFIX = "next_observations/"
-FLAG_KEYS = ("terminated", "truncated", "interventions", "gripper_changed")
-ACTION_KEY = "actions"
-
-
-# --------------------------------------------------------------------------- transition batches
-
-
-def transition_batch_spec(observation_spec: Spec, action_spec: Spec) -> dict[str, ArraySpec]:
-    """The per-transition spec of every array in a batch (without the leading axis): the
-    observation under both prefixes, the actions, the reward and the flags."""
-    spec: dict[str, ArraySpec] = {}
-    for prefix in (OBSERVATION_PREFIX, NEXT_OBSERVATION_PREFIX):
-        spec.update({prefix + key: value for key, value in observation_spec.items()})
-    spec.update(action_spec)
-    spec["rewards"] = ArraySpec.of(np.zeros((), np.float32))
-    spec.update({key: ArraySpec.of(np.zeros((), bool)) for key in FLAG_KEYS})
-    return spec
-
-
-def batch_spec(observation_spec: Spec, action_dim: int) -> dict[str, ArraySpec]:
-    """``transition_batch_spec`` for float32 actions of ``action_dim``."""
-    return transition_batch_spec(observation_spec, {ACTION_KEY: ArraySpec.of(np.zeros(action_dim, np.float32))})
-
-
-def check_batch(arrays: Mapping[str, np.ndarray], spec: Mapping[str, ArraySpec], where: str) -> None:
-    """Raise ValueError naming ``where`` and the array if arrays do not match the batch spec:
-    keys, dtypes, shapes, one transition count, finite floats, actions within [-1, 1] (the
-    env executes them clipped, and the critic extrapolates wildly outside), bools that are
-    0 or 1 (a bool array viewed on received bytes can hold any byte)."""
-    missing = sorted(set(spec) - set(arrays))
-    extra = sorted(set(arrays) - set(spec))
-    if missing or extra:
-        raise ValueError(
-            f"{where}: keys do not match the expected spec"
-            + (f"; missing {missing}" if missing else "")
-            + (f"; unexpected {extra}" if extra else "")
-        )
-    counts = set()
-    for key, expected in spec.items():
-        array = arrays[key]
-        if array.ndim == 0 or tuple(array.shape[1:]) != tuple(expected.shape) or array.dtype != np.dtype(expected.dtype):
-            raise ValueError(
-                f"{where}: '{key}' is {array.dtype.name}{list(array.shape)}; expected "
-                f"{np.dtype(expected.dtype).name}{['N', *expected.shape]} (N transitions)"
-            )
-        counts.add(array.shape[0])
-    if len(counts) > 1:
-        raise ValueError(f"{where}: arrays disagree on the number of transitions ({sorted(counts)})")
-    for key in spec:
-        array = arrays[key]
-        if not array.size:
-            continue
-        if array.dtype.kind in "fc" and not np.isfinite(array).all():
-            row = int(np.flatnonzero(~np.isfinite(array).reshape(len(array), -1).all(axis=1))[0])
-            raise ValueError(f"{where}: '{key}' holds a NaN or infinity (first in transition {row})")
-        if key == ACTION_KEY and array.dtype.kind == "f" and np.abs(array).max() > 1.0:
-            raise ValueError(f"{where}: '{key}' holds values outside [-1, 1] (largest magnitude {np.abs(array).max():g})")
-        if array.dtype.kind == "b" and array.view(np.uint8).max() > 1:
-            raise ValueError(f"{where}: '{key}' holds bytes other than 0 and 1 for its booleans")
-
 
 # --------------------------------------------------------------------------- stats and events
 
@@ -180,17 +116,10 @@ def episode_end_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "ACTION_KEY",
     "DEFAULT_REPORT_RULES",
-    "FLAG_KEYS",
-    "NEXT_OBSERVATION_PREFIX",
-    "OBSERVATION_PREFIX",
     "ReportBudget",
     "ReportRules",
-    "batch_spec",
-    "check_batch",
     "detail_problem",
     "episode_end_detail",
     "scalar_problem",
-    "transition_batch_spec",
 ]

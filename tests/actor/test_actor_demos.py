@@ -13,7 +13,7 @@ from robot_stack.data.demos import DEMOS_FILE, demos_exist, load_demos
 from robot_stack.config import load_task_config
 from robot_stack.envs import make_sim_env
 from robot_stack.hardware.interfaces import TeleopCommand, TeleopDisconnected
-from robot_stack.transport import ArraySpec
+from robot_stack.data.spec import ArraySpec
 
 STATE_SPEC = {"state": ArraySpec("<f4", (16,))}
 

@@ -20,7 +20,8 @@ from robot_stack.data.transitions import concatenate_batches
 from actor_fakes import FakePolicy, SimHolder
 from robot_stack.config import SessionConfig, load_task_config
 from robot_stack.config.schema import ActorConfig
-from robot_stack.transport import ArraySpec, LearnerLink, LinkRefused, Stats
+from robot_stack.data.spec import ArraySpec
+from robot_stack.transport import LearnerLink, LinkRefused, Stats
 
 STATE_SPEC = {"state": ArraySpec("<f4", (16,))}
 ACTION_SPEC = {"actions": ArraySpec("<f4", (4,))}

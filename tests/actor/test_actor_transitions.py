@@ -8,18 +8,14 @@ import pytest
 
 from robot_stack.data.transitions import (
     TransitionBuffer,
-    batch_spec,
-    check_batch,
     executed_action,
-    flatten_observation,
     gripper_closed_after_reset,
     hold_if_nonfinite,
     make_transition,
-    transition_spec,
 )
 from robot_stack.config import load_task_config
 from robot_stack.envs import make_sim_env
-from robot_stack.transport import ArraySpec
+from robot_stack.data.spec import ArraySpec, batch_spec, check_batch, env_spec, flatten_observation
 
 
 @pytest.mark.parametrize(
@@ -65,7 +61,7 @@ def test_steps_of_the_env_make_a_batch_with_continuity_gripper_changes_and_the_e
     env.close()
 
     batch = buffer.take()
-    observation_spec, action_spec = transition_spec(env)
+    observation_spec, action_spec = env_spec(env)
     assert observation_spec == {"state": ArraySpec("<f4", (16,))}
     assert action_spec == {"actions": ArraySpec("<f4", (4,))}
     check_batch(batch, batch_spec(observation_spec, 4), where="env batch")
@@ -85,7 +81,7 @@ def test_image_observations_flatten_to_images_slash_camera_keys() -> None:
             }
         )
 
-    observation_spec, action_spec = transition_spec(ImageEnv())
+    observation_spec, action_spec = env_spec(ImageEnv())
     flat = flatten_observation({"images": {"front": np.zeros((32, 24, 3), np.uint8)}, "state": np.zeros(13)})
 
     assert observation_spec == {"state": ArraySpec("<f4", (13,)), "images/front": ArraySpec("|u1", (32, 24, 3))}

@@ -12,7 +12,7 @@ from learner.replay import MixedReplay, ReplayBuffer, ReplayFileError
 from learner.sac import SACAgent
 from robot_stack.config.schema import AgentConfig, EncoderConfig, TrainingConfig
 from robot_stack.policy.encoders import crop_shifted, random_feature_shift
-from robot_stack.transport.messages import ArraySpec
+from robot_stack.data.spec import ArraySpec
 
 torch.set_num_threads(1)
 

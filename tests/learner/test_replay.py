@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -19,13 +18,10 @@ from learner.replay import (
     ReplayBuffer,
     ReplayFileError,
     concat,
-    flatten_observation,
     naive_bytes_per_transition,
-    observation_spec_from_space,
-    unflatten_observation,
 )
 from robot_stack.config.schema import TrainingConfig
-from robot_stack.transport.messages import ArraySpec
+from robot_stack.data.spec import ArraySpec
 
 torch.set_num_threads(1)
 
@@ -364,25 +360,6 @@ def test_two_cameras_take_half_the_bytes_of_obs_and_next_obs_and_an_eighth_of_fl
     assert buffer.nbytes == sum(a.nbytes for a in buffer.frames.values()) + 160 * (8 + 8 + 4 * 7 + 4 + 4)
     assert 0.5 < ours / naive_bytes_per_transition(spec, 7) < 0.56
     assert 0.12 < ours / naive_bytes_per_transition(spec, 7, observation_dtype=np.float32) < 0.14
-
-
-def test_observation_spec_and_flattening_follow_the_env_space():
-    space = gym.spaces.Dict(
-        {
-            "images": gym.spaces.Dict({"front": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)}),
-            "state": gym.spaces.Box(-np.inf, np.inf, (5,), np.float32),
-        }
-    )
-    obs = space.sample()
-
-    flat = flatten_observation(obs)
-
-    assert observation_spec_from_space(space) == {
-        "images/front": ArraySpec("|u1", (8, 8, 3)),
-        "state": ArraySpec("<f4", (5,)),
-    }
-    assert sorted(flat) == ["images/front", "state"] and flat["images/front"] is obs["images"]["front"]
-    assert unflatten_observation(flat)["images"]["front"] is obs["images"]["front"]
 
 
 def test_concat_and_to_keep_rows_and_dtypes():

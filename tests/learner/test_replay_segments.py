@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from learner.replay import ReplayBuffer, ReplayFileError
-from robot_stack.transport.messages import ArraySpec
+from robot_stack.data.spec import ArraySpec
 from learner.replay_segments import SegmentLog, remove_unreferenced_segments
 
 from test_replay import ACTION_DIM, SPEC, episode, sample_all

@@ -11,7 +11,7 @@ import torch
 from learner.sac import CriticEnsemble, SACAgent
 from robot_stack.config.schema import AgentConfig, EncoderConfig
 from robot_stack.policy import Policy
-from robot_stack.transport.messages import ArraySpec
+from robot_stack.data.spec import ArraySpec
 
 torch.set_num_threads(1)
 

@@ -8,7 +8,7 @@ from torch.distributions.independent import Independent
 
 from robot_stack.config.schema import AgentConfig, EncoderConfig
 from robot_stack.policy import ActionLayout, Policy, TanhGaussianActor, WeightsMismatchError
-from robot_stack.transport.messages import ArraySpec
+from robot_stack.data.spec import ArraySpec
 
 torch.set_num_threads(1)
 

@@ -17,7 +17,7 @@ from robot_stack.policy.encoders import (
     save_trunk_weights,
 )
 from robot_stack.policy.weights import WeightsMismatchError
-from robot_stack.transport.messages import ArraySpec
+from robot_stack.data.spec import ArraySpec
 
 torch.set_num_threads(1)
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from robot_stack.config import SessionConfig
-from robot_stack.transport import ActorLink, ArraySpec, LearnerLink
+from robot_stack.data.spec import ArraySpec
+from robot_stack.transport import ActorLink, LearnerLink
 
 OBSERVATION_SPEC = {"image": ArraySpec("|u1", (16, 16, 3))}
 ACTION_SPEC = {"action": ArraySpec("<f4", (7,))}

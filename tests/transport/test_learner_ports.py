@@ -8,7 +8,8 @@ import socket
 import pytest
 
 from robot_stack.config import SessionConfig
-from robot_stack.transport import ArraySpec, LearnerLink, PortInUse
+from robot_stack.data.spec import ArraySpec
+from robot_stack.transport import LearnerLink, PortInUse
 from test_transport_restarts import free_ports
 
 SPEC = {"state": ArraySpec("<f4", (3,))}

@@ -24,13 +24,12 @@ from hypothesis import strategies as st
 
 from learner.process import Learner
 from robot_stack.config import load_task_config
-from robot_stack.envs.spec import action_spec, observation_spec
+from robot_stack.data.spec import ArraySpec, action_spec, observation_spec, transition_batch_spec
 from robot_stack.session import with_fields
 from robot_stack.transport import ActorLink
 from robot_stack.transport.messages import (
     MESSAGE_TYPES,
     Ack,
-    ArraySpec,
     Event,
     Heartbeat,
     Hello,
@@ -52,7 +51,6 @@ from robot_stack.transport.weights import (
     pack_weights,
     unpack_weights,
 )
-from robot_stack.transport.validation import transition_batch_spec
 from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, WireLimits, join_frames
 from test_transport_restarts import free_ports
 

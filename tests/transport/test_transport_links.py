@@ -14,10 +14,10 @@ import pytest
 import zmq
 
 from robot_stack.config import SessionConfig
+from robot_stack.data.spec import ArraySpec
 from robot_stack.transport import (
     Ack,
     ActorLink,
-    ArraySpec,
     Hello,
     LearnerLink,
     LinkRefused,

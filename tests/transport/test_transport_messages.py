@@ -14,10 +14,10 @@ import msgpack
 import numpy as np
 import pytest
 
+from robot_stack.data.spec import ArraySpec
 from robot_stack.transport.messages import (
     MESSAGE_TYPES,
     Ack,
-    ArraySpec,
     Event,
     Heartbeat,
     Hello,
