@@ -16,7 +16,6 @@ def _load_rldg(path: Path):
     return load_config(path, load_rldg_config)
 
 
-
 def _labelled_paths(items: Sequence[str]) -> dict[str, Path]:
     """LABEL=PATH (or PATH, labelled by its folder name)."""
     labelled = {}

@@ -24,7 +24,6 @@ def _load_sim_task(path: Path):
     return config
 
 
-
 def _print_report(report) -> None:
     lengths = [e.steps for e in report.episodes]
     print(
