@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from robot_stack.config.schema import TaskConfig
+from robot_stack.data.status import LearnerStatus, write_status
 from robot_stack.data.curves import window_deterministic_success_rate, window_intervention_rate, window_success_rate
 from robot_stack.data.spec import action_spec, env_action_dim, observation_spec
 from robot_stack.transport.learner_link import LearnerLink
@@ -45,7 +46,6 @@ from learner.sac import SACAgent, resolve_device
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE = "status.json"
 REPLAY_MANIFEST = "replay.json"
 
 
@@ -464,7 +464,7 @@ class Learner:
             (t0, u0, s0), (t1, u1, s1) = rate_window[0], rate_window[-1]
             if t1 > t0:
                 updates_per_s, steps_per_s = (u1 - u0) / (t1 - t0), (s1 - s0) / (t1 - t0)
-        status = {
+        status: LearnerStatus = {
             "task": self.config.task.name,
             "env_steps": counters.env_steps,
             "episodes": counters.episodes,
@@ -483,8 +483,7 @@ class Learner:
             "stopped": stopped,
             "time": time.time(),
         }
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.log_dir / STATUS_FILE, status)
+        write_status(self.log_dir, status)
 
 
 def run_learner(config: TaskConfig, stop: threading.Event, *, demo_dir: Optional[Path] = None,

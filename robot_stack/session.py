@@ -22,45 +22,12 @@ from typing import Any, Optional
 
 from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.config.schema import TaskConfig
+from robot_stack.data.status import read_status, status_path
+from robot_stack.run_dir import RunPaths, demo_dir
 from robot_stack.transport.learner_link import PortInUse
 
-STATUS_FILE = "status.json"
 SUMMARY_FILE = "summary.json"
 CURVE_FILE = "learning_curve.png"
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """Where a session keeps everything; all under one run directory."""
-
-    run_dir: Path
-    config_file: Path
-    checkpoints: Path
-    logs: Path
-    outbox: Path
-    demos: Path
-    evaluation: Path
-
-    @classmethod
-    def under(cls, run_dir: Path, demos: Optional[Path] = None) -> "RunPaths":
-        run_dir = Path(run_dir)
-        return cls(
-            run_dir=run_dir,
-            config_file=run_dir / "config.yaml",
-            checkpoints=run_dir / "checkpoints",
-            logs=run_dir / "logs",
-            outbox=run_dir / "outbox",
-            demos=Path(demos) if demos is not None else run_dir / "demos",
-            evaluation=run_dir / "eval",
-        )
-
-
-def demo_dir(config: TaskConfig) -> Path:
-    """The task's demo folder: training.demo_dir, else beside the task's run dir (runs/demos/<task>
-    by default), so every run of a task finds the same demos."""
-    if config.training.demo_dir is not None:
-        return Path(config.training.demo_dir)
-    return Path(config.session.run_dir).parent / "demos" / config.task.name
 
 
 def with_fields(model, path: str, **fields):
@@ -128,13 +95,6 @@ def session_config(config: TaskConfig, paths: RunPaths, **training) -> TaskConfi
     ):
         config = _with_other_ports(config, f"ports {session.transitions_port}/{session.weights_port} are taken on {session.learner_host}")
     return config
-
-
-def read_status(path: Path) -> Optional[dict[str, Any]]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 def stop_reason(status: dict[str, Any], training, started: float) -> Optional[str]:
@@ -349,8 +309,7 @@ def run_session(
     # in the background, where SIGINT starts out ignored).
     interrupts = _Interrupts()
     previous_handlers = {signum: signal.signal(signum, interrupts) for signum in (signal.SIGINT, signal.SIGTERM)}
-    status_path = paths.logs / STATUS_FILE
-    status_path.unlink(missing_ok=True)
+    status_path(paths.logs).unlink(missing_ok=True)
     started = time.monotonic()
     learner = _spawn("learner", ["learner", str(paths.config_file)], paths.logs / "learner.log")
     interrupts.children.append(learner)
@@ -362,7 +321,7 @@ def run_session(
     try:
         attempts = 1
         deadline = time.monotonic() + 120.0
-        while read_status(status_path) is None:
+        while read_status(paths.logs) is None:
             if not learner.alive():
                 code = learner.stop(0.0)
                 if code == PortInUse.exit_code and _ports_can_move(config) and attempts < LEARNER_PORT_ATTEMPTS:
@@ -382,7 +341,7 @@ def run_session(
         bar = tqdm(total=training.max_env_steps, unit="step", desc=config.task.name, disable=not progress, dynamic_ncols=True)
         while reason is None:
             time.sleep(0.5)
-            status = read_status(status_path) or status
+            status = read_status(paths.logs) or status
             if bar is not None:
                 bar.n = min(int(status.get("env_steps", 0)), training.max_env_steps)
                 bar.set_postfix_str(_progress_text(status), refresh=False)
@@ -406,7 +365,7 @@ def run_session(
             signal.signal(signum, handler)
     interrupted = interrupted or interrupts.forced
     wall_time_s = time.monotonic() - started
-    status = read_status(status_path) or status
+    status = read_status(paths.logs) or status
     if learner_code not in (0, None) and not interrupts.forced:
         raise RuntimeError(f"the learner stopped with exit code {learner_code}; see {learner.log_path}:\n{learner.tail()}")
 

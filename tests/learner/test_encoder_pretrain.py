@@ -117,7 +117,7 @@ def test_steps_zero_only_fits_the_projection_of_the_given_trunk(task, tmp_path):
 
 
 def test_the_pretrain_summary_line_skips_targets_without_an_r2() -> None:
-    from robot_stack.cli import pretrain_summary
+    from robot_stack.cli.encoder_commands import pretrain_summary
 
     report = {"objective": "keypoints", "steps": 600, "frames": 421, "loss_start": 1.2, "loss_end": 0.3,
               "validation_r2": {"front": {"tcp_x": 0.5, "gripper_width": None}, "wrist": {"tcp_x": 0.9, "gripper_width": None}},

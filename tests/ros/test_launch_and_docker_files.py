@@ -236,7 +236,7 @@ def test_default_task_files_exist(path):
 def test_learner_launch_runs_the_learner_command():
     scripts = re.search(r"^\[project\.scripts\]\n(.*?)(?:^\[|\Z)", (REPO / "pyproject.toml").read_text(), re.S | re.M)
     assert scripts and re.search(r'^robot-stack\s*=', scripts.group(1), re.M)
-    cli = (REPO / "robot_stack" / "cli.py").read_text()
+    cli = (REPO / "robot_stack" / "cli" / "session_commands.py").read_text()
     commands = [
         node for node in ast.walk(_tree(LAUNCH / "learner.launch.py"))
         if isinstance(node, ast.List) and node.elts and _literal(node.elts[0]) == "robot-stack"

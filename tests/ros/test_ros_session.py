@@ -12,7 +12,8 @@ from rosproc import REPO, NodeProcess, wait_for
 from robot_stack.config import load_task_config
 from robot_stack.config.loader import config_to_yaml
 from robot_stack.data.curves import read_episodes
-from robot_stack.session import RunPaths, session_config, with_fields
+from robot_stack.run_dir import RunPaths
+from robot_stack.session import session_config, with_fields
 
 
 def _session_files(tmp_path, episode_steps=20):
