@@ -51,15 +51,14 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=3000, help="env steps to collect and learn from")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--demos", type=int, default=None, help="scripted demos recorded first (default: the task's training.demo_episodes)")
+    parser.add_argument("--demos", type=int, default=None,
+                        help="scripted demos recorded first (default: the task's training.demo_episodes)")
     parser.add_argument("--eval-episodes", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    # --- the task: the shipped state pick-cube, with the learner on this machine's CPU ---------
-    config = load_task_config(TASK)
-    config = with_fields(config, "training", seed=args.seed)
-    config = with_fields(config, "agent", device="cpu")
+    # --- the task: the shipped state pick-cube as a session runs it, only the seed is ours ------
+    config = with_fields(load_task_config(TASK), "training", seed=args.seed)
     training, agent_config = config.training, config.agent
     demos = training.demo_episodes if args.demos is None else args.demos
 
