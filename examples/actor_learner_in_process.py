@@ -39,8 +39,8 @@ from robot_stack.data.transitions import (  # noqa: E402
     hold_if_nonfinite,
     make_transition,
     stack_transitions,
-    transition_spec,
 )
+from robot_stack.data.spec import observation_spec as observation_spec_of  # noqa: E402
 from robot_stack.session import with_fields  # noqa: E402
 
 TASK = REPO / "hardware_configs/tasks/sim_pick_cube_state.yaml"
@@ -67,7 +67,7 @@ def main() -> None:
     # ScriptedIntervention that steps in when the policy strays (less often as steps go by).
     environment = sim_actor_environment(config, np.random.default_rng([args.seed, 1]))
     env, teleoperator = environment.env, environment.intervention
-    observation_spec, _ = transition_spec(env)
+    observation_spec = observation_spec_of(config)  # what the learner derives too; the env announces the same
     policy = build_policy(agent_config, observation_spec, env.action_dim, env.binary_gripper)
 
     # --- the learner's side: SAC/RLPD agent and the online + demo buffers ---------------------
