@@ -52,7 +52,7 @@ class CameraNode(Node):
             from robot_stack.hardware.devices import make_cameras
 
             self.feed = None
-            self.cameras = make_cameras(c, self.names)
+            self.cameras = make_cameras(c.cameras, self.names)
         self.pub_images = {n: self.create_publisher(Image, Topics.image(n), SENSOR_QOS) for n in self.names}
         self.pub_info = {n: self.create_publisher(CameraInfo, Topics.camera_info(n), SENSOR_QOS) for n in self.names}
         self.info = {n: self._camera_info(n) for n in self.names}
