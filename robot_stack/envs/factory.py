@@ -62,7 +62,7 @@ def make_sim_env(config: TaskConfig | str | Path, render_mode: str | None = None
         # answer rides along as the true_success metric (for evaluation only).
         from robot_stack.reward.detector import LearnedSuccess, SuccessDetector
 
-        success_source = LearnedSuccess(SuccessDetector.from_task(config), ground_truth=ground_truth)
+        success_source = LearnedSuccess(SuccessDetector.from_task(config.task, config.cameras), ground_truth=ground_truth)
         reward_cameras = success_source.cameras
     cameras = None
     names = tuple(config.task.observation.images)
@@ -123,7 +123,7 @@ def make_real_env(config: TaskConfig, render_mode: str | None = None) -> FrankaE
     from robot_stack.reset.scripted import ScriptedReset
     from robot_stack.reward.detector import LearnedSuccess, SuccessDetector
 
-    success = LearnedSuccess(SuccessDetector.from_task(config))
+    success = LearnedSuccess(SuccessDetector.from_task(config.task, config.cameras))
     names = tuple(dict.fromkeys(tuple(config.task.observation.images) + success.cameras))
     if not names and render_mode == "rgb_array":
         names = tuple(config.cameras.cameras)

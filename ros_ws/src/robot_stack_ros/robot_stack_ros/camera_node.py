@@ -37,7 +37,7 @@ class CameraNode(Node):
             if c.task.reward.source != "sim_ground_truth":
                 from robot_stack.reward.detector import reward_cameras
 
-                names = list(dict.fromkeys(names + list(reward_cameras(c))))  # the reward model's too
+                names = list(dict.fromkeys(names + list(reward_cameras(c.task, c.cameras))))  # the reward model's too
             names = names or list(c.cameras.cameras)
         unknown = [n for n in names if n not in c.cameras.cameras]
         if unknown:
