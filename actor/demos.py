@@ -88,7 +88,7 @@ def _record_real_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: i
         raise ValueError(f"task '{config.task.name}' names no teleop device: demos on a real robot need a SpaceMouse")
     env = make_real_env(config)
     try:
-        device = make_teleop(config, tcp_rotation=lambda: env.backend.read_state().tcp_rotation)
+        device = make_teleop(config.teleop, tcp_rotation=lambda: env.backend.read_state().tcp_rotation)
         env.close_with(device.close)
         return record_demos_with(env, device, config.task.name, episodes, out_dir, seed=seed, progress=progress)
     finally:

@@ -116,7 +116,7 @@ def actor_environment(config: TaskConfig, rng: np.random.Generator) -> ActorEnvi
 def _human_intervention(config: TaskConfig, env) -> HumanIntervention:
     from robot_stack.hardware.devices import make_teleop
 
-    device = make_teleop(config, tcp_rotation=lambda: env.backend.read_state().tcp_rotation)
+    device = make_teleop(config.teleop, tcp_rotation=lambda: env.backend.read_state().tcp_rotation)
     env.close_with(device.close)
     return HumanIntervention(device, env.action_dim)
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from robot_stack.config.schema import EncoderPretrainConfig, TaskConfig
+from robot_stack.config.schema import EncoderPretrainConfig, TaskConfig, TaskSpec
 from robot_stack.data.demos import DEMOS_FILE, read_demo_meta
 from robot_stack.data.spec import STATE_KEY_SIZES
 from robot_stack.policy.encoders import ResNet10, augment_images, load_trunk_weights, save_trunk_weights
@@ -83,16 +83,16 @@ class PretrainFrames:
                               self.gripper_width[index])
 
 
-def _state_slices(config: TaskConfig) -> dict[str, slice]:
+def _state_slices(task: TaskSpec) -> dict[str, slice]:
     slices, offset = {}, 0
-    for key in config.task.observation.state:
+    for key in task.observation.state:
         slices[key] = slice(offset, offset + STATE_KEY_SIZES[key])
         offset += STATE_KEY_SIZES[key]
     return slices
 
 
-def _load_demo_set(directory: Path, cameras: Sequence[str], config: TaskConfig) -> list[dict[str, np.ndarray]]:
-    slices = _state_slices(config)
+def _load_demo_set(directory: Path, cameras: Sequence[str], task: TaskSpec) -> list[dict[str, np.ndarray]]:
+    slices = _state_slices(task)
     for needed in ("tcp_pose", "gripper_width"):
         if needed not in slices:
             raise PretrainError(
@@ -138,16 +138,16 @@ def _load_frame_set(directory: Path, cameras: Sequence[str]) -> list[dict[str, n
     return episodes
 
 
-def load_pretrain_frames(sources: Sequence[Path], config: TaskConfig) -> PretrainFrames:
+def load_pretrain_frames(sources: Sequence[Path], task: TaskSpec) -> PretrainFrames:
     """Every frame of the demo sets and frame sets in ``sources``, for the task's cameras."""
-    cameras = list(config.task.observation.images)
+    cameras = list(task.observation.images)
     if not cameras:
-        raise PretrainError(f"task '{config.task.name}' has no cameras in task.observation.images: nothing to pretrain on")
+        raise PretrainError(f"task '{task.name}' has no cameras in task.observation.images: nothing to pretrain on")
     episodes: list[dict[str, np.ndarray]] = []
     for source in sources:
         source = Path(source)
         if (source / DEMOS_FILE).is_file():
-            episodes += _load_demo_set(source, cameras, config)
+            episodes += _load_demo_set(source, cameras, task)
         elif (source / FRAMES_FILE).is_file():
             episodes += _load_frame_set(source, cameras)
         else:
@@ -294,7 +294,7 @@ def pretrain_encoder(
     channels = config.agent.encoder.projection_channels
     mixed_precision = config.agent.mixed_precision
     started = time.monotonic()
-    frames = load_pretrain_frames(sources, config)
+    frames = load_pretrain_frames(sources, config.task)
     cameras = list(frames.images)
     feature_hw = {c: ResNet10.feature_hw(frames.images[c].shape[1:3]) for c in cameras}
 

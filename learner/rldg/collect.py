@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from robot_stack.config.rldg import RldgExperiment, Variant
-from robot_stack.config.schema import TaskConfig
+from robot_stack.config.schema import TaskConfig, TaskSpec
 from robot_stack.data.files import write_json_atomic
 from robot_stack.data.lerobot_v3 import DatasetWriter, camera_feature, vector_feature
 from robot_stack.data.spec import NEXT_OBSERVATION_PREFIX, OBSERVATION_PREFIX
@@ -39,19 +39,19 @@ _STATE_ENTRY_NAMES = {
 }
 
 
-def state_names(config: TaskConfig) -> list[str]:
-    return [name for key in config.task.observation.state for name in _STATE_ENTRY_NAMES[key]]
+def state_names(task: TaskSpec) -> list[str]:
+    return [name for key in task.observation.state for name in _STATE_ENTRY_NAMES[key]]
 
 
-def action_names(config: TaskConfig) -> list[str]:
-    names = ["dx", "dy", "dz"] + (["drx", "dry", "drz"] if config.task.policy_controls_rotation else [])
-    return names + (["gripper"] if config.task.gripper_mode == "binary" else [])
+def action_names(task: TaskSpec) -> list[str]:
+    names = ["dx", "dy", "dz"] + (["drx", "dry", "drz"] if task.policy_controls_rotation else [])
+    return names + (["gripper"] if task.gripper_mode == "binary" else [])
 
 
 def dataset_features(config: TaskConfig, cameras: Sequence[str], storage: str, codec: str) -> dict[str, dict[str, Any]]:
     features = {
-        "observation.state": vector_feature(state_names(config)),
-        "action": vector_feature(action_names(config)),
+        "observation.state": vector_feature(state_names(config.task)),
+        "action": vector_feature(action_names(config.task)),
         "next.reward": {"dtype": "float32", "shape": [1], "names": None},
         "next.done": {"dtype": "bool", "shape": [1], "names": None},
         "next.success": {"dtype": "bool", "shape": [1], "names": None},
@@ -189,7 +189,7 @@ def collect(
         config = with_cameras(variant, cameras)
         if config.robot.backend != "sim" and source == "human_like":
             raise ValueError(f"variant '{variant.name}': the scripted human-like demonstrator runs in simulation only")
-        if state_names(config) != state_names(first) or action_names(config) != action_names(first):
+        if state_names(config.task) != state_names(first.task) or action_names(config.task) != action_names(first.task):
             raise ValueError(f"variant '{variant.name}' observes or acts differently from '{chosen[0].name}': one dataset needs one layout")
         sim = make_sim_env(config)
         env = sim.env
@@ -259,8 +259,8 @@ def export_demos(config: TaskConfig, demo_dir: Path, instruction: str, out: Path
     meta = read_demo_meta(demo_dir)
     cameras = [key.split("/", 1)[1] for key in meta.get("observation_spec", {}) if key.startswith("images/")]
     state_size = meta["observation_spec"]["state"]["shape"][0]
-    if state_size != len(state_names(config)):
-        raise ValueError(f"{demo_dir}: states of {state_size} values, but task '{config.task.name}' observes {len(state_names(config))}: "
+    if state_size != len(state_names(config.task)):
+        raise ValueError(f"{demo_dir}: states of {state_size} values, but task '{config.task.name}' observes {len(state_names(config.task))}: "
                          "export with the config the demos were recorded with")
     writer = DatasetWriter(Path(out), config.task.control_rate_hz, dataset_features(config, cameras, image_storage, video_codec),
                            robot_type=robot_type, video_codec=video_codec, overwrite=overwrite)

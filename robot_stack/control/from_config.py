@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_stack.config.schema import ImpedanceConfig, RobotConfig, TaskConfig
+from robot_stack.config.schema import ImpedanceConfig, RobotConfig, TaskSpec
 from robot_stack.control.impedance import ImpedanceGains
 from robot_stack.control.rotations import matrix_from_rpy
 from robot_stack.control.safety import SafetyBox
@@ -24,12 +24,13 @@ def impedance_gains_from_config(robot: RobotConfig, impedance: ImpedanceConfig |
     )
 
 
-def safety_box_from_config(config: TaskConfig) -> SafetyBox:
-    box = config.task.safety_box
+def safety_box_from_config(task: TaskSpec) -> SafetyBox:
+    """The task's safety box; its rpy limits are about the task's reset orientation."""
+    box = task.safety_box
     return SafetyBox(
         xyz_min_m=np.array(box.xyz_min_m),
         xyz_max_m=np.array(box.xyz_max_m),
         rpy_min_rad=np.array(box.rpy_min_rad),
         rpy_max_rad=np.array(box.rpy_max_rad),
-        reference_rotation=matrix_from_rpy(np.array(config.task.reset.tcp_rpy_rad)),
+        reference_rotation=matrix_from_rpy(np.array(task.reset.tcp_rpy_rad)),
     )

@@ -52,7 +52,7 @@ def make_sim_env(config: TaskConfig | str | Path, render_mode: str | None = None
             "a simulated env needs backend 'sim' and a task 'sim' section"
         )
     world = SimWorld(config.robot, config.task.sim)
-    backend = SimFrankaBackend(world, safety_box_from_config(config))
+    backend = SimFrankaBackend(world, safety_box_from_config(config.task))
     scene = make_task_scene(world, config.task)
     expert = make_expert(scene, config.task)
     ground_truth = GroundTruthSuccess(scene)
@@ -62,7 +62,7 @@ def make_sim_env(config: TaskConfig | str | Path, render_mode: str | None = None
         # answer rides along as the true_success metric (for evaluation only).
         from robot_stack.reward.detector import LearnedSuccess, SuccessDetector
 
-        success_source = LearnedSuccess(SuccessDetector.from_task(config), ground_truth=ground_truth)
+        success_source = LearnedSuccess(SuccessDetector.from_task(config.task, config.cameras), ground_truth=ground_truth)
         reward_cameras = success_source.cameras
     cameras = None
     names = tuple(config.task.observation.images)
@@ -123,14 +123,14 @@ def make_real_env(config: TaskConfig, render_mode: str | None = None) -> FrankaE
     from robot_stack.reset.scripted import ScriptedReset
     from robot_stack.reward.detector import LearnedSuccess, SuccessDetector
 
-    success = LearnedSuccess(SuccessDetector.from_task(config))
+    success = LearnedSuccess(SuccessDetector.from_task(config.task, config.cameras))
     names = tuple(dict.fromkeys(tuple(config.task.observation.images) + success.cameras))
     if not names and render_mode == "rgb_array":
         names = tuple(config.cameras.cameras)
-    backend = make_robot_backend(config)
+    backend = make_robot_backend(config.robot, config.task)
     cameras = None
     try:
-        cameras = make_cameras(config, names)
+        cameras = make_cameras(config.cameras, names)
         routine = ScriptedReset(
             config.task.reset, np.array(config.robot.home_joint_positions_rad), config.robot.gripper.max_width_m
         )

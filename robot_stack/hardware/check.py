@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from robot_stack.config.schema import TaskConfig
+from robot_stack.config.schema import CameraConfig, TaskConfig, TeleopConfig
 from robot_stack.data.files import write_json_atomic
 
 
@@ -125,7 +125,7 @@ def check_robot(config: TaskConfig, seconds: float) -> DeviceCheck:
     def body(check: DeviceCheck) -> None:
         from robot_stack.hardware.devices import make_robot_backend
 
-        backend = make_robot_backend(config)
+        backend = make_robot_backend(config.robot, config.task)
         try:
             _measure_robot(check, backend, seconds)
         finally:
@@ -151,8 +151,7 @@ class _AdvancingBackend:
 # --------------------------------------------------------------------------- cameras
 
 
-def _camera_source(config: TaskConfig, name: str) -> str:
-    camera = config.cameras.cameras[name]
+def _camera_source(camera: CameraConfig, name: str) -> str:
     if camera.kind == "realsense":
         return f"realsense {camera.serial}"
     if camera.kind == "replay":
@@ -165,15 +164,17 @@ def check_cameras(config: TaskConfig, seconds: float, out_dir: Path) -> list[Dev
     if config.robot.backend == "sim":
         return [_check_sim_cameras(config, names, seconds, out_dir)] if names else []
     return [
-        _guarded(DeviceCheck("camera", n, _camera_source(config, n)), lambda c, n=n: _check_realsense(config, n, seconds, out_dir, c))
+        _guarded(
+            DeviceCheck("camera", n, _camera_source(config.cameras.cameras[n], n)),
+            lambda c, n=n: _check_realsense(config.cameras.cameras[n], n, seconds, out_dir, c),
+        )
         for n in names
     ]
 
 
-def _check_realsense(config: TaskConfig, name: str, seconds: float, out_dir: Path, check: DeviceCheck) -> None:
+def _check_realsense(camera: CameraConfig, name: str, seconds: float, out_dir: Path, check: DeviceCheck) -> None:
     from robot_stack.hardware.realsense import RealSenseCameras
 
-    camera = config.cameras.cameras[name]
     cameras = RealSenseCameras({name: camera}, (name,))
     try:
         frames = cameras.read()
@@ -230,8 +231,7 @@ def _check_sim_cameras(config: TaskConfig, names: tuple[str, ...], seconds: floa
 # --------------------------------------------------------------------------- teleop
 
 
-def check_teleop(config: TaskConfig, seconds: float, prompt: Callable[[str], None]) -> Optional[DeviceCheck]:
-    teleop = config.teleop
+def check_teleop(teleop: TeleopConfig, seconds: float, prompt: Callable[[str], None]) -> Optional[DeviceCheck]:
     if teleop.kind == "none":
         return None
     if teleop.kind == "scripted":
@@ -277,7 +277,7 @@ def run_check(
     out_dir.mkdir(parents=True, exist_ok=True)
     devices = [check_robot(config, seconds)]
     devices += check_cameras(config, seconds, out_dir)
-    teleop = check_teleop(config, seconds, prompt)
+    teleop = check_teleop(config.teleop, seconds, prompt)
     if teleop is not None:
         devices.append(teleop)
     report = CheckReport(config.task.name, devices)

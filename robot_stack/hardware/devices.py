@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from robot_stack.config.schema import RobotConfig, TaskConfig
+from robot_stack.config.schema import CamerasConfig, RobotConfig, TaskSpec, TeleopConfig
 from robot_stack.control.from_config import safety_box_from_config
 from robot_stack.control.safety import SafetyBox
 from robot_stack.hardware.interfaces import Cameras, RobotBackend, TeleopDevice
@@ -52,40 +52,41 @@ def make_franka_backend(robot: RobotConfig, safety_box: SafetyBox | None = None)
     return FRANKA_DRIVERS[robot.driver]()(robot, safety_box)
 
 
-def make_robot_backend(config: TaskConfig) -> RobotBackend:
-    if config.robot.backend != "franka":
+def make_robot_backend(robot: RobotConfig, task: TaskSpec) -> RobotBackend:
+    """The real arm, its targets held inside the task's safety box."""
+    if robot.backend != "franka":
         raise ValueError(
-            f"robot '{config.robot.name}' has backend '{config.robot.backend}'; the simulated robot is built by "
+            f"robot '{robot.name}' has backend '{robot.backend}'; the simulated robot is built by "
             "robot_stack.envs.factory.make_sim_env"
         )
-    return make_franka_backend(config.robot, safety_box_from_config(config))
+    return make_franka_backend(robot, safety_box_from_config(task))
 
 
-def make_cameras(config: TaskConfig, names: tuple[str, ...]) -> Optional[Cameras]:
+def make_cameras(cameras: CamerasConfig, names: tuple[str, ...]) -> Optional[Cameras]:
     """The named cameras (None when there are none); every one must be a real kind."""
     if not names:
         return None
-    unknown = [n for n in names if n not in config.cameras.cameras]
+    unknown = [n for n in names if n not in cameras.cameras]
     if unknown:
-        raise ValueError(f"camera(s) {unknown} are not in the cameras file (it has {sorted(config.cameras.cameras)})")
-    simulated = [n for n in names if config.cameras.cameras[n].kind == "sim"]
+        raise ValueError(f"camera(s) {unknown} are not in the cameras file (it has {sorted(cameras.cameras)})")
+    simulated = [n for n in names if cameras.cameras[n].kind == "sim"]
     if simulated:
         raise ValueError(f"camera(s) {simulated} are kind 'sim': only the simulated robot renders them")
     from robot_stack.hardware.realsense import RealSenseCameras
 
-    return RealSenseCameras(config.cameras.cameras, tuple(names))
+    return RealSenseCameras(cameras.cameras, tuple(names))
 
 
 def make_teleop(
-    config: TaskConfig, tcp_rotation: Optional[Callable[[], np.ndarray]] = None
+    teleop: TeleopConfig, tcp_rotation: Optional[Callable[[], np.ndarray]] = None
 ) -> Optional[TeleopDevice]:
     """The operator's device; ``tcp_rotation`` (the measured TCP rotation, base frame) is
     needed when the device's axes are read in the base frame (``teleop.frame: base``)."""
-    kind = config.teleop.kind
+    kind = teleop.kind
     if kind == "none":
         return None
     if kind == "spacemouse":
         from robot_stack.hardware.spacemouse import SpaceMouse
 
-        return SpaceMouse(config.teleop, tcp_rotation=tcp_rotation if config.teleop.frame == "base" else None)
+        return SpaceMouse(teleop, tcp_rotation=tcp_rotation if teleop.frame == "base" else None)
     raise ValueError(f"teleop kind '{kind}' is not a device: the scripted teleoperator lives in the simulator")

@@ -2,7 +2,7 @@
 one call. This is the Python API of the reward service; the ROS 2 reward node and the env
 (``LearnedSuccess``) both call it.
 
-    detector = SuccessDetector.from_task(config)          # task.reward: source, model, checks
+    detector = SuccessDetector.from_task(config.task, config.cameras)   # task.reward: source, model, checks
     answer = detector.query({"front": img, "wrist": img}, state)        # one frame
     answers = detector.query_batch({"front": (B,H,W,3), ...}, states)   # many at once
 """
@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from robot_stack.config.schema import TaskConfig
+from robot_stack.config.schema import CamerasConfig, TaskSpec
 from robot_stack.envs.franka_env import SuccessReading
 from robot_stack.hardware.interfaces import RobotState
 from robot_stack.reward.base import RewardModelError, SuccessModel, read_model_json
@@ -53,16 +53,16 @@ class SuccessDetector:
         return tuple(self.model.cameras)
 
     @classmethod
-    def from_task(cls, config: TaskConfig, device: str = "cpu") -> "SuccessDetector":
-        reward = config.task.reward
+    def from_task(cls, task: TaskSpec, cameras: CamerasConfig, device: str = "cpu") -> "SuccessDetector":
+        reward = task.reward
         if reward.source == "sim_ground_truth":
-            raise ValueError(f"task '{config.task.name}' takes its reward from simulator ground truth, not a learned detector")
-        model = load_task_reward_model(config, device)
-        known = tuple(config.cameras.cameras)
+            raise ValueError(f"task '{task.name}' takes its reward from simulator ground truth, not a learned detector")
+        model = load_task_reward_model(task, cameras, device)
+        known = tuple(cameras.cameras)
         unknown = [c for c in model.cameras if c not in known]
         if unknown:
             raise RewardModelError(
-                f"the reward model looks at camera(s) {unknown}, which task '{config.task.name}' does not configure "
+                f"the reward model looks at camera(s) {unknown}, which task '{task.name}' does not configure "
                 f"(its cameras: {known})"
             )
         return cls(model, reward.threshold, StateChecks(reward.state_checks))
@@ -118,30 +118,30 @@ def load_reward_model(directory: Path | str, device: str = "cpu") -> SuccessMode
     return REWARD_MODEL_KINDS[meta["kind"]]().load(directory, device=device)
 
 
-def load_task_reward_model(config: TaskConfig, device: str = "cpu") -> SuccessModel:
+def load_task_reward_model(task: TaskSpec, cameras: CamerasConfig, device: str = "cpu") -> SuccessModel:
     """The reward model a task names: the trained directory ``task.reward.classifier_path``;
     for a vision-language model without one, the zero-shot model from ``task.reward.vlm``."""
-    reward = config.task.reward
+    reward = task.reward
     path: Optional[Path] = reward.classifier_path
     if reward.source == "vlm" and (path is None or not (Path(path) / "reward_model.json").is_file()):
-        return _vlm_model().from_config(reward.vlm, reward_cameras(config), device=device)
+        return _vlm_model().from_config(reward.vlm, reward_cameras(task, cameras), device=device)
     if path is None:
-        raise RewardModelError(f"task '{config.task.name}': task.reward.classifier_path names no reward model directory")
+        raise RewardModelError(f"task '{task.name}': task.reward.classifier_path names no reward model directory")
     model = load_reward_model(path, device=device)
     if model.kind != reward.source:
         raise RewardModelError(f"{path}: holds a '{model.kind}' reward model but task.reward.source is '{reward.source}'")
     return model
 
 
-def reward_cameras(config: TaskConfig) -> tuple[str, ...]:
+def reward_cameras(task: TaskSpec, cameras: CamerasConfig) -> tuple[str, ...]:
     """Cameras a task's reward model looks at: as configured, else the observed ones, else all."""
-    reward = config.task.reward
+    reward = task.reward
     configured = reward.vlm.cameras if reward.source == "vlm" and reward.vlm is not None else reward.classifier.cameras
-    cameras = tuple(configured) or tuple(config.task.observation.images) or tuple(config.cameras.cameras)
-    unknown = [c for c in cameras if c not in config.cameras.cameras]
+    names = tuple(configured) or tuple(task.observation.images) or tuple(cameras.cameras)
+    unknown = [c for c in names if c not in cameras.cameras]
     if unknown:
-        raise ValueError(f"task.reward names camera(s) {unknown}; the task's cameras are {tuple(config.cameras.cameras)}")
-    return cameras
+        raise ValueError(f"task.reward names camera(s) {unknown}; the task's cameras are {tuple(cameras.cameras)}")
+    return names
 
 
 class LearnedSuccess:

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from robot_stack.config.schema import TaskConfig
+from robot_stack.config.schema import TaskConfig, TaskSpec
 from robot_stack.data.files import write_json_atomic
 from robot_stack.reward.base import SuccessModel
 from robot_stack.reward.detector import load_reward_model
@@ -29,14 +29,14 @@ def load_frame_sets(directories: Sequence[Path], cameras: Sequence[str] | None =
     return concatenate([load_frames(d, cameras) for d in directories])
 
 
-def model_directory(config: TaskConfig, out: Optional[Path]) -> Path:
+def model_directory(task: TaskSpec, out: Optional[Path]) -> Path:
     if out is not None:
         return Path(out)
-    if config.task.reward.classifier_path is None:
+    if task.reward.classifier_path is None:
         raise ValueError(
-            f"task '{config.task.name}' names no task.reward.classifier_path; pass --out for the model directory"
+            f"task '{task.name}' names no task.reward.classifier_path; pass --out for the model directory"
         )
-    return Path(config.task.reward.classifier_path)
+    return Path(task.reward.classifier_path)
 
 
 @dataclass
@@ -66,8 +66,8 @@ def train_reward_model(config: TaskConfig, frame_dirs: Sequence[Path], out: Opti
             f"task '{config.task.name}' takes its reward from simulator ground truth (task.reward.source); set it to "
             "'classifier' or 'vlm' to train a reward model"
         )
-    directory = model_directory(config, out)
-    cameras = reward_cameras(config)
+    directory = model_directory(config.task, out)
+    cameras = reward_cameras(config.task, config.cameras)
     frames = load_frame_sets(frame_dirs, cameras)
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     common = {"task": config.task.name, "frame_sets": [str(Path(d).resolve()) for d in frame_dirs], "created": created}
@@ -125,7 +125,7 @@ def load_task_model(config: TaskConfig, model_dir: Optional[Path] = None) -> Suc
 
     if model_dir is not None:
         return load_reward_model(model_dir)
-    return load_task_reward_model(config)
+    return load_task_reward_model(config.task, config.cameras)
 
 
 def evaluate_reward_model(

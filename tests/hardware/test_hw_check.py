@@ -10,7 +10,8 @@ from franka_sim import FRANKY, FRANKY_SIM, missing_package, start_franky_sim, st
 from robot_stack.cli import main
 from robot_stack.config import load_task_config
 from robot_stack.config.loader import config_to_yaml
-from robot_stack.hardware.check import run_check
+from robot_stack.config.schema import TeleopConfig
+from robot_stack.hardware.check import check_teleop, run_check
 from robot_stack.session import with_fields
 
 
@@ -59,3 +60,9 @@ def test_the_lab_config_against_the_protocol_simulator_a_recording_and_no_spacem
     assert Image.open(camera["files"][0]).size == (128, 128)
     assert not teleop["ok"] and "no_such_hidraw" in teleop["detail"] and "udev" in teleop["detail"]
     assert "2 of 3 device(s) ok, 1 FAILED" in out
+
+
+def test_the_teleop_check_reads_the_teleop_section_alone():
+    assert check_teleop(TeleopConfig(kind="none"), 0.1, prompt=print) is None
+    scripted = check_teleop(TeleopConfig(kind="scripted"), 0.1, prompt=print)
+    assert scripted.ok and scripted.detail == "nothing to connect"

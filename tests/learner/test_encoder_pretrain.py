@@ -12,6 +12,7 @@ import torch
 from learner.encoder_pretrain import PretrainError, PretrainFrames, load_pretrain_frames, regression_targets
 from robot_stack.cli import main as cli_main
 from robot_stack.config import config_to_yaml, load_task_config
+from robot_stack.config.schema import TaskSpec
 from robot_stack.data.demos import DEMOS_FILE
 from robot_stack.policy.encoders import ImageEncoder
 from robot_stack.session import with_fields
@@ -82,7 +83,7 @@ def test_pretrain_writes_a_trunk_and_a_fitted_projection_the_task_encoder_loads(
     assert report["projection"]["channels"] == 16 and 0 < report["projection"]["variance_kept"] <= 1
     config = load_task_config(task)
     encoder = ImageEncoder((SIZE, SIZE), config.agent.encoder, mixed_precision=False).eval()
-    frames = load_pretrain_frames([tmp_path / "demos"], config).images["front"]
+    frames = load_pretrain_frames([tmp_path / "demos"], config.task).images["front"]
     with torch.no_grad():
         features = encoder.trunk_features(torch.from_numpy(frames))
     assert features.shape == (len(frames), 16, 1, 1)
@@ -99,7 +100,7 @@ def test_pretrain_refuses_folders_that_hold_no_frames_and_states_without_the_tcp
     config = load_task_config(task)
     config = with_fields(config, "task.observation", state=("gripper_width",))
     with pytest.raises(PretrainError, match="has no 'tcp_pose'"):
-        load_pretrain_frames([tmp_path / "demos"], config)
+        load_pretrain_frames([tmp_path / "demos"], config.task)
 
 
 def test_steps_zero_only_fits_the_projection_of_the_given_trunk(task, tmp_path):
@@ -126,3 +127,8 @@ def test_the_pretrain_summary_line_skips_targets_without_an_r2() -> None:
     assert "loss 1.2 -> 0.3" in line and "median 0.70 over 2 targets" in line and "keeps 93%" in line
     bare = pretrain_summary({"objective": "keypoints", "steps": 0, "frames": 10, "loss_start": None, "validation_r2": {}})
     assert "no training" in bare and "R^2" not in bare
+
+
+def test_a_task_section_without_cameras_has_nothing_to_pretrain_on(tmp_path):
+    with pytest.raises(PretrainError, match="task 't' has no cameras in task.observation.images"):
+        load_pretrain_frames([tmp_path], TaskSpec(name="t"))

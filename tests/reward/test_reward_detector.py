@@ -8,11 +8,20 @@ import pytest
 
 from reward_fakes import synthetic_frames
 from robot_stack.config import load_task_config
-from robot_stack.config.schema import ClassifierConfig, EncoderConfig, StateCheckConfig
+from robot_stack.config.schema import (
+    CameraConfig,
+    CamerasConfig,
+    ClassifierConfig,
+    EncoderConfig,
+    ObservationConfig,
+    RewardConfig,
+    StateCheckConfig,
+    TaskSpec,
+)
 from robot_stack.envs.factory import make_sim_env
 from robot_stack.reward.base import RewardModelError
 from robot_stack.reward.classifier import SuccessClassifierModel, SuccessClassifierNet
-from robot_stack.reward.detector import SuccessDetector
+from robot_stack.reward.detector import SuccessDetector, reward_cameras
 from robot_stack.reward.frames import STATE_QUANTITIES
 from robot_stack.reward.state_checks import StateChecks
 
@@ -76,7 +85,7 @@ def test_state_task_renders_the_reward_cameras_and_reports_the_truth(pick_cube_s
         assert 0.0 <= p <= 1.0 and info["success"] == (p >= 0.6) and reward == float(info["success"])
         assert info["true_success"] == 0.0
         images = sim.env.camera_images()
-        direct = SuccessDetector.from_task(config).query({c: images[c] for c in ("front", "wrist")}, sim.backend.read_state())
+        direct = SuccessDetector.from_task(config.task, config.cameras).query({c: images[c] for c in ("front", "wrist")}, sim.backend.read_state())
         assert direct.probability == pytest.approx(p, abs=1e-6)
     finally:
         sim.env.close()
@@ -86,8 +95,22 @@ def test_reward_model_that_does_not_fit_the_task_is_named(pick_cube_state_yaml, 
     config = load_task_config(pick_cube_state_yaml)
     side = save_random_classifier(tmp_path / "side", cameras=("side",))
     with pytest.raises(RewardModelError, match="side"):
-        SuccessDetector.from_task(with_reward(config, source="classifier", classifier_path=side))
+        SuccessDetector.from_task(with_reward(config, source="classifier", classifier_path=side).task, config.cameras)
     with pytest.raises(RewardModelError, match="no reward_model.json"):
-        SuccessDetector.from_task(with_reward(config, source="classifier", classifier_path=tmp_path / "missing"))
+        SuccessDetector.from_task(
+            with_reward(config, source="classifier", classifier_path=tmp_path / "missing").task, config.cameras
+        )
     with pytest.raises(ValueError, match="ground truth"):
-        SuccessDetector.from_task(config)
+        SuccessDetector.from_task(config.task, config.cameras)
+
+
+def test_reward_cameras_are_the_configured_ones_else_the_observed_ones_else_every_camera():
+    cameras = CamerasConfig(cameras={"front": CameraConfig(), "wrist": CameraConfig()})
+    observed = ObservationConfig(images=("wrist",))
+    configured = RewardConfig(classifier=ClassifierConfig(cameras=("front",)))
+
+    assert reward_cameras(TaskSpec(name="t", observation=observed, reward=configured), cameras) == ("front",)
+    assert reward_cameras(TaskSpec(name="t", observation=observed), cameras) == ("wrist",)
+    assert reward_cameras(TaskSpec(name="t"), cameras) == ("front", "wrist")
+    with pytest.raises(ValueError, match=r"\['front'\]; the task's cameras are \('wrist',\)"):
+        reward_cameras(TaskSpec(name="t", reward=configured), CamerasConfig(cameras={"wrist": CameraConfig()}))

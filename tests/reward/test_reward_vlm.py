@@ -275,7 +275,7 @@ def test_vlm_reward_train_eval_and_detector(clip_dir, tmp_path, repo_root):
     evaluation = evaluate_reward_model(config, [tmp_path / "frames"], tmp_path / "eval")
     assert evaluation.precision >= 0.95 and evaluation.recall >= 0.9, evaluation.summary()
     assert (tmp_path / "eval" / "pr_curve.png").is_file()
-    detector = SuccessDetector.from_task(config)
+    detector = SuccessDetector.from_task(config.task, config.cameras)
     assert detector.model.kind == "vlm" and detector.threshold == report.threshold
     answer = detector.query({c: frames.images[c][1] for c in CAMERAS})
     assert answer.success and answer.probability >= report.threshold

@@ -73,7 +73,7 @@ def test_pressing_into_the_table_is_force_bounded_by_the_error_clip(backend):
 
 
 def test_target_outside_the_safety_box_is_clamped(config):
-    box = safety_box_from_config(config)
+    box = safety_box_from_config(config.task)
     backend = SimFrankaBackend(SimWorld(config.robot, config.task.sim), box)
     status = backend.set_target(np.array([1.5, 0.0, 0.2]), DOWN)
     assert status.clamped

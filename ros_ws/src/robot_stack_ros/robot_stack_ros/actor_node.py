@@ -68,7 +68,7 @@ class ActorNode(Node):
             from robot_stack.reward.detector import reward_cameras
 
             # A learned reward: the actor sends those cameras' frames with each success query.
-            self.reward_cameras = reward_cameras(config)
+            self.reward_cameras = reward_cameras(config.task, config.cameras)
         names = tuple(dict.fromkeys(names + self.reward_cameras))
         self.cameras = RosCameras(self, names) if names else None
         self.success = RosSuccess(self, config.ros.service_timeout_s)

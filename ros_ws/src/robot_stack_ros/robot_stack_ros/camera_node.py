@@ -37,7 +37,7 @@ class CameraNode(Node):
             if c.task.reward.source != "sim_ground_truth":
                 from robot_stack.reward.detector import reward_cameras
 
-                names = list(dict.fromkeys(names + list(reward_cameras(c))))  # the reward model's too
+                names = list(dict.fromkeys(names + list(reward_cameras(c.task, c.cameras))))  # the reward model's too
             names = names or list(c.cameras.cameras)
         unknown = [n for n in names if n not in c.cameras.cameras]
         if unknown:
@@ -52,7 +52,7 @@ class CameraNode(Node):
             from robot_stack.hardware.devices import make_cameras
 
             self.feed = None
-            self.cameras = make_cameras(c, self.names)
+            self.cameras = make_cameras(c.cameras, self.names)
         self.pub_images = {n: self.create_publisher(Image, Topics.image(n), SENSOR_QOS) for n in self.names}
         self.pub_info = {n: self.create_publisher(CameraInfo, Topics.camera_info(n), SENSOR_QOS) for n in self.names}
         self.info = {n: self._camera_info(n) for n in self.names}

@@ -154,7 +154,7 @@ class RosRobotBackend:
         self.node = node
         self.config = config
         self.state = state
-        self.safety_box = safety_box_from_config(config)
+        self.safety_box = safety_box_from_config(config.task)
         self.lead_s = config.ros.observation_lead_s
         self._pub_target = node.create_publisher(PoseStamped, Topics.TARGET_POSE, COMMAND_QOS)
         self._pub_gripper = node.create_publisher(Float64, Topics.GRIPPER_COMMAND, COMMAND_QOS)

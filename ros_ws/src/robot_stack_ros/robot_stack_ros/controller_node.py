@@ -84,11 +84,11 @@ class ControllerNode(LifecycleNode):
 
                 self.world = SimWorld(config.robot, config.task.sim)
                 self.scene = make_task_scene(self.world, config.task)
-                self._backend = SimFrankaBackend(self.world, safety_box_from_config(config))
+                self._backend = SimFrankaBackend(self.world, safety_box_from_config(config.task))
             else:
                 from robot_stack.hardware.devices import make_robot_backend
 
-                self._backend = make_robot_backend(config)
+                self._backend = make_robot_backend(config.robot, config.task)
             self._set_gains_on_backend = self._backend_gains_setter(self._backend)
         except Exception as error:
             self.get_logger().error(f"configure failed: {error}")

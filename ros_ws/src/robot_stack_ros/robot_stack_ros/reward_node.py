@@ -47,7 +47,7 @@ class RewardNode(Node):
             from robot_stack.reward.detector import SuccessDetector
 
             try:
-                self.detector = SuccessDetector.from_task(self.config)
+                self.detector = SuccessDetector.from_task(self.config.task, self.config.cameras)
             except (RewardModelError, ValueError, OSError) as error:
                 raise NodeConfigError(f"reward source '{source}': {error}") from None
             if self.detector.state_checks:

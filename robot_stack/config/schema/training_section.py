@@ -1,0 +1,44 @@
+"""The training section: the learner's buffers and update rate, and when a session stops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from robot_stack.config.schema.primitives import Float, Int, StrictModel
+
+
+class TrainingConfig(StrictModel):
+    """The learner process and the session around it."""
+
+    seed: Int = Field(0, ge=0)
+    torch_threads: Optional[Int] = Field(None, ge=1, le=256, description="Learner CPU threads; none: torch's default.")
+    online_buffer_capacity: Int = Field(200_000, ge=100, le=10_000_000, description="Transitions.")
+    demo_buffer_capacity: Int = Field(50_000, ge=100, le=10_000_000, description="Demo and intervention transitions.")
+    demo_ratio: Float = Field(0.5, ge=0.0, le=1.0, description="Share of each batch from the demo buffer (RLPD: 0.5).")
+    demo_episodes: Int = Field(20, ge=0, le=10000, description="Demos the session records when none exist.")
+    demo_dir: Optional[Path] = Field(None, description="Where demos are kept; none means <session.run_dir>/../demos/<task>.")
+    updates_per_env_step: Float = Field(1.0, gt=0.0, le=64.0, description="Update-to-data ratio: learner steps per received transition.")
+    min_online_transitions: Int = Field(200, ge=0, description="Online transitions before training starts (demos are used from the start).")
+    publish_every_updates: Int = Field(50, ge=1, description="Weights go to the actors every N learner steps...")
+    publish_every_s: Float = Field(5.0, gt=0.0, description="...or every T seconds, whichever comes first.")
+    checkpoint_every_s: Float = Field(300.0, gt=0.0, le=86400.0)
+    log_every_updates: Int = Field(100, ge=1)
+    max_env_steps: Int = Field(20_000, ge=1, description="The session stops here...")
+    target_success_rate: Optional[Float] = Field(
+        0.9, gt=0.0, le=1.0, description="...or once the policy's success rate over the last window reaches this."
+    )
+    stop_on: Literal["policy_episodes", "deterministic_episodes"] = Field(
+        "policy_episodes",
+        description="The success rate target_success_rate is read from: the exploring policy's episodes nobody "
+        "intervened in, or the deterministic episodes (actor.deterministic_every_episodes), over the last "
+        "success_window_episodes of them.",
+    )
+    success_window_episodes: Int = Field(20, ge=1, le=1000)
+    min_policy_only_episodes: Int = Field(
+        10, ge=0, le=1000, description="The target counts only episodes without intervention; at least this many in the window."
+    )
+    eval_episodes: Int = Field(50, ge=0, le=10000, description="Episodes without interventions after training.")
+    max_wall_time_s: Optional[Float] = Field(None, gt=0.0, description="The session also stops after this long.")
