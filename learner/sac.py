@@ -69,7 +69,7 @@ from robot_stack.policy.encoders import (
     random_feature_shift,
 )
 from robot_stack.policy.layers import compute_autocast, tanh
-from robot_stack.policy.weights import cpu_weights, load_weights_strict
+from robot_stack.policy.weights_io import cpu_weights, load_weights_strict
 
 # What ``update`` reads from a batch (learner.replay.Batch has these and ``interventions``).
 BATCH_FIELDS = ("observations", "next_observations", "actions", "rewards", "terminated", "gripper_changed")

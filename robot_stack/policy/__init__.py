@@ -20,7 +20,7 @@ from robot_stack.policy.encoders import (
     save_trunk_weights,
 )
 from robot_stack.policy.policy import Policy
-from robot_stack.policy.weights import WeightsMismatchError
+from robot_stack.policy.weights_io import WeightsMismatchError
 
 __all__ = [
     "GRIPPER_COMMANDS",

@@ -32,7 +32,7 @@ from robot_stack.data.transitions import (
     stack_transitions,
 )
 from robot_stack.config.schema import TaskConfig
-from robot_stack.data.demos import DEMOS_FILE, spec_to_json
+from robot_stack.data.demo_sets import DEMOS_FILE, spec_to_json
 from robot_stack.data.spec import env_spec
 from robot_stack.envs.franka_env import action_from_teleop
 from robot_stack.hardware.interfaces import TeleopDisconnected
