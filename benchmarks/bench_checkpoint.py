@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from learner.process import Learner, export_policy  # noqa: E402
+from learner.learner_loop import Learner, export_policy  # noqa: E402
 from robot_stack.config import load_task_config  # noqa: E402
 from robot_stack.data.checkpoints import CheckpointStore  # noqa: E402
 from robot_stack.data.spec import env_action_dim, observation_spec  # noqa: E402

@@ -42,7 +42,7 @@ RIDGE_ALPHA = 10.0
 
 
 def record_frames(config, episodes: int, out: Path, seed: int) -> None:
-    from actor.demos import record_demos
+    from actor.record_demos import record_demos
 
     observation = config.task.observation
     if "object_position" not in observation.state:
@@ -55,7 +55,7 @@ def probe_data(config, demo_dir: Path):
     """Per frame: images per camera, the object position and the TCP position (reset frame), episode."""
     import safetensors.numpy
 
-    from robot_stack.data.demos import read_demo_meta
+    from robot_stack.data.demo_sets import read_demo_meta
 
     offsets, offset = {}, 0
     for key in config.task.observation.state:
@@ -165,7 +165,7 @@ def main() -> int:
 def _subset_demos(source: Path, target: Path, keep) -> None:
     import shutil
 
-    from robot_stack.data.demos import DEMOS_FILE, read_demo_meta
+    from robot_stack.data.demo_sets import DEMOS_FILE, read_demo_meta
 
     meta = read_demo_meta(source)
     target.mkdir(parents=True)

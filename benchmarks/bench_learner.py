@@ -123,7 +123,7 @@ def inference_ms(config, repeats: int) -> tuple[float, float]:
 
 
 def actor_jitter(seconds: float):
-    from actor.process import run_actor
+    from actor.actor_loop import run_actor
     from robot_stack.session import with_fields
     import tempfile
 

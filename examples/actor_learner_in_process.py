@@ -1,6 +1,6 @@
 """HIL-SERL in one process: the actor and the learner side by side, no ZeroMQ, no subprocesses.
 
-A real session runs them as two processes (actor/process.py, learner/process.py) that talk over
+A real session runs them as two processes (actor/actor_loop.py, learner/learner_loop.py) that talk over
 the transport. Here the same pieces run in one loop, so the whole method fits on a screen:
 
     scripted demos -> demo buffer
@@ -27,10 +27,10 @@ sys.path.insert(0, str(REPO))  # runnable from a checkout without installing
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from actor.demos import record_demos  # noqa: E402
-from actor.evaluate import evaluate_policy  # noqa: E402
-from actor.process import build_policy, sim_actor_environment  # noqa: E402
-from learner.process import load_demos_into  # noqa: E402
+from actor.record_demos import record_demos  # noqa: E402
+from actor.evaluate_policy import evaluate_policy  # noqa: E402
+from actor.actor_loop import build_policy, sim_actor_environment  # noqa: E402
+from learner.learner_loop import load_demos_into  # noqa: E402
 from learner.replay import MixedReplay  # noqa: E402
 from learner.sac import SACAgent  # noqa: E402
 from robot_stack.config import load_task_config  # noqa: E402

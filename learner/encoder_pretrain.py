@@ -42,11 +42,11 @@ from torch import nn
 from tqdm import tqdm
 
 from robot_stack.config.schema import EncoderPretrainConfig, TaskConfig, TaskSpec
-from robot_stack.data.demos import DEMOS_FILE, read_demo_meta
+from robot_stack.data.demo_sets import DEMOS_FILE, read_demo_meta
 from robot_stack.data.spec import STATE_KEY_SIZES
 from robot_stack.policy.encoders import ResNet10, augment_images, load_trunk_weights, save_trunk_weights
 from robot_stack.policy.layers import compute_autocast
-from robot_stack.reward.frames import FRAMES_FILE, load_frames
+from robot_stack.reward.frame_sets import FRAMES_FILE, load_frames
 
 log = logging.getLogger(__name__)
 

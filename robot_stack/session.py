@@ -204,7 +204,7 @@ def _run_step(arguments: list[str], what: str) -> None:
 def _pretrain_encoder_if_missing(config: TaskConfig, paths: RunPaths) -> Optional[float]:
     """A camera task whose encoder weights file does not exist yet, and says how to make it
     (agent.encoder.pretrain): pretrain it on the demo frames now. Returns the seconds it took."""
-    from robot_stack.data.demos import demos_exist
+    from robot_stack.data.demo_sets import demos_exist
 
     encoder = config.agent.encoder
     if not config.task.observation.images or encoder.pretrain is None or encoder.pretrained_path is None:
@@ -294,7 +294,7 @@ def run_session(
     paths.config_file.write_text(config_to_yaml(config))
     print(f"session {config.task.name}: run dir {paths.run_dir} (config {paths.config_file})")
 
-    from robot_stack.data.demos import demos_exist, read_demo_meta
+    from robot_stack.data.demo_sets import demos_exist, read_demo_meta
 
     if training.demo_episodes > 0 and not demos_exist(paths.demos):
         print(f"recording {training.demo_episodes} demos with the {config.teleop.kind} teleoperator into {paths.demos}")

@@ -51,7 +51,7 @@ def missing_config(tmp_path: Path, *words: str, after: tuple[str, ...] = ()) -> 
 def evaluate_a_fresh_checkpoint(tmp_path: Path) -> Run:
     import torch
 
-    from learner.process import Learner
+    from learner.learner_loop import Learner
     from robot_stack.config import config_to_yaml, load_task_config
     from robot_stack.session import with_fields
 

@@ -253,7 +253,7 @@ def export_demos(config: TaskConfig, demo_dir: Path, instruction: str, out: Path
     """A demo set from ``record-demos`` as a LeRobotDataset v3 dataset (every camera it holds)."""
     import safetensors.numpy
 
-    from robot_stack.data.demos import read_demo_meta
+    from robot_stack.data.demo_sets import read_demo_meta
 
     demo_dir = Path(demo_dir)
     meta = read_demo_meta(demo_dir)

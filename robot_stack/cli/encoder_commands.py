@@ -21,7 +21,7 @@ def encoder_pretrain_command(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     from robot_stack.config.schema import EncoderPretrainConfig
-    from robot_stack.policy.weights import WeightsMismatchError
+    from robot_stack.policy.weights_io import WeightsMismatchError
     from learner.encoder_pretrain import PretrainError, pretrain_encoder
 
     out = args.out or config.agent.encoder.pretrained_path

@@ -42,7 +42,7 @@ def reward_train_command(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     from robot_stack.reward.base import RewardModelError
-    from robot_stack.reward.frames import FrameSetError
+    from robot_stack.reward.frame_sets import FrameSetError
     from robot_stack.reward.workflow import train_reward_model
 
     setup_logging("reward")
@@ -61,7 +61,7 @@ def reward_eval_command(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     from robot_stack.reward.base import RewardModelError
-    from robot_stack.reward.frames import FrameSetError
+    from robot_stack.reward.frame_sets import FrameSetError
     from robot_stack.reward.workflow import evaluate_reward_model
 
     try:

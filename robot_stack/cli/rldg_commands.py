@@ -131,7 +131,7 @@ def rldg_eval_command(args: argparse.Namespace) -> int:
     experiment = _load_rldg(args.config)
     if experiment is None:
         return 1
-    from learner.rldg.evaluate import EVAL_PLOT, EVAL_TABLE, evaluate
+    from learner.rldg.evaluate_variants import EVAL_PLOT, EVAL_TABLE, evaluate
 
     setup_logging("rldg")
     out = args.out or experiment.run_dir / "eval"

@@ -19,7 +19,7 @@ def learner_command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if config is None:
         return 1
-    from learner.process import run_learner
+    from learner.learner_loop import run_learner
     from robot_stack.data.checkpoints import CheckpointMismatchError
     from robot_stack.run_dir import demo_dir
     from robot_stack.transport import PortInUse
@@ -46,7 +46,7 @@ def actor_command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if config is None:
         return 1
-    from actor.process import run_actor
+    from actor.actor_loop import run_actor
     from robot_stack.transport.actor_link import LinkRefused
     from robot_stack.transport.security import KeyFileError
 
@@ -65,7 +65,7 @@ def record_demos_command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if config is None:
         return 1
-    from actor.demos import record_demos
+    from actor.record_demos import record_demos
     from robot_stack.run_dir import demo_dir
 
     out = args.out or demo_dir(config)
@@ -93,9 +93,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if config is None:
         return 1
-    from actor.evaluate import evaluate_checkpoint
+    from actor.evaluate_policy import evaluate_checkpoint
     from robot_stack.data.checkpoints import CheckpointMismatchError
-    from robot_stack.policy.weights import WeightsMismatchError
+    from robot_stack.policy.weights_io import WeightsMismatchError
 
     try:
         report = evaluate_checkpoint(config, args.checkpoints or Path(config.session.checkpoint_dir), args.episodes, args.out,

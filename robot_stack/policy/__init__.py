@@ -1,14 +1,8 @@
 """Policy networks (torch), shared by the actor and the learner: observation encoders,
-the tanh-Gaussian actor, the grasp critic and ``Policy``, what an actor runs."""
+the tanh-Gaussian actor, the critics and ``Policy``, what an actor runs."""
 
-from robot_stack.policy.actor import (
-    GRIPPER_COMMANDS,
-    ActionLayout,
-    GraspCritic,
-    PolicyNetworks,
-    TanhGaussianActor,
-    layer_norm_mlp,
-)
+from robot_stack.policy.actor import ActionLayout, PolicyNetworks, TanhGaussianActor
+from robot_stack.policy.critics import GRIPPER_COMMANDS, GraspCritic
 from robot_stack.policy.encoders import (
     ImageEncoder,
     ObservationEncoder,
@@ -19,8 +13,9 @@ from robot_stack.policy.encoders import (
     random_crop_observation,
     save_trunk_weights,
 )
+from robot_stack.policy.layers import layer_norm_mlp
 from robot_stack.policy.policy import Policy
-from robot_stack.policy.weights import WeightsMismatchError
+from robot_stack.policy.weights_io import WeightsMismatchError
 
 __all__ = [
     "GRIPPER_COMMANDS",

@@ -1,10 +1,9 @@
-"""The networks a policy runs: the tanh-squashed Gaussian actor for the continuous action and
-the grasp critic (a Q-head over {open, stay, close}) for a binary gripper, on top of the
-observation encoder.
+"""The policy's actor: the tanh-squashed Gaussian over the continuous action, on top of the
+observation encoder, and ``PolicyNetworks``, the encoder + actor (+ the grasp critic of
+``robot_stack.policy.critics`` for a binary gripper) that a policy runs.
 
     a = tanh(u),  u ~ N(mu(z), sigma(z)^2),  log_std clamped to [log_std_min, log_std_max]
     log pi(a|z) = sum_i [ log N(u_i; mu_i, sigma_i) - log(1 - tanh(u_i)^2) ]
-    gripper = argmax_g Q_grasp(z, g),  g in {open: -1, stay: 0, close: +1}
 
 MLPs are HIL-SERL's: Linear -> LayerNorm -> tanh per hidden layer, Xavier-uniform weights. The
 output heads compute in float32 under bfloat16 autocast (``robot_stack.policy.layers``).
@@ -23,28 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_stack.config.schema import AgentConfig
+from robot_stack.policy.critics import GraspCritic
 from robot_stack.policy.encoders import ObservationEncoder
-from robot_stack.policy.layers import FullPrecisionLinear, Tanh, tanh
+from robot_stack.policy.layers import layer_norm_mlp, tanh, xavier_linear
 
-# The grasp critic's action index -> the env's gripper command.
-GRIPPER_COMMANDS = (-1.0, 0.0, 1.0)  # open, stay, close
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def xavier_linear(in_dim: int, out_dim: int, full_precision: bool = False) -> nn.Linear:
-    layer = (FullPrecisionLinear if full_precision else nn.Linear)(in_dim, out_dim)
-    nn.init.xavier_uniform_(layer.weight)  # flax/SERL default_init: variance scaling, fan_avg, uniform
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
-def layer_norm_mlp(in_dim: int, hidden_dims: Sequence[int]) -> nn.Sequential:
-    """Hidden layers only (the caller adds its heads): [Linear, LayerNorm, Tanh] per width."""
-    layers: list[nn.Module] = []
-    for width in hidden_dims:
-        layers += [xavier_linear(in_dim, width), nn.LayerNorm(width), Tanh()]
-        in_dim = width
-    return nn.Sequential(*layers)
 
 
 class TanhGaussianActor(nn.Module):
@@ -82,18 +64,6 @@ def squash(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor) -> tu
     gaussian_log_prob = -0.5 * noise.pow(2) - log_std - LOG_SQRT_2PI
     log_det_jacobian = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
     return tanh(u), (gaussian_log_prob - log_det_jacobian).sum(-1)
-
-
-class GraspCritic(nn.Module):
-    """Q(z, g) for the 3 gripper choices: (B, feature_dim) -> (B, 3)."""
-
-    def __init__(self, feature_dim: int, hidden_dims: Sequence[int]):
-        super().__init__()
-        self.trunk = layer_norm_mlp(feature_dim, hidden_dims)
-        self.q = xavier_linear(hidden_dims[-1], len(GRIPPER_COMMANDS), full_precision=True)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.q(self.trunk(features))
 
 
 @dataclass(frozen=True)

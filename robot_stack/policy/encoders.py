@@ -41,7 +41,7 @@ from robot_stack.config.schema import AgentConfig, EncoderConfig
 from robot_stack.data.files import write_atomic
 from robot_stack.data.spec import IMAGE_PREFIX, STATE_KEY
 from robot_stack.policy.layers import Dropout, compute_autocast, tanh
-from robot_stack.policy.weights import WeightsMismatchError, check_weights, cpu_weights
+from robot_stack.policy.weights_io import WeightsMismatchError, check_weights, cpu_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -95,3 +96,19 @@ def compute_autocast(device: torch.device | str, mixed_precision: bool) -> conte
     device = torch.device(device)
     enabled = mixed_precision and bfloat16_native(device)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled) if enabled else contextlib.nullcontext()
+
+
+def xavier_linear(in_dim: int, out_dim: int, full_precision: bool = False) -> nn.Linear:
+    layer = (FullPrecisionLinear if full_precision else nn.Linear)(in_dim, out_dim)
+    nn.init.xavier_uniform_(layer.weight)  # flax/SERL default_init: variance scaling, fan_avg, uniform
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def layer_norm_mlp(in_dim: int, hidden_dims: Sequence[int]) -> nn.Sequential:
+    """Hidden layers only (the caller adds its heads): [Linear, LayerNorm, Tanh] per width."""
+    layers: list[nn.Module] = []
+    for width in hidden_dims:
+        layers += [xavier_linear(in_dim, width), nn.LayerNorm(width), Tanh()]
+        in_dim = width
+    return nn.Sequential(*layers)

@@ -18,9 +18,10 @@ import torch
 
 from robot_stack.config.schema import AgentConfig
 from robot_stack.data.spec import flatten_observation
-from robot_stack.policy.actor import GRIPPER_COMMANDS, ActionLayout, PolicyNetworks
+from robot_stack.policy.actor import ActionLayout, PolicyNetworks
+from robot_stack.policy.critics import GRIPPER_COMMANDS
 from robot_stack.policy.layers import tanh
-from robot_stack.policy.weights import cpu_weights, load_weights_strict
+from robot_stack.policy.weights_io import cpu_weights, load_weights_strict
 
 
 class Policy:

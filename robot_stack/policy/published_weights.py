@@ -37,7 +37,7 @@ import safetensors.torch
 import torch
 
 from robot_stack.policy.encoders import ResNet10, save_trunk_weights
-from robot_stack.policy.weights import check_weights
+from robot_stack.policy.weights_io import check_weights
 
 FORMATS = ("serl", "lerobot")
 MAX_PICKLE_BYTES = 256 * 1024 * 1024  # the real file is ~22 MB

@@ -33,10 +33,10 @@ from tqdm import tqdm
 
 from robot_stack.config.schema import ClassifierConfig
 from robot_stack.policy.encoders import ImageEncoder, augment_images
-from robot_stack.policy.weights import WeightsMismatchError, cpu_weights, load_weights_strict
+from robot_stack.policy.weights_io import WeightsMismatchError, cpu_weights, load_weights_strict
 from robot_stack.reward.base import WEIGHTS_FILE, RewardModelError, check_images, read_model_json, write_model_json
 from robot_stack.reward.calibration import ThresholdChoice, choose_threshold
-from robot_stack.reward.frames import LabelledFrames, success_class_index
+from robot_stack.reward.frame_sets import LabelledFrames, success_class_index
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from robot_stack.config.schema import CamerasConfig, TaskSpec
 from robot_stack.envs.franka_env import SuccessReading
 from robot_stack.hardware.interfaces import RobotState
 from robot_stack.reward.base import RewardModelError, SuccessModel, read_model_json
-from robot_stack.reward.frames import STATE_QUANTITIES, state_quantities
+from robot_stack.reward.frame_sets import STATE_QUANTITIES, state_quantities
 from robot_stack.reward.state_checks import StateChecks
 
 

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from robot_stack.config.schema import TaskConfig
 from robot_stack.envs.franka_env import action_from_teleop
 from robot_stack.hardware.interfaces import TeleopCommand
-from robot_stack.reward.frames import FrameSetWriter, state_quantities
+from robot_stack.reward.frame_sets import FrameSetWriter, state_quantities
 
 log = logging.getLogger(__name__)
 

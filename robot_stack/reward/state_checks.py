@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from robot_stack.config.schema import StateCheckConfig
-from robot_stack.reward.frames import STATE_QUANTITIES
+from robot_stack.reward.frame_sets import STATE_QUANTITIES
 
 _OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,

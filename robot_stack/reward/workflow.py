@@ -17,7 +17,7 @@ from robot_stack.data.files import write_json_atomic
 from robot_stack.reward.base import SuccessModel
 from robot_stack.reward.detector import load_reward_model
 from robot_stack.reward.calibration import EvalReport, choose_threshold, evaluate_scores, plot_pr_curve
-from robot_stack.reward.frames import LabelledFrames, concatenate, load_frames
+from robot_stack.reward.frame_sets import LabelledFrames, concatenate, load_frames
 from robot_stack.reward.state_checks import StateChecks
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from robot_stack.config.schema import TaskConfig
-from robot_stack.data.frames import EpisodeFrameWriter
+from robot_stack.data.episode_frames import EpisodeFrameWriter
 from robot_stack.envs.factory import make_sim_env
 from robot_stack.envs.franka_env import action_from_teleop
 from robot_stack.sim.teleop import ScriptedTeleop

@@ -34,7 +34,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from robot_stack.config import SessionConfig
 from robot_stack.data.spec import ArraySpec
-from robot_stack.transport.loop import (
+from robot_stack.transport.sockets import (
     WEIGHTS_TOPIC_ALL,
     QuietLog,
     Waker,
@@ -61,7 +61,7 @@ from robot_stack.transport.messages import (
 )
 from robot_stack.transport.outbox import Outbox
 from robot_stack.transport.security import configure_client
-from robot_stack.transport.weights import WeightsAssembler, WeightsUpdate
+from robot_stack.transport.weights_stream import WeightsAssembler, WeightsUpdate
 from robot_stack.transport.wire import DecodeError, VersionMismatch
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from robot_stack.config import SessionConfig
 from robot_stack.data.spec import ArraySpec, check_batch, transition_batch_spec
-from robot_stack.transport.loop import (
+from robot_stack.transport.sockets import (
     WEIGHTS_TOPIC_ALL,
     WEIGHTS_TOPIC_DIRECT,
     QuietLog,
@@ -71,7 +71,7 @@ from robot_stack.transport.validation import (
     detail_problem,
     scalar_problem,
 )
-from robot_stack.transport.weights import check_safetensors, chunk_weights, new_blob_id
+from robot_stack.transport.weights_stream import check_safetensors, chunk_weights, new_blob_id
 from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, VersionMismatch
 
 log = logging.getLogger(__name__)

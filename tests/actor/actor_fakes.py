@@ -11,7 +11,7 @@ from robot_stack.envs.franka_env import action_from_teleop
 from robot_stack.hardware.interfaces import TeleopCommand
 import torch
 
-from actor.process import ActorEnvironment
+from actor.actor_loop import ActorEnvironment
 from robot_stack.envs.factory import SimEnv, make_sim_env
 
 

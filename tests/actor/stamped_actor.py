@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actor.process import ActorEnvironment, run_actor
+from actor.actor_loop import ActorEnvironment, run_actor
 from actor_fakes import FakePolicy, StampedEnv
 from robot_stack.config import load_task_config
 from robot_stack.envs.factory import make_sim_env

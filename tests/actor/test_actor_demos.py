@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actor.demos import record_demos, record_demos_with
-from robot_stack.data.demos import DEMOS_FILE, demos_exist, load_demos
+from actor.record_demos import record_demos, record_demos_with
+from robot_stack.data.demo_sets import DEMOS_FILE, demos_exist, load_demos
 from robot_stack.config import load_task_config
 from robot_stack.envs import make_sim_env
 from robot_stack.hardware.interfaces import TeleopCommand, TeleopDisconnected

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from actor.evaluate import evaluate_policy, write_eval
+from actor.evaluate_policy import evaluate_policy, write_eval
 from actor_fakes import FakePolicy, SimHolder
 from robot_stack.config import load_task_config
 

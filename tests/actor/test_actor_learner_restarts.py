@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actor.process import ActorEnvironment, run_actor
+from actor.actor_loop import ActorEnvironment, run_actor
 from actor_fakes import FakePolicy, StampedEnv
-from learner.process import Learner
+from learner.learner_loop import Learner
 from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.data.checkpoints import CheckpointStore
 from robot_stack.envs.factory import make_sim_env

@@ -15,7 +15,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from actor.process import run_actor
+from actor.actor_loop import run_actor
 from robot_stack.data.transitions import concatenate_batches
 from actor_fakes import FakePolicy, SimHolder
 from robot_stack.config import SessionConfig, load_task_config
@@ -280,7 +280,7 @@ def test_every_nth_episode_is_deterministic_and_nobody_intervenes_in_it(make_con
 def test_an_actor_stopped_cleanly_leaves_its_outbox_empty_and_the_learner_holds_everything_it_sent(
     make_config, tmp_path
 ) -> None:
-    from learner.process import Learner
+    from learner.learner_loop import Learner
     from robot_stack.session import with_fields
 
     config = make_config(stop_timeout_s=10.0)

@@ -56,7 +56,7 @@ def test_the_transition_layout_is_defined_only_in_data_spec():
 def test_the_data_stage_imports_neither_the_transport_nor_the_envs():
     # The wire, the replay and the env all build on the layout; it builds on none of them.
     code = (
-        "import sys, robot_stack.data.transitions, robot_stack.data.demos;"
+        "import sys, robot_stack.data.transitions, robot_stack.data.demo_sets;"
         "print(sorted({m for m in sys.modules if m.startswith(('robot_stack.transport', 'robot_stack.envs', 'robot_stack.policy'))}))"
     )
     environment = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -72,7 +72,7 @@ def test_the_lab_task_resets_and_steps_on_the_real_device_code(lab_config):
 
 
 def test_the_actor_builds_the_real_env_for_a_franka_task(lab_config):
-    from actor.process import actor_environment
+    from actor.actor_loop import actor_environment
 
     environment = actor_environment(lab_config, np.random.default_rng(0))
     try:

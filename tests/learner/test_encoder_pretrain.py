@@ -13,7 +13,7 @@ from learner.encoder_pretrain import PretrainError, PretrainFrames, load_pretrai
 from robot_stack.cli import main as cli_main
 from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.config.schema import TaskSpec
-from robot_stack.data.demos import DEMOS_FILE
+from robot_stack.data.demo_sets import DEMOS_FILE
 from robot_stack.policy.encoders import ImageEncoder
 from robot_stack.session import with_fields
 

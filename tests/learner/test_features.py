@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from learner.features import CachedTrunkFeatures
-from learner.process import runs_per_stream
+from learner.learner_loop import runs_per_stream
 from learner.replay import MixedReplay, ReplayBuffer, ReplayFileError
 from learner.sac import SACAgent
 from robot_stack.config.schema import AgentConfig, EncoderConfig, TrainingConfig

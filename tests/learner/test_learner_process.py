@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from learner.process import Learner
+from learner.learner_loop import Learner
 from learner.replay_segments import SegmentLog, segment_store
 from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.data.checkpoints import CheckpointMismatchError, CheckpointStore
@@ -321,7 +321,7 @@ import os, sys
 import numpy as np, torch
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
-from learner.process import Learner
+from learner.learner_loop import Learner
 from learner.replay_segments import SegmentLog
 from robot_stack.config import load_task_config
 from test_learner_process import episode_arrays
@@ -483,7 +483,7 @@ def test_stats_with_thousands_of_new_names_leave_the_actors_csv_narrow(config):
 def test_episode_ends_riding_in_batches_are_counted_once_and_a_resume_renumbers_what_its_checkpoint_lacks(config):
     """The fast variant of tests/actor/test_actor_learner_restarts.py: a learner that dies after
     logging episodes its checkpoint does not hold, resumed, logs them again under the same numbers."""
-    from learner.process import runs_per_stream
+    from learner.learner_loop import runs_per_stream
     from robot_stack.transport.learner_link import ReceivedBatch
 
     rng = np.random.default_rng(3)

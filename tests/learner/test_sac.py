@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from learner.sac import CriticEnsemble, SACAgent
+from learner.sac import SACAgent
 from robot_stack.config.schema import AgentConfig, EncoderConfig
 from robot_stack.policy import Policy
+from robot_stack.policy.critics import CriticEnsemble
 from robot_stack.data.spec import ArraySpec
 
 torch.set_num_threads(1)

@@ -16,7 +16,7 @@ from robot_stack.policy.encoders import (
     random_crop_observation,
     save_trunk_weights,
 )
-from robot_stack.policy.weights import WeightsMismatchError
+from robot_stack.policy.weights_io import WeightsMismatchError
 from robot_stack.data.spec import ArraySpec
 
 torch.set_num_threads(1)

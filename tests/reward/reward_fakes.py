@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_stack.reward.frames import STATE_QUANTITIES, LabelledFrames
+from robot_stack.reward.frame_sets import STATE_QUANTITIES, LabelledFrames
 
 
 def square_images(success: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

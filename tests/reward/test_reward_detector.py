@@ -22,7 +22,7 @@ from robot_stack.envs.factory import make_sim_env
 from robot_stack.reward.base import RewardModelError
 from robot_stack.reward.classifier import SuccessClassifierModel, SuccessClassifierNet
 from robot_stack.reward.detector import SuccessDetector, reward_cameras
-from robot_stack.reward.frames import STATE_QUANTITIES
+from robot_stack.reward.frame_sets import STATE_QUANTITIES
 from robot_stack.reward.state_checks import StateChecks
 
 

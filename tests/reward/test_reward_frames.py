@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reward_fakes import synthetic_frames
-from robot_stack.reward.frames import FRAMES_FILE, FrameSetError, FrameSetWriter, LabelledFrames, concatenate, load_frames
+from robot_stack.reward.frame_sets import FRAMES_FILE, FrameSetError, FrameSetWriter, LabelledFrames, concatenate, load_frames
 
 
 def write_set(directory, frames: LabelledFrames):

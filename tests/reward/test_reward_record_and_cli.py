@@ -12,7 +12,7 @@ import pytest
 from robot_stack.cli import main
 from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.hardware.interfaces import TeleopCommand
-from robot_stack.reward.frames import load_frames
+from robot_stack.reward.frame_sets import load_frames
 from robot_stack.reward.record import OperatorLabeller, record_frames
 
 

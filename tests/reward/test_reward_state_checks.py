@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from robot_stack.config.schema import StateCheckConfig
-from robot_stack.reward.frames import STATE_QUANTITIES
+from robot_stack.reward.frame_sets import STATE_QUANTITIES
 from robot_stack.reward.state_checks import StateChecks
 
 

@@ -13,7 +13,7 @@ import torch
 from robot_stack.config.schema import VlmConfig
 from robot_stack.reward.base import MODEL_FILE, WEIGHTS_FILE, RewardModelError, SuccessModel
 from robot_stack.reward.detector import load_reward_model
-from robot_stack.reward.frames import STATE_QUANTITIES, LabelledFrames
+from robot_stack.reward.frame_sets import STATE_QUANTITIES, LabelledFrames
 from robot_stack.reward.vlm import VlmSuccessModel
 
 SUCCESS = ("the cube is lifted in the gripper",)
@@ -251,7 +251,7 @@ def test_vlm_reward_train_eval_and_detector(clip_dir, tmp_path, repo_root):
     calibrated on held-out episodes (reward train), checked (reward eval), then served."""
     from robot_stack.config import load_task_config
     from robot_stack.reward.detector import SuccessDetector
-    from robot_stack.reward.frames import FrameSetWriter
+    from robot_stack.reward.frame_sets import FrameSetWriter
     from robot_stack.reward.workflow import evaluate_reward_model, train_reward_model
 
     frames = _bright_dark_frames(n=80, seed=5)

@@ -93,8 +93,8 @@ def _node_source(executable: str) -> str:
 def _declares(executable: str, parameter: str) -> bool:
     source = _node_source(executable)
     if parameter == "config":
-        # Every node reads the task file through common.load_config, which declares "config".
-        common = (NODE_MODULES / "common.py").read_text()
+        # Every node reads the task file through node_common.load_config, which declares "config".
+        common = (NODE_MODULES / "node_common.py").read_text()
         return "load_config(self)" in source and 'declare_parameter("config"' in common
     return f'declare_parameter("{parameter}"' in source or f'"{parameter}"' in source
 

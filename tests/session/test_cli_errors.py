@@ -15,7 +15,7 @@ import pytest
 
 from robot_stack.cli import main
 from robot_stack.config import SessionConfig, config_to_yaml, load_task_config
-from robot_stack.data.demos import DEMOS_FILE
+from robot_stack.data.demo_sets import DEMOS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,11 +14,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # was given and whether the session module was imported on the way.
 LEARNER_COMMAND_PROBE = """
 import sys
-import learner.process
+import learner.learner_loop
 from robot_stack.cli import main
 
 given = {}
-learner.process.run_learner = lambda config, stop, demo_dir=None: given.update(demo_dir=demo_dir)
+learner.learner_loop.run_learner = lambda config, stop, demo_dir=None: given.update(demo_dir=demo_dir)
 code = main(["learner", sys.argv[1]])
 print(code, given["demo_dir"], "robot_stack.session" in sys.modules)
 """

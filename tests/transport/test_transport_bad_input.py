@@ -17,7 +17,7 @@ from robot_stack.data.spec import ArraySpec, check_batch, transition_batch_spec
 from robot_stack.transport import ActorLink, Hello, LearnerLink, Refuse, Stats, generate_keys
 from robot_stack.transport import actor_link as actor_link_module
 from robot_stack.transport import learner_link as learner_link_module
-from robot_stack.transport.loop import QuietLog
+from robot_stack.transport.sockets import QuietLog
 from robot_stack.transport.messages import pack, unpack
 from robot_stack.transport.validation import ReportRules, episode_end_detail
 from robot_stack.transport.wire import PROTOCOL_VERSION, join_frames

@@ -22,7 +22,7 @@ import zmq
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from learner.process import Learner
+from learner.learner_loop import Learner
 from robot_stack.config import load_task_config
 from robot_stack.data.spec import ArraySpec, action_spec, observation_spec, transition_batch_spec
 from robot_stack.session import with_fields
@@ -43,7 +43,7 @@ from robot_stack.transport.messages import (
     pack,
     unpack,
 )
-from robot_stack.transport.weights import (
+from robot_stack.transport.weights_stream import (
     WeightsAssembler,
     WeightsUpdate,
     check_safetensors,

@@ -32,7 +32,7 @@ from robot_stack.transport.messages import (
     pack_transitions,
     unpack,
 )
-from robot_stack.transport.weights import (
+from robot_stack.transport.weights_stream import (
     WeightsAssembler,
     check_safetensors,
     chunk_weights,

@@ -1,4 +1,4 @@
-"""The actor node: the actor loop (actor/process.py) on the ROS 2 cell.
+"""The actor node: the actor loop (actor/actor_loop.py) on the ROS 2 cell.
 
 Observations are assembled from the controller's state topics (and camera topics when the
 task observes images), targets go out on franka/target_pose and franka/gripper_command,
@@ -23,13 +23,13 @@ import numpy as np
 from rclpy.node import Node
 
 from actor.intervention import HumanIntervention, ScriptedIntervention
-from actor.process import ActorEnvironment, run_actor
+from actor.actor_loop import ActorEnvironment, run_actor
 from robot_stack.envs.franka_env import FrankaEnv
 from robot_stack.session import with_fields as _with
 from robot_stack_interfaces.msg import EpisodeEvent, InterventionEvent
 
 from robot_stack_ros.clients import STOPPING, MirrorFeed, StopRequested, RosCameras, RosReset, RosRobotBackend, RosSuccess, RosTeleop, StateCache
-from robot_stack_ros.common import COMMAND_QOS, Topics, load_config, run_node
+from robot_stack_ros.node_common import COMMAND_QOS, Topics, load_config, run_node
 
 
 class ActorNode(Node):

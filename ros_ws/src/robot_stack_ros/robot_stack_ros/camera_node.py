@@ -20,7 +20,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 
 from robot_stack_ros.clients import MirrorFeed, PeerTimeout
-from robot_stack_ros.common import NodeConfigError, SENSOR_QOS, Topics, load_config, run_node
+from robot_stack_ros.node_common import NodeConfigError, SENSOR_QOS, Topics, load_config, run_node
 from robot_stack_ros.convert import image_msg
 
 

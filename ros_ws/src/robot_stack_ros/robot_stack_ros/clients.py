@@ -36,7 +36,7 @@ from robot_stack_interfaces.action import ResetTask
 from robot_stack_interfaces.msg import WorldState
 from robot_stack_interfaces.srv import ClassifySuccess, MoveToJoints
 
-from robot_stack_ros.common import COMMAND_QOS, SENSOR_QOS, WORLD_QOS, Topics, stamp_seconds
+from robot_stack_ros.node_common import COMMAND_QOS, SENSOR_QOS, WORLD_QOS, Topics, stamp_seconds
 from robot_stack_ros.convert import image_from_msg, image_msg, pose_from_msg, pose_msg, robot_state_from_messages, time_msg
 
 

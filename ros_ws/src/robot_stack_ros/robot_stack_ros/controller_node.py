@@ -1,7 +1,7 @@
 """The Cartesian impedance controller as a lifecycle node.
 
 configure: build the task's robot backend (the simulated FR3, or the real arm through the
-driver robot.driver names: robot_stack.hardware.franka) and start the real-time loop (robot_stack.control.loop), which holds the
+driver robot.driver names: robot_stack.hardware.franka) and start the real-time loop (robot_stack.control.controller_loop), which holds the
 arm and publishes its state from then on. activate: accept targets. deactivate: refuse
 targets and hold position. cleanup/shutdown: hold, stop the loop, close the backend.
 With ``autostart`` (default true) the node configures and activates itself.
@@ -29,11 +29,11 @@ from std_msgs.msg import Float64, String
 
 from robot_stack.config.schema import ImpedanceConfig
 from robot_stack.control.from_config import impedance_gains_from_config, safety_box_from_config
-from robot_stack.control.loop import ControllerLoop, TargetRefused
+from robot_stack.control.controller_loop import ControllerLoop, TargetRefused
 from robot_stack_interfaces.msg import WorldState
 from robot_stack_interfaces.srv import MoveToJoints, RandomiseScene, SetImpedanceGains
 
-from robot_stack_ros.common import COMMAND_QOS, SENSOR_QOS, WORLD_QOS, Topics, load_config, run_node
+from robot_stack_ros.node_common import COMMAND_QOS, SENSOR_QOS, WORLD_QOS, Topics, load_config, run_node
 from robot_stack_ros.convert import pose_from_msg, pose_msg, state_messages
 
 

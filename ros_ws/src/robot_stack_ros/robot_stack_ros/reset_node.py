@@ -25,7 +25,7 @@ from robot_stack_interfaces.action import ResetTask
 from robot_stack_interfaces.srv import RandomiseScene
 
 from robot_stack_ros.clients import PeerTimeout, RosRobotBackend, StateCache, call_service
-from robot_stack_ros.common import FeedNode, Topics, load_config, run_node
+from robot_stack_ros.node_common import FeedNode, Topics, load_config, run_node
 from robot_stack_ros.convert import pose_msg
 
 

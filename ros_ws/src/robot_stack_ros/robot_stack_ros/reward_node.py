@@ -25,7 +25,7 @@ from rclpy.node import Node
 from robot_stack_interfaces.srv import ClassifySuccess
 
 from robot_stack_ros.clients import MirrorFeed, StateCache
-from robot_stack_ros.common import FeedNode, NodeConfigError, Topics, load_config, run_node, stamp_seconds
+from robot_stack_ros.node_common import FeedNode, NodeConfigError, Topics, load_config, run_node, stamp_seconds
 from robot_stack_ros.convert import image_from_msg, time_msg
 
 

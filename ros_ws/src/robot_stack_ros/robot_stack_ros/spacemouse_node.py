@@ -21,7 +21,7 @@ from sensor_msgs.msg import Joy
 
 from robot_stack.hardware.interfaces import TeleopCommand, TeleopDisconnected
 from robot_stack_ros.clients import MirrorFeed, PeerTimeout
-from robot_stack_ros.common import NodeConfigError, COMMAND_QOS, Topics, load_config, run_node
+from robot_stack_ros.node_common import NodeConfigError, COMMAND_QOS, Topics, load_config, run_node
 
 
 class SpaceMouseNode(Node):

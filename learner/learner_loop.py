@@ -32,7 +32,7 @@ from robot_stack.data.status import LearnerStatus, write_status
 from robot_stack.data.curves import window_deterministic_success_rate, window_intervention_rate, window_success_rate
 from robot_stack.data.spec import action_spec, env_action_dim, observation_spec
 from robot_stack.transport.learner_link import LearnerLink
-from robot_stack.transport.loop import QuietLog
+from robot_stack.transport.sockets import QuietLog
 from robot_stack.transport.messages import Stats
 from robot_stack.transport.validation import episode_end_detail
 
@@ -110,7 +110,7 @@ def runs_per_stream(batches) -> list[tuple[str, dict[str, np.ndarray], int]]:
 
 
 def load_demos_into(replay: MixedReplay, directory: Path, spec: dict, action_dim: int) -> int:
-    from robot_stack.data.demos import demos_exist, load_demos
+    from robot_stack.data.demo_sets import demos_exist, load_demos
 
     if not demos_exist(directory):
         log.warning("no demos in %s: training starts from online data only", directory)

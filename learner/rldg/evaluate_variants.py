@@ -55,7 +55,7 @@ def evaluate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate each generalist (label -> checkpoint dir) on every variant; returns the results."""
-    from actor.evaluate import evaluate_policy
+    from actor.evaluate_policy import evaluate_policy
     from learner.rldg.collect import load_specialist, with_cameras
     from learner.rldg.generalist import load_generalist
 

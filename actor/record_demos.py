@@ -1,10 +1,5 @@
-"""Demonstrations: record them with a teleoperator, keep the successful episodes, load
-them as one transition batch for the learner's demo buffer.
-
-A demo set is a directory of ``episode_000.safetensors``, ``episode_001.safetensors``...
-(each the flat transition arrays of one episode, see ``robot_stack.data.transitions``) and
-``demos.json`` (task, specs, the episode files, counts, seed, time). ``demos.json`` is
-written last: a directory without it holds no complete demo set. Nothing is pickled.
+"""Demonstrations: record them with a teleoperator and keep the successful episodes as a
+demo set, the format of ``robot_stack.data.demo_sets`` (which the learner loads them with).
 
 In simulation the scripted teleoperator records the demos. On a real robot (robot backend
 'franka') a person drives the arm with the task's SpaceMouse and the task's success
@@ -32,7 +27,7 @@ from robot_stack.data.transitions import (
     stack_transitions,
 )
 from robot_stack.config.schema import TaskConfig
-from robot_stack.data.demos import DEMOS_FILE, spec_to_json
+from robot_stack.data.demo_sets import DEMOS_FILE, spec_to_json
 from robot_stack.data.spec import env_spec
 from robot_stack.envs.franka_env import action_from_teleop
 from robot_stack.hardware.interfaces import TeleopDisconnected
