@@ -49,7 +49,7 @@ from learner.learner_loop import Learner, export_policy  # noqa: E402
 from robot_stack.config import load_task_config  # noqa: E402
 from robot_stack.data.checkpoints import CheckpointStore  # noqa: E402
 from robot_stack.data.spec import env_action_dim, observation_spec  # noqa: E402
-from robot_stack.session import with_fields  # noqa: E402
+from robot_stack.config import with_fields  # noqa: E402
 
 TASK = Path(__file__).resolve().parents[1] / "hardware_configs" / "tasks" / "sim_pick_cube.yaml"
 EPISODE_STEPS = 100

@@ -35,7 +35,7 @@ import torch  # noqa: E402
 from robot_stack.config import load_task_config  # noqa: E402
 from robot_stack.config.schema import EncoderPretrainConfig  # noqa: E402
 from robot_stack.data.spec import STATE_KEY_SIZES  # noqa: E402
-from robot_stack.session import with_fields  # noqa: E402
+from robot_stack.config import with_fields  # noqa: E402
 
 HELD_OUT_FRACTION = 0.25
 RIDGE_ALPHA = 10.0

@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from robot_stack.config import load_task_config  # noqa: E402
 from robot_stack.data.spec import env_action_dim, observation_spec  # noqa: E402
 from robot_stack.policy.layers import bfloat16_native  # noqa: E402
-from robot_stack.session import with_fields  # noqa: E402
+from robot_stack.config import with_fields  # noqa: E402
 
 STATE_TASK = REPO / "hardware_configs/tasks/sim_pick_cube_state.yaml"
 PIXEL_TASK = REPO / "hardware_configs/tasks/sim_pick_cube.yaml"
@@ -124,7 +124,7 @@ def inference_ms(config, repeats: int) -> tuple[float, float]:
 
 def actor_jitter(seconds: float):
     from actor.actor_loop import run_actor
-    from robot_stack.session import with_fields
+    from robot_stack.config import with_fields
     import tempfile
 
     config = load_task_config(STATE_TASK)

@@ -234,13 +234,13 @@ def main() -> int:
     encoder = task_config.agent.encoder
     if task_config.task.observation.images and (encoder.pretrain is not None or args.encoder is not None):
         # A fresh machine has no encoder file: the session pretrains one (and the time counts).
-        from robot_stack.session import with_fields
+        from robot_stack.config import with_fields
 
         weights = args.encoder or args.out / "encoder_resnet10.safetensors"
         task_config = with_fields(task_config, "agent.encoder", pretrained_path=weights.resolve())
     stop_at = None if args.target < 0 else args.target
     if stop_at is None:  # the session's own None means "the task's target": switch the rule off in the config
-        from robot_stack.session import with_fields
+        from robot_stack.config import with_fields
 
         task_config = with_fields(task_config, "training", target_success_rate=None)
     for name in args.runs:

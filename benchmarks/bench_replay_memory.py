@@ -184,7 +184,7 @@ def main() -> int:
 
     from learner.features import CachedTrunkFeatures
     from learner.sac import SACAgent
-    from robot_stack.session import with_fields
+    from robot_stack.config import with_fields
 
     for name, update in (("cached features, 1 map", {"cached_augmentation": "feature_shift"}),
                          ("cached, 2 stored crops", {"cached_augmentation": "stored_crops", "stored_crops": 2})):

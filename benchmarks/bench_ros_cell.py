@@ -47,7 +47,8 @@ from robot_stack.config import load_task_config  # noqa: E402
 from robot_stack.config.loader import config_to_yaml  # noqa: E402
 from robot_stack.data.curves import plot_learning_curve, read_episodes, steps_to_success  # noqa: E402
 from robot_stack.run_dir import RunPaths  # noqa: E402
-from robot_stack.session import session_config, with_fields  # noqa: E402
+from robot_stack.config import with_fields
+from robot_stack.session import session_config  # noqa: E402
 
 TARGET_JITTER_P99_MS = 10.0
 NO_TRAINING = 10**9  # min_online_transitions: the learner stores transitions but never trains

@@ -41,7 +41,7 @@ from robot_stack.data.transitions import (  # noqa: E402
     stack_transitions,
 )
 from robot_stack.data.spec import observation_spec as observation_spec_of  # noqa: E402
-from robot_stack.session import with_fields  # noqa: E402
+from robot_stack.config import with_fields  # noqa: E402
 
 TASK = REPO / "hardware_configs/tasks/sim_pick_cube_state.yaml"
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from robot_stack.config import config_to_yaml, load_task_config
+from robot_stack.config import config_to_yaml, load_task_config, with_fields
 from robot_stack.config.schema import TaskConfig
 from robot_stack.data.status import read_status, status_path
 from robot_stack.run_dir import RunPaths, demo_dir
@@ -28,14 +28,6 @@ from robot_stack.transport.learner_link import PortInUse
 
 SUMMARY_FILE = "summary.json"
 CURVE_FILE = "learning_curve.png"
-
-
-def with_fields(model, path: str, **fields):
-    """A copy of a frozen config with the fields of the section at ``path`` (dotted) replaced."""
-    if not path:
-        return model.model_copy(update=fields)
-    head, _, rest = path.partition(".")
-    return model.model_copy(update={head: with_fields(getattr(model, head), rest, **fields)})
 
 
 # The learner's own bind is the only reliable test of a port (any process may take one between a

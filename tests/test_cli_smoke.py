@@ -53,7 +53,7 @@ def evaluate_a_fresh_checkpoint(tmp_path: Path) -> Run:
 
     from learner.learner_loop import Learner
     from robot_stack.config import config_to_yaml, load_task_config
-    from robot_stack.session import with_fields
+    from robot_stack.config import with_fields
 
     torch.set_num_threads(1)
     config = load_task_config(STATE_TASK)

@@ -99,7 +99,7 @@ class VariantReport:
 def with_cameras(variant: Variant, cameras: Sequence[str]) -> TaskConfig:
     """The variant's config with the recorded cameras rendered (a state-only specialist
     ignores them: its policy reads the state)."""
-    from robot_stack.session import with_fields
+    from robot_stack.config import with_fields
 
     images = tuple(dict.fromkeys(tuple(variant.config.task.observation.images) + tuple(cameras)))
     unknown = [name for name in images if name not in variant.config.cameras.cameras]

@@ -18,6 +18,7 @@ from robot_stack.config.loader import (
     load_model_file,
     load_task_config,
     load_yaml_text,
+    with_fields,
 )
 from robot_stack.config.schema import (
     SECTION_MODELS,
@@ -85,4 +86,5 @@ __all__ = [
     "load_section_config",
     "load_task_config",
     "load_yaml_text",
+    "with_fields",
 ]

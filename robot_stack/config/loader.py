@@ -683,3 +683,11 @@ _ConfigDumper.add_multi_representer(PurePath, lambda dumper, value: dumper.repre
 def config_to_yaml(config: BaseModel) -> str:
     """The config with every default filled in, as YAML that loads back to the same config."""
     return yaml.dump(config.model_dump(), Dumper=_ConfigDumper, sort_keys=False, width=120)
+
+
+def with_fields(model: BaseModel, path: str, **fields: Any) -> BaseModel:
+    """A copy of a frozen config with the fields of the section at ``path`` (dotted) replaced."""
+    if not path:
+        return model.model_copy(update=fields)
+    head, _, rest = path.partition(".")
+    return model.model_copy(update={head: with_fields(getattr(model, head), rest, **fields)})

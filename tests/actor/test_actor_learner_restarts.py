@@ -25,7 +25,7 @@ from learner.learner_loop import Learner
 from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.data.checkpoints import CheckpointStore
 from robot_stack.envs.factory import make_sim_env
-from robot_stack.session import with_fields
+from robot_stack.config import with_fields
 
 
 def free_ports(count: int) -> list[int]:

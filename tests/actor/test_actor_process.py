@@ -281,7 +281,7 @@ def test_an_actor_stopped_cleanly_leaves_its_outbox_empty_and_the_learner_holds_
     make_config, tmp_path
 ) -> None:
     from learner.learner_loop import Learner
-    from robot_stack.session import with_fields
+    from robot_stack.config import with_fields
 
     config = make_config(stop_timeout_s=10.0)
     config = with_fields(config, "session", checkpoint_dir=tmp_path / "checkpoints", log_dir=tmp_path / "logs")

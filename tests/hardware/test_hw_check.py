@@ -12,7 +12,7 @@ from robot_stack.config import load_task_config
 from robot_stack.config.loader import config_to_yaml
 from robot_stack.config.schema import TeleopConfig
 from robot_stack.hardware.check import check_teleop, run_check
-from robot_stack.session import with_fields
+from robot_stack.config import with_fields
 
 
 def test_a_simulated_config_checks_the_simulated_arm_and_saves_each_camera_frame(pick_cube_yaml, tmp_path):

@@ -22,7 +22,7 @@ def lab_config(tmp_path_factory):
     from robot_stack.config import load_task_config
     from robot_stack.config.schema import ClassifierConfig, EncoderConfig
     from robot_stack.reward.classifier import SuccessClassifierModel, SuccessClassifierNet
-    from robot_stack.session import with_fields
+    from robot_stack.config import with_fields
 
     work = tmp_path_factory.mktemp("lab")
     cameras = ("wrist_1", "wrist_2")

@@ -15,7 +15,7 @@ from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.config.schema import TaskSpec
 from robot_stack.data.demo_sets import DEMOS_FILE
 from robot_stack.policy.encoders import ImageEncoder
-from robot_stack.session import with_fields
+from robot_stack.config import with_fields
 
 torch.set_num_threads(1)
 SIZE = 32

@@ -22,7 +22,7 @@ from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.data.checkpoints import CheckpointMismatchError, CheckpointStore
 from robot_stack.data.curves import window_success_rate
 from robot_stack.data.spec import action_spec, observation_spec
-from robot_stack.session import with_fields
+from robot_stack.config import with_fields
 from robot_stack.transport import ActorLink
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,8 @@ from rosproc import REPO, LaunchProcess, RosUnavailable, command_line, launch_co
 from robot_stack.config import load_task_config
 from robot_stack.config.loader import config_to_yaml
 from robot_stack.run_dir import RunPaths
-from robot_stack.session import session_config, with_fields
+from robot_stack.config import with_fields
+from robot_stack.session import session_config
 
 SIM_SESSION = REPO / "launch" / "sim_session.launch.py"
 

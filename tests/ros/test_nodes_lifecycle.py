@@ -90,7 +90,7 @@ def test_camera_node_publishes_a_recorded_realsense_camera(ros_env, tmp_path):
 
     from robot_stack.config import load_task_config
     from robot_stack.config.loader import config_to_yaml
-    from robot_stack.session import with_fields
+    from robot_stack.config import with_fields
 
     recording = record(tmp_path / "wrist.db3", n_frames=90, fps=30, size_wh=(96, 64))
     config = load_task_config(TASKS / "fr3_lab_insertion.yaml")

@@ -13,7 +13,8 @@ from robot_stack.config import load_task_config
 from robot_stack.config.loader import config_to_yaml
 from robot_stack.data.curves import read_episodes
 from robot_stack.run_dir import RunPaths
-from robot_stack.session import session_config, with_fields
+from robot_stack.config import with_fields
+from robot_stack.session import session_config
 
 
 def _session_files(tmp_path, episode_steps=20):

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from robot_stack.config import config_to_yaml, load_task_config
-from robot_stack.session import with_fields
+from robot_stack.config import with_fields
 
 
 @pytest.fixture

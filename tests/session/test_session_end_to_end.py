@@ -17,7 +17,7 @@ import pytest
 
 from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.data.checkpoints import CheckpointStore
-from robot_stack.session import with_fields
+from robot_stack.config import with_fields
 
 
 @pytest.fixture

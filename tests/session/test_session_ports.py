@@ -9,7 +9,7 @@ import pytest
 
 from robot_stack import session as session_module
 from robot_stack.config import load_task_config
-from robot_stack.session import with_fields
+from robot_stack.config import with_fields
 
 
 # Two learner starts (the first waits out the bind patience) and an actor: ~15 s on 2 busy

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from learner.learner_loop import Learner
 from robot_stack.config import load_task_config
 from robot_stack.data.spec import ArraySpec, action_spec, observation_spec, transition_batch_spec
-from robot_stack.session import with_fields
+from robot_stack.config import with_fields
 from robot_stack.transport import ActorLink
 from robot_stack.transport.messages import (
     MESSAGE_TYPES,

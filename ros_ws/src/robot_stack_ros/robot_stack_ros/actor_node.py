@@ -25,7 +25,7 @@ from rclpy.node import Node
 from actor.intervention import HumanIntervention, ScriptedIntervention
 from actor.actor_loop import ActorEnvironment, run_actor
 from robot_stack.envs.franka_env import FrankaEnv
-from robot_stack.session import with_fields as _with
+from robot_stack.config import with_fields as _with
 from robot_stack_interfaces.msg import EpisodeEvent, InterventionEvent
 
 from robot_stack_ros.clients import STOPPING, MirrorFeed, StopRequested, RosCameras, RosReset, RosRobotBackend, RosSuccess, RosTeleop, StateCache
