@@ -5,7 +5,8 @@ One step of the loop:
 
     wait for the step's deadline (rate-locked) -> take newer weights if any ->
     policy action -> intervention (teleop action replaces it, or None) -> env.step ->
-    transition -> send every ``send_every_steps`` and at every episode end
+    transition (these four: ``ActorStepper``) -> send every ``send_every_steps`` and at
+    every episode end
 
 Nothing in the loop waits on the learner: ``ActorLink.send`` puts batches in the outbox
 and returns, and weights are decoded in the link thread (``prepare_weights``). A learner
@@ -153,6 +154,107 @@ class ActorSummary:
     recent_episodes: deque = field(default_factory=lambda: deque(maxlen=20))  # (success, length, intervention steps)
 
 
+@dataclass
+class StepOutcome:
+    """What one actor step did. ``action`` is the one sent to the env: the policy's, or the
+    teleoperator's when ``intervened``, held (zeros) if it was not finite."""
+
+    observation: dict
+    action: np.ndarray
+    reward: float
+    next_observation: dict
+    terminated: bool
+    truncated: bool
+    info: dict
+    intervened: bool
+    gripper_changed: bool
+    binary_gripper: bool
+    inference_s: float  # the policy's time to act
+
+    @property
+    def episode_over(self) -> bool:
+        return self.terminated or self.truncated
+
+    def transition(self, cut_short: bool = False) -> dict[str, np.ndarray]:
+        """The transition for the learner. ``cut_short``: a stop ends the episode at this step;
+        it is marked truncated (which bootstraps), so the stream stays consistent when the
+        actor comes back on it."""
+        return make_transition(
+            self.observation, self.action, self.reward, self.next_observation, self.terminated,
+            self.truncated or cut_short,
+            intervention=self.intervened, gripper_changed=self.gripper_changed, binary_gripper=self.binary_gripper,
+        )
+
+
+class ActorStepper:
+    """The actor's step, without the transport, pacing or reports around it:
+
+        policy action (a non-finite one held and counted) -> the teleoperator may replace it
+        (not in a deterministic episode) -> env.step -> what the transition needs, including
+        whether the gripper changed state
+
+    and the bookkeeping of the episode in progress (return, length, intervention steps). The
+    actor process runs it between its rate limiter and its link; an in-process loop can run
+    it directly.
+    """
+
+    def __init__(self, env, intervention: Optional[Intervention], policy, rng: np.random.Generator):
+        self.env = env
+        self.intervention = intervention
+        self.policy = policy
+        self.rng = rng  # the policy's exploration noise
+        self.env_steps = 0  # over all episodes; the teleoperator's schedule follows it
+        self.nonfinite_actions = 0
+        self.observation: Optional[dict] = None
+        self.closed = False  # the gripper, as the last step left it
+        self.episode_return, self.episode_length, self.episode_interventions = 0.0, 0, 0
+
+    def reset(self, seed: Optional[int] = None) -> dict:
+        """Start an episode; returns the reset's info. Seed once: later episodes continue the
+        env's own random stream."""
+        observation, info = self.env.reset(seed=seed) if seed is not None else self.env.reset()
+        if self.intervention is not None:
+            self.intervention.reset()
+        self.observation, self.closed = observation, gripper_closed_after_reset(self.env, info)
+        self.episode_return, self.episode_length, self.episode_interventions = 0.0, 0, 0
+        return info
+
+    def step(self, deterministic: bool = False) -> StepOutcome:
+        observation = self.observation
+        started = time.perf_counter()
+        action = self.policy.act(observation, deterministic=deterministic, rng=self.rng)
+        inference_s = time.perf_counter() - started
+        action, held = hold_if_nonfinite(action)
+        if held:
+            self._count_nonfinite("policy")
+        intervene = self.intervention is not None and not deterministic
+        override = self.intervention.decide(observation, action, self.env_steps) if intervene else None
+        if override is not None:
+            action, held = hold_if_nonfinite(override)
+            if held:
+                self._count_nonfinite("teleop")
+        next_observation, reward, terminated, truncated, info = self.env.step(action)
+
+        self.env_steps += 1
+        self.episode_length += 1
+        self.episode_return += float(reward)
+        self.episode_interventions += override is not None
+        now_closed = bool(info.get("gripper_closed", self.closed))
+        outcome = StepOutcome(
+            observation, action, reward, next_observation, terminated, truncated, info,
+            intervened=override is not None, gripper_changed=now_closed != self.closed,
+            binary_gripper=self.env.binary_gripper, inference_s=inference_s,
+        )
+        self.closed, self.observation = now_closed, next_observation
+        return outcome
+
+    def _count_nonfinite(self, source: str) -> None:
+        self.nonfinite_actions += 1
+        count = self.nonfinite_actions
+        if count <= 10 or count % 1000 == 0:
+            log.warning("%s gave a non-finite action (%d so far); holding the robot for this step", source, count)
+
+
 def run_actor(
     config: TaskConfig,
     actor_id: str,
@@ -198,11 +300,8 @@ def run_actor(
 class _ActorLoop:
     def __init__(self, config, actor_id, env, intervention, policy, link: ActorLink, rng, status_path):
         self.config = config
-        self.env = env
-        self.intervention = intervention
         self.policy = policy
         self.link = link
-        self.rng = rng
         self.status_path = Path(status_path) if status_path is not None else None
         rate_locked = config.actor.rate_locked
         if rate_locked is None:
@@ -214,6 +313,7 @@ class _ActorLoop:
         self.paced_wait_s = 0.0
         self.pending = TransitionBuffer()
         self.inference_s: deque[float] = deque(maxlen=10_000)
+        self.steps = ActorStepper(env, intervention, policy, rng)
         self.summary = ActorSummary(actor_id)
         self.summary.recent_episodes = deque(maxlen=config.training.success_window_episodes)
 
@@ -231,14 +331,14 @@ class _ActorLoop:
         start = time.monotonic()
         next_stats = start + actor.stats_every_s
         next_status = start
-        observation, closed = self._reset(seed)
+        steps = self.steps
+        self._reset(seed)
         # Python's full garbage collection scans every object the process holds (torch,
         # MuJoCo, the config): in a loaded actor it paused a control step for up to 150 ms.
         # What exists now is frozen out of it, and the rest is collected at each reset, where
         # no control period runs.
         gc.collect()
         gc.freeze()
-        episode_return, episode_length, episode_interventions = 0.0, 0, 0
         deterministic = self._deterministic_episode()
         self._write_status("running")
         while True:
@@ -247,55 +347,26 @@ class _ActorLoop:
             if self.paced:
                 self._keep_pace(stop)
 
-            started = time.perf_counter()
-            action = self.policy.act(observation, deterministic=deterministic, rng=self.rng)
-            self.inference_s.append(time.perf_counter() - started)
-            action, held = hold_if_nonfinite(action)
-            if held:
-                self._count_nonfinite("policy")
-            intervene = self.intervention is not None and not deterministic
-            override = self.intervention.decide(observation, action, s.env_steps) if intervene else None
-            if override is not None:
-                action, held = hold_if_nonfinite(override)
-                if held:
-                    self._count_nonfinite("teleop")
-            next_observation, reward, terminated, truncated, info = self.env.step(action)
-
-            s.env_steps += 1
-            episode_length += 1
-            episode_return += float(reward)
-            episode_interventions += override is not None
+            step = steps.step(deterministic)
+            self.inference_s.append(step.inference_s)
+            s.env_steps, s.nonfinite_actions = steps.env_steps, steps.nonfinite_actions
             stopping = stop.is_set() or (max_env_steps is not None and s.env_steps >= max_env_steps)
-            episode_over = terminated or truncated
-            self.pending.add(
-                make_transition(
-                    observation, action, reward, next_observation, terminated,
-                    # A stop cuts the episode here: truncation (which bootstraps) keeps the
-                    # stream consistent when this actor comes back on the same stream.
-                    truncated or (stopping and not episode_over),
-                    intervention=override is not None,
-                    gripper_changed=bool(info.get("gripper_closed", closed)) != closed,
-                    binary_gripper=self.env.binary_gripper,
-                )
-            )
-            closed = bool(info.get("gripper_closed", closed))
-            observation = next_observation
+            self.pending.add(step.transition(cut_short=stopping and not step.episode_over))
             ended = None
-            if episode_over:
+            if step.episode_over:
                 ended = self._end_episode(
-                    bool(info.get("success", False)), episode_return, episode_length, episode_interventions,
-                    true_success=info.get("true_success"), deterministic=deterministic,
+                    bool(step.info.get("success", False)), steps.episode_return, steps.episode_length,
+                    steps.episode_interventions, true_success=step.info.get("true_success"), deterministic=deterministic,
                 )
-            if len(self.pending) >= actor.send_every_steps or episode_over or stopping:
+            if len(self.pending) >= actor.send_every_steps or step.episode_over or stopping:
                 self._send(ended, final=stopping)
-            if episode_over or stopping:
-                self.summary.intervention_steps += episode_interventions
-                episode_return, episode_length, episode_interventions = 0.0, 0, 0
+            if step.episode_over or stopping:
+                self.summary.intervention_steps += steps.episode_interventions
                 deterministic = self._deterministic_episode()
             if stopping:
                 break
-            if episode_over:
-                observation, closed = self._reset(None)
+            if step.episode_over:
+                self._reset(None)
 
             now = time.monotonic()
             if now >= next_stats:
@@ -312,14 +383,10 @@ class _ActorLoop:
 
     # ------------------------------------------------------------------ pieces of a step
 
-    def _reset(self, seed: Optional[int]) -> tuple[dict, bool]:
-        # Seeded once: later episodes continue the env's own random stream.
-        observation, info = self.env.reset(seed=seed) if seed is not None else self.env.reset()
-        if self.intervention is not None:
-            self.intervention.reset()
+    def _reset(self, seed: Optional[int]) -> None:
+        self.steps.reset(seed)
         gc.collect()  # between episodes, not in the middle of one
         self.rate.restart()  # a reset is neither a control period nor an overrun
-        return observation, gripper_closed_after_reset(self.env, info)
 
     def _take_weights(self) -> None:
         update = self.link.latest_weights()
@@ -350,12 +417,6 @@ class _ActorLoop:
         mean action, nobody intervening: what an evaluation runs)."""
         every = self.config.actor.deterministic_every_episodes
         return every > 0 and (self.summary.episodes + 1) % every == 0
-
-    def _count_nonfinite(self, source: str) -> None:
-        self.summary.nonfinite_actions += 1
-        count = self.summary.nonfinite_actions
-        if count <= 10 or count % 1000 == 0:
-            log.warning("%s gave a non-finite action (%d so far); holding the robot for this step", source, count)
 
     def _send(self, episode_end: Optional[dict] = None, final: bool = False) -> None:
         info: dict[str, Any] = {"episode": self.summary.episodes, "weights_version": self.summary.weights_version}

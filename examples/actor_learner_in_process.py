@@ -15,7 +15,6 @@ the transport. Here the same pieces run in one loop, so the whole method fits on
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -29,19 +28,11 @@ import torch  # noqa: E402
 
 from actor.record_demos import record_demos  # noqa: E402
 from actor.evaluate_policy import evaluate_policy  # noqa: E402
-from actor.actor_loop import build_policy, sim_actor_environment  # noqa: E402
-from learner.learner_loop import load_demos_into  # noqa: E402
-from learner.replay import MixedReplay  # noqa: E402
-from learner.sac import SACAgent  # noqa: E402
-from robot_stack.config import load_task_config  # noqa: E402
-from robot_stack.data.transitions import (  # noqa: E402
-    gripper_closed_after_reset,
-    hold_if_nonfinite,
-    make_transition,
-    stack_transitions,
-)
+from actor.actor_loop import ActorStepper, build_policy, sim_actor_environment  # noqa: E402
+from learner.learner_loop import build_agent_and_replay, load_demos_into, update_once, updates_due  # noqa: E402
+from robot_stack.config import load_task_config, with_fields  # noqa: E402
+from robot_stack.data.transitions import stack_transitions  # noqa: E402
 from robot_stack.data.spec import observation_spec as observation_spec_of  # noqa: E402
-from robot_stack.config import with_fields  # noqa: E402
 
 TASK = REPO / "hardware_configs/tasks/sim_pick_cube_state.yaml"
 
@@ -70,10 +61,8 @@ def main() -> None:
     observation_spec = observation_spec_of(config)  # what the learner derives too; the env announces the same
     policy = build_policy(agent_config, observation_spec, env.action_dim, env.binary_gripper)
 
-    # --- the learner's side: SAC/RLPD agent and the online + demo buffers ---------------------
-    agent = SACAgent.create(agent_config, observation_spec, env.action_dim, env.binary_gripper,
-                            discount=config.task.discount, seed=args.seed)
-    replay = MixedReplay.from_config(training, observation_spec, env.action_dim)
+    # --- the learner's side: SAC/RLPD agent and the online + demo buffers, as the learner builds them
+    agent, replay = build_agent_and_replay(config, observation_spec, env.action_dim, env.binary_gripper)
     policy.load_weights(agent.policy_weights())  # the actor starts from the learner's initial weights
 
     # --- demos: the recorder writes a demo set; the learner loads it into the demo buffer -----
@@ -84,58 +73,39 @@ def main() -> None:
     print(f"{demos} demos, {demo_transitions} transitions in the demo buffer ({time.perf_counter() - started:.1f} s)")
 
     # --- the loop: one env step, then whatever learner updates that step made due ------------
-    rng = np.random.default_rng(args.seed)  # the policy's exploration noise
+    actor = ActorStepper(env, teleoperator, policy, np.random.default_rng(args.seed))  # rng: exploration noise
     update_rng = np.random.default_rng([args.seed, 2])  # replay sampling
     updates, episodes, successes, recent = 0, 0, 0, []
-    observation, info = env.reset(seed=args.seed)
-    teleoperator.reset()
-    closed = gripper_closed_after_reset(env, info)
-    episode_return, episode_length, episode_interventions = 0.0, 0, 0
+    actor.reset(seed=args.seed)  # seeded once; later episodes continue the env's stream
     started = time.perf_counter()
     for env_step in range(1, args.env_steps + 1):
         # The actor: the policy proposes, the teleoperator may override (that transition is then
         # an intervention, which RLPD also keeps in the demo buffer). A NaN action is held, as on a robot.
-        action, _ = hold_if_nonfinite(policy.act(observation, deterministic=False, rng=rng))
-        override = teleoperator.decide(observation, action, env_step - 1)
-        if override is not None:
-            action, _ = hold_if_nonfinite(override)
-        next_observation, reward, terminated, truncated, info = env.step(action)
-        now_closed = bool(info.get("gripper_closed", closed))
-        transition = make_transition(observation, action, reward, next_observation, terminated, truncated,
-                                     intervention=override is not None, gripper_changed=now_closed != closed,
-                                     binary_gripper=env.binary_gripper)
+        step = actor.step()
         # What the actor would send and the learner receive: a batch with a leading axis (here of 1).
-        replay.add(stack_transitions([transition]), stream="actor")
-        closed, observation = now_closed, next_observation
-        episode_return += float(reward)
-        episode_length += 1
-        episode_interventions += override is not None
+        replay.add(stack_transitions([step.transition()]), stream="actor")
 
         # The learner: train up to updates_per_env_step x env steps once there is enough online
         # data; each update takes critic_actor_ratio fresh batches (half demo, half online).
-        due = math.floor(training.updates_per_env_step * env_step)
-        while env_step >= training.min_online_transitions and updates < due:
-            agent.update([replay.sample(agent_config.batch_size, update_rng) for _ in range(agent_config.critic_actor_ratio)])
+        while updates < updates_due(training, env_step):
+            update_once(agent, replay, agent_config, update_rng)
             updates += 1
             # Weights go to the actor every N updates, as the learner publishes them; in-process
             # a copy of the tensors stands in for the safetensors message.
             if updates % training.publish_every_updates == 0:
                 policy.load_weights(agent.policy_weights())
 
-        if terminated or truncated:
-            success = bool(info.get("success", False))
+        if step.episode_over:
+            success = bool(step.info.get("success", False))
             episodes += 1
             successes += success
             recent = (recent + [success])[-10:]
             elapsed = time.perf_counter() - started
-            print(f"episode {episodes:3d}: {'success' if success else 'failure'} in {episode_length:3d} steps, "
-                  f"{episode_interventions:3d} intervened, return {episode_return:5.2f} | env steps {env_step}, "
+            print(f"episode {episodes:3d}: {'success' if success else 'failure'} in {actor.episode_length:3d} steps, "
+                  f"{actor.episode_interventions:3d} intervened, return {actor.episode_return:5.2f} | env steps {env_step}, "
                   f"updates {updates}, success over last {len(recent)} {sum(recent) / len(recent):.0%} | "
                   f"{env_step / elapsed:.0f} env steps/s, {updates / elapsed:.0f} updates/s", flush=True)
-            observation, info = env.reset()  # seeded once above; later episodes continue its stream
-            teleoperator.reset()
-            closed = gripper_closed_after_reset(env, info)
-            episode_return, episode_length, episode_interventions = 0.0, 0, 0
+            actor.reset()
     env.close()
     policy.load_weights(agent.policy_weights())  # the final weights, not the last published ones
     elapsed = time.perf_counter() - started

@@ -22,12 +22,12 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 
-from robot_stack.config.schema import TaskConfig
+from robot_stack.config.schema import AgentConfig, TaskConfig, TrainingConfig
 from robot_stack.data.status import LearnerStatus, write_status
 from robot_stack.data.curves import window_deterministic_success_rate, window_intervention_rate, window_success_rate
 from robot_stack.data.spec import action_spec, env_action_dim, observation_spec
@@ -122,6 +122,35 @@ def load_demos_into(replay: MixedReplay, directory: Path, spec: dict, action_dim
     return count
 
 
+def build_agent_and_replay(config: TaskConfig, observation_spec: dict, action_dim: int, binary_gripper: bool,
+                           device: Union[str, torch.device, None] = None) -> tuple[SACAgent, MixedReplay]:
+    """A fresh SAC/RLPD agent and its online + demo buffers, seeded with ``training.seed``.
+    ``device`` None follows ``agent.device``."""
+    agent = SACAgent.create(
+        config.agent, observation_spec, action_dim, binary_gripper,
+        discount=config.task.discount, device=device, seed=config.training.seed,
+    )
+    # A frozen trunk runs once per stored frame, and the replay keeps its features.
+    features = CachedTrunkFeatures(agent.encoder, config.agent.encoder, config.training.seed) if agent.encoder.cache_features else None
+    replay = MixedReplay.from_config(config.training, observation_spec, action_dim, frame_encoder=features)
+    return agent, replay
+
+
+def updates_due(training: TrainingConfig, env_steps: int) -> int:
+    """How many updates training owes after ``env_steps`` online transitions: none before
+    ``min_online_transitions``, then ``updates_per_env_step`` per env step, counted from the first."""
+    if env_steps < training.min_online_transitions:
+        return 0
+    return math.floor(training.updates_per_env_step * env_steps)
+
+
+def update_once(agent: SACAgent, replay: MixedReplay, agent_config: AgentConfig, rng: np.random.Generator) -> dict[str, float]:
+    """One learner update: ``critic_actor_ratio`` fresh batches (the critic trains on each, the
+    actor and temperature on the last); returns the update's metrics."""
+    batches = [replay.sample(agent_config.batch_size, rng) for _ in range(agent_config.critic_actor_ratio)]
+    return agent.update(batches)
+
+
 class Learner:
     def __init__(self, config: TaskConfig, *, learner_id: str = "learner", demo_dir: Optional[Path] = None):
         self.config = config
@@ -155,14 +184,7 @@ class Learner:
     # ----------------------------------------------------------------- state
 
     def _fresh(self) -> tuple[SACAgent, MixedReplay]:
-        agent = SACAgent.create(
-            self.config.agent, self.observation_spec, self.action_dim, self.binary_gripper,
-            discount=self.config.task.discount, device=self.device, seed=self.training.seed,
-        )
-        # A frozen trunk runs once per stored frame, and the replay keeps its features.
-        features = CachedTrunkFeatures(agent.encoder, self.config.agent.encoder, self.training.seed) if agent.encoder.cache_features else None
-        replay = MixedReplay.from_config(self.training, self.observation_spec, self.action_dim, frame_encoder=features)
-        return agent, replay
+        return build_agent_and_replay(self.config, self.observation_spec, self.action_dim, self.binary_gripper, self.device)
 
     def _segment_logs(self, replay: MixedReplay, run_id: str) -> dict[str, SegmentLog]:
         store = segment_store(self.checkpoints.directory, run_id)
@@ -388,13 +410,12 @@ class Learner:
                 for report in link.reports():
                     self._report(report)
 
-                due = math.floor(training.updates_per_env_step * counters.env_steps)
-                can_train = counters.env_steps >= training.min_online_transitions and len(self.replay) > 0
+                due = updates_due(training, counters.env_steps)
+                can_train = len(self.replay) > 0
                 trained = 0
                 budget_end = time.monotonic() + 0.05
                 while can_train and counters.updates < due and time.monotonic() < budget_end and not stop.is_set():
-                    batches = [self.replay.sample(config.agent.batch_size, self.rng) for _ in range(config.agent.critic_actor_ratio)]
-                    train_metrics = self.agent.update(batches)
+                    train_metrics = update_once(self.agent, self.replay, config.agent, self.rng)
                     counters.updates += 1
                     trained += 1
                     if counters.updates % training.log_every_updates == 0:
