@@ -139,6 +139,10 @@ def record_demos_with(
             demos.episodes.append(
                 {"file": name, "seed": episode_seed, "length": int(batch["rewards"].shape[0]), "return": float(batch["rewards"].sum())}
             )
+            if len(demos.episodes) < episodes:
+                # The set so far, marked unfinished: a recorder killed outright (its session
+                # gone) still leaves the demos it finished as a valid, smaller set.
+                _write_meta(demos, out_dir, task_name, observation_spec, action_spec, seed, unfinished=True)
             bar.update(1)
             bar.set_postfix(attempts=demos.attempts)
     except KeyboardInterrupt:
@@ -148,6 +152,12 @@ def record_demos_with(
         bar.close()
     if not demos.episodes:
         return demos  # nothing finished: no demo set, rather than an empty one
+    _write_meta(demos, out_dir, task_name, observation_spec, action_spec, seed)
+    return demos
+
+
+def _write_meta(demos: DemoSet, out_dir: Path, task_name: str, observation_spec, action_spec, seed: int,
+                unfinished: bool = False) -> None:
     write_json_atomic(
         out_dir / DEMOS_FILE,
         {
@@ -157,14 +167,13 @@ def record_demos_with(
             "episodes": demos.episodes,
             "transitions": demos.transitions,
             "attempts": demos.attempts,
-            "requested": episodes,
-            "interrupted": demos.interrupted,
+            "requested": demos.requested,
+            "interrupted": demos.interrupted or unfinished,
             "success_rate": len(demos.episodes) / demos.attempts,
             "seed": seed,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },
     )
-    return demos
 
 
 def _wait_for_device(device, timeout_s: float) -> None:
