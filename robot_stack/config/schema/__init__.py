@@ -13,7 +13,7 @@ Unknown keys are errors everywhere (``extra="forbid"``): a typo must never fall 
 default silently.
 """
 
-from robot_stack.config.schema.actor_section import ActorConfig
+from robot_stack.config.schema.actor_section import ActorConfig, ConsoleConfig
 from robot_stack.config.schema.agent_section import AgentConfig
 from robot_stack.config.schema.cameras_section import CameraConfig, CamerasConfig
 from robot_stack.config.schema.encoder_section import EncoderConfig, EncoderPretrainConfig
@@ -60,6 +60,7 @@ __all__ = [
     "SECTION_MODELS",
     "ActionScaleConfig",
     "ActorConfig",
+    "ConsoleConfig",
     "AgentConfig",
     "CameraConfig",
     "CamerasConfig",

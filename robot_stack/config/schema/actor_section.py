@@ -2,11 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from robot_stack.config.schema.primitives import Float, Int, StrictModel
+
+
+OperatorCommandName = Literal["pause", "resume", "toggle_pause", "success", "failure", "rerecord", "reset", "stop"]
+
+
+class ConsoleConfig(StrictModel):
+    """The operator console (actor/console.py): the live web page and the terminal's keys."""
+
+    web: bool = Field(True, description="Serve the live page (cameras, episode, curves, controls) from the actor.")
+    web_host: str = Field(
+        "127.0.0.1",
+        description="Address the live page binds. The default is this machine only; another address exposes the "
+        "robot's controls to that network.",
+    )
+    web_port: Int = Field(8765, ge=0, le=65535, description="Port of the live page; 0: any free port (logged).")
+    keyboard: bool = Field(True, description="Read the keys below from the terminal that runs the session.")
+    keys: dict[str, OperatorCommandName] = Field(
+        default_factory=lambda: {
+            "p": "toggle_pause", " ": "toggle_pause", "s": "success", "f": "failure",
+            "r": "rerecord", "n": "reset", "q": "stop",
+        },
+        description="Terminal key (one character) -> operator command.",
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _single_characters(cls, keys: dict[str, str]) -> dict[str, str]:
+        for key in keys:
+            if len(key) != 1 or not key.isprintable():
+                raise ValueError(f"console key {key!r} must be one printable character")
+        return keys
 
 
 class ActorConfig(StrictModel):
@@ -37,3 +68,4 @@ class ActorConfig(StrictModel):
         "updates cover (weights version / training.updates_per_env_step), so a fast simulator cannot outrun training; "
         "a rate-locked actor never waits.",
     )
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)

@@ -25,7 +25,9 @@ class ScriptedInterventionConfig(StrictModel):
     max_fraction: Float = Field(1.0, ge=0.0, le=1.0, description="Cap on the fraction of an episode's steps under intervention.")
 
 
-TeleopButtonAction = Literal["gripper_close", "gripper_open", "success", "failure", "rerecord"]
+# Gripper buttons are interventions; the others are operator commands (actor/console.py), taken once
+# per press, and "pause" toggles.
+TeleopButtonAction = Literal["gripper_close", "gripper_open", "success", "failure", "rerecord", "pause", "reset", "stop"]
 
 
 class TeleopConfig(StrictModel):
