@@ -3,10 +3,15 @@ every transition to the learner and take its newer weights between steps.
 
 One step of the loop:
 
-    wait for the step's deadline (rate-locked) -> take newer weights if any ->
-    policy action -> intervention (teleop action replaces it, or None) -> env.step ->
-    transition (these four: ``ActorStepper``) -> send every ``send_every_steps`` and at
-    every episode end
+    wait for the step's deadline (rate-locked) -> take newer weights if any -> apply the
+    operator's commands (pause, label, discard, reset, stop: actor/console.py) -> policy
+    action -> intervention (teleop action replaces it, or None) -> env.step -> transition
+    (these four: ``ActorStepper``) -> at the episode's end, send the whole episode (in
+    messages of ``send_every_steps`` transitions) and record it in the run's dataset
+
+An episode reaches the learner whole or not at all: the operator may discard the episode in
+progress (re-record), or end it with a label that rewrites its last transition, up to its
+last step.
 
 Nothing in the loop waits on the learner: ``ActorLink.send`` puts batches in the outbox
 and returns, and weights are decoded in the link thread (``prepare_weights``). A learner
@@ -46,6 +51,7 @@ import safetensors.torch
 import torch
 
 from robot_stack.data.files import write_json_atomic
+from actor.console import ButtonCommands, OperatorConsole, Request
 from actor.intervention import HumanIntervention, Intervention, ScriptedIntervention
 from actor.rate import LoopTiming, RateLimiter, percentile_ms
 from robot_stack.data.transitions import (
@@ -55,7 +61,7 @@ from robot_stack.data.transitions import (
     make_transition,
 )
 from robot_stack.config.schema import AgentConfig, TaskConfig
-from robot_stack.data.spec import env_spec
+from robot_stack.data.spec import REWARD_KEY, env_spec, transition_batch_spec
 from robot_stack.transport.actor_link import ActorLink, LinkRefused
 
 log = logging.getLogger(__name__)
@@ -141,6 +147,7 @@ class ActorSummary:
     episodes: int = 0
     successes: int = 0
     intervention_steps: int = 0
+    env_steps_discarded: int = 0  # steps of episodes the operator discarded (never sent)
     nonfinite_actions: int = 0
     weights_version: int = -1
     weights_taken: int = 0
@@ -266,8 +273,14 @@ def run_actor(
     seed: int = 0,
     status_path: Optional[Path] = None,
     outbox_dir: Optional[Path] = None,
+    console: Optional[OperatorConsole] = None,
 ) -> ActorSummary:
-    """Run the actor until ``stop`` is set (e.g. by a SIGINT handler) or ``max_env_steps``.
+    """Run the actor until ``stop`` is set (e.g. by a SIGINT handler, or the operator's stop
+    command) or ``max_env_steps``.
+
+    ``console``: where operator commands arrive (a ROS node passes its own, to attach its
+    services); by default the actor makes one, logging to ``operator.csv`` in the session's log
+    dir, and serves the live page when ``actor.console.web`` is on.
 
     On the way out it finishes the current step, sends what is pending, waits up to
     ``actor.stop_timeout_s`` for the learner to have received it and saved it in a checkpoint
@@ -276,32 +289,63 @@ def run_actor(
     this actor (wrong task, spec or key).
     """
     rng = np.random.default_rng(seed)
+    if console is None:
+        log_dir = config.session.log_dir
+        console = OperatorConsole(Path(log_dir) / "operator.csv" if log_dir else None, config.task.name, actor_id)
     environment = (env_factory or actor_environment)(config, np.random.default_rng([seed, 1]))
     env = environment.env
     observation_spec, action_spec = env_spec(env)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.actor.torch_threads)
-    link = None
+    link = live_view = None
     try:
         policy = (policy_factory or build_policy)(config.agent, observation_spec, env.action_dim, env.binary_gripper)
         link = ActorLink(
             config.session, actor_id, config.task.name, observation_spec, action_spec,
             outbox_dir=outbox_dir, prepare_weights=decode_weights,
         ).start()
-        loop = _ActorLoop(config, actor_id, env, environment.intervention, policy, link, rng, status_path)
+        live_view = start_live_view(config, console)
+        loop = _ActorLoop(config, actor_id, env, environment.intervention, policy, link, rng, status_path, console,
+                          console_url=live_view.url if live_view is not None else None)
         return loop.run(stop, max_env_steps, seed)
     finally:
+        if live_view is not None:
+            live_view.stop()
         if link is not None:
             link.close()
         env.close()
         torch.set_num_threads(previous_threads)
 
 
+def start_live_view(config: TaskConfig, console: OperatorConsole):
+    """The console's live page (actor/live_view.py), or None when it is off or cannot be served
+    (the actor runs on without it: the page is for people, the robot does not need it)."""
+    settings = config.actor.console
+    if not settings.web:
+        return None
+    try:
+        from actor.live_view import LiveViewServer
+    except ImportError as error:
+        log.warning("live page off: %s (install the project's 'console' extra)", error)
+        return None
+    try:
+        server = LiveViewServer(console, settings.web_host, settings.web_port).start()
+    except OSError as error:
+        log.error("live page off: %s", error)
+        return None
+    log.info("live page: %s", server.url)
+    return server
+
+
 class _ActorLoop:
-    def __init__(self, config, actor_id, env, intervention, policy, link: ActorLink, rng, status_path):
+    def __init__(self, config, actor_id, env, intervention, policy, link: ActorLink, rng, status_path,
+                 console: OperatorConsole, console_url: Optional[str] = None):
         self.config = config
         self.policy = policy
         self.link = link
+        self.console = console
+        self.console_url = console_url
+        self.buttons = ButtonCommands(getattr(intervention, "device", None), config.teleop, console)
         self.status_path = Path(status_path) if status_path is not None else None
         rate_locked = config.actor.rate_locked
         if rate_locked is None:
@@ -311,16 +355,22 @@ class _ActorLoop:
         # with ever staler policies; it keeps within sim_max_lead_env_steps of training instead.
         self.paced = not rate_locked and config.robot.backend == "sim"
         self.paced_wait_s = 0.0
-        self.pending = TransitionBuffer()
+        self.episode = TransitionBuffer()  # the episode in progress: sent when it ends
         self.inference_s: deque[float] = deque(maxlen=10_000)
         self.steps = ActorStepper(env, intervention, policy, rng)
+        self.spec = env_spec(env)
         self.summary = ActorSummary(actor_id)
         self.summary.recent_episodes = deque(maxlen=config.training.success_window_episodes)
+        self.paused = False
+        self.deterministic = False
+        self.last_info: dict = {}  # the info of the episode's latest step
+        self.discarded_episodes = 0
 
     def run(self, stop: threading.Event, max_env_steps: Optional[int], seed: int) -> ActorSummary:
         try:
             return self._run(stop, max_env_steps, seed)
         except Exception as error:
+            self.console.set_state("failed", error=f"{type(error).__name__}: {error}")
             self._write_status("failed", f"{type(error).__name__}: {error}")
             raise
         finally:
@@ -329,8 +379,8 @@ class _ActorLoop:
     def _run(self, stop: threading.Event, max_env_steps: Optional[int], seed: int) -> ActorSummary:
         s, actor = self.summary, self.config.actor
         start = time.monotonic()
-        next_stats = start + actor.stats_every_s
-        next_status = start
+        self.next_stats = start + actor.stats_every_s
+        self.next_status = start
         steps = self.steps
         self._reset(seed)
         # Python's full garbage collection scans every object the process holds (torch,
@@ -339,52 +389,148 @@ class _ActorLoop:
         # no control period runs.
         gc.collect()
         gc.freeze()
-        deterministic = self._deterministic_episode()
+        self.deterministic = self._deterministic_episode()
         self._write_status("running")
+        self.console.set_state("running")
         while True:
             self.rate.wait()
             self._take_weights()
             if self.paced:
                 self._keep_pace(stop)
+            self._operate(stop)
+            if stop.is_set() and self.steps.episode_length == 0:
+                # Stopped at an episode boundary (from a pause, or right after a reset): nothing
+                # is in progress, so an empty last batch tells the learner to checkpoint.
+                self._send_empty_final()
+                break
 
-            step = steps.step(deterministic)
+            step = steps.step(self.deterministic)
             self.inference_s.append(step.inference_s)
             s.env_steps, s.nonfinite_actions = steps.env_steps, steps.nonfinite_actions
             stopping = stop.is_set() or (max_env_steps is not None and s.env_steps >= max_env_steps)
-            self.pending.add(step.transition(cut_short=stopping and not step.episode_over))
-            ended = None
-            if step.episode_over:
-                ended = self._end_episode(
-                    bool(step.info.get("success", False)), steps.episode_return, steps.episode_length,
-                    steps.episode_interventions, true_success=step.info.get("true_success"), deterministic=deterministic,
-                )
-            if len(self.pending) >= actor.send_every_steps or step.episode_over or stopping:
-                self._send(ended, final=stopping)
+            self.episode.add(step.transition(cut_short=stopping and not step.episode_over))
+            self.last_info = step.info
+            self._show(step)
             if step.episode_over or stopping:
-                self.summary.intervention_steps += steps.episode_interventions
-                deterministic = self._deterministic_episode()
+                self._finish_episode(bool(step.info.get("success", False)), final=stopping)
             if stopping:
                 break
             if step.episode_over:
                 self._reset(None)
-
-            now = time.monotonic()
-            if now >= next_stats:
-                self._send_stats()
-                next_stats = now + actor.stats_every_s
-            if self.status_path is not None and now >= next_status:
-                self._write_status("running")
-                next_status = now + STATUS_EVERY_S
+            self._report()
+        self.console.set_state("stopping")
         self._send_stats()
         self._drain(actor.stop_timeout_s)
         s.wall_time_s = time.monotonic() - start
         self._write_status("stopped")
+        self.console.set_state("stopped")
         return s
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_stats:
+            self._send_stats()
+            self.next_stats = now + self.config.actor.stats_every_s
+        if self.status_path is not None and now >= self.next_status:
+            self._write_status("paused" if self.paused else "running")
+            self.next_status = now + STATUS_EVERY_S
+
+    # ------------------------------------------------------------------ operator commands
+
+    def _operate(self, stop: threading.Event) -> None:
+        """Apply the operator's commands; while paused, wait here (the arm holds its target),
+        taking weights, reports and commands, until resumed or stopped."""
+        while True:
+            self.buttons.poll()
+            for request in self.console.take():
+                self._apply(request, stop)
+            if not self.paused or stop.is_set():
+                break
+            time.sleep(0.05)
+            self._take_weights()
+            self._report()
+        if self.paused and stop.is_set():
+            self.paused = False
+            self.rate.restart()
+
+    def _apply(self, request: Request, stop: threading.Event) -> None:
+        command, steps = request.command, self.steps
+        episode, episode_step = self.summary.episodes, steps.episode_length
+        if command == "toggle_pause":
+            command = "resume" if self.paused else "pause"
+        if command == "pause":
+            outcome = "already paused" if self.paused else "paused: the arm holds its target"
+            self.paused = True
+            self.console.set_state("paused")
+            self._write_status("paused")
+        elif command == "resume":
+            outcome = "resumed" if self.paused else "not paused"
+            if self.paused:
+                self.paused = False
+                self.rate.restart()  # the pause is neither a control period nor an overrun
+                self.console.set_state("running")
+                self._write_status("running")
+        elif command == "stop":
+            outcome = "stopping"
+            stop.set()
+        elif command in ("success", "failure"):
+            if episode_step == 0:
+                outcome = "refused: no step taken in this episode yet"
+            else:
+                success = command == "success"
+                # The episode ends at its last step with the operator's label: the reward
+                # detector's answer for that step is replaced, and nothing follows it.
+                self.episode.amend_last(**{REWARD_KEY: np.float32(1.0 if success else 0.0)},
+                                        terminated=np.bool_(True), truncated=np.bool_(False))
+                self._finish_episode(success, label="operator")
+                outcome = f"episode {episode} ended: {command} (operator label, {episode_step} steps)"
+                self._reset(None)
+        elif command == "reset":
+            if episode_step == 0:
+                outcome = "reset (no step taken in this episode yet)"
+            else:
+                # Cut short, not failed: the data is good, and its last state bootstraps.
+                self.episode.amend_last(truncated=np.bool_(True))
+                self._finish_episode(bool(self.last_info.get("success", False)))
+                outcome = f"episode {episode} ended: reset requested ({episode_step} steps kept)"
+            self._reset(None)
+        elif command == "rerecord":
+            dropped = len(self.episode)
+            self.episode.take()
+            self.discarded_episodes += 1
+            self.summary.env_steps_discarded += dropped
+            outcome = f"episode {episode} discarded ({dropped} steps never sent) and recorded again"
+            self._reset(None)
+        else:  # the console refuses unknown commands; this is a command added there but not here
+            outcome = "refused: this actor does not know the command"
+        self.console.record(request, episode, episode_step, self.summary.env_steps, outcome)
+        self.link.send_event(f"operator_{request.command}", {"episode": episode, "episode_step": episode_step})
+
+    def _show(self, step: StepOutcome) -> None:
+        """The step as the live page shows it."""
+        images = step.next_observation.get("images") if isinstance(step.next_observation, dict) else None
+        self.console.observe_step(
+            images=images or None,
+            episode=self.summary.episodes,
+            episode_step=self.steps.episode_length,
+            env_steps=self.summary.env_steps,
+            intervening=step.intervened,
+            episode_interventions=self.steps.episode_interventions,
+            reward=float(step.reward),
+            episode_return=self.steps.episode_return,
+            success_probability=step.info.get("success_probability"),
+            weights_version=self.summary.weights_version,
+            deterministic=self.deterministic,
+        )
 
     # ------------------------------------------------------------------ pieces of a step
 
     def _reset(self, seed: Optional[int]) -> None:
+        self.console.set_state("resetting" if not self.paused else "paused")
         self.steps.reset(seed)
+        self.last_info = {}
+        if not self.paused:
+            self.console.set_state("running")
         gc.collect()  # between episodes, not in the middle of one
         self.rate.restart()  # a reset is neither a control period nor an overrun
 
@@ -403,11 +549,16 @@ class _ActorLoop:
 
     def _keep_pace(self, stop: threading.Event) -> None:
         """Wait while this actor is more than ``sim_max_lead_env_steps`` ahead of the env steps
-        the learner's updates cover (weights versions count learner updates)."""
+        the learner's updates cover (weights versions count learner updates). Only between
+        episodes: the learner gets an episode when it ends, so a wait inside one could wait for
+        training on the very steps it holds back."""
+        if self.steps.episode_length > 0:
+            return
         utd = self.config.training.updates_per_env_step
         lead_limit = self.config.actor.sim_max_lead_env_steps
         started = time.monotonic()
-        while not stop.is_set() and self.summary.env_steps - max(self.summary.weights_version, 0) / utd > lead_limit:
+        while (not stop.is_set() and not self.console.has_pending()
+               and self.summary.env_steps - max(self.summary.weights_version, 0) / utd > lead_limit):
             time.sleep(0.002)
             self._take_weights()
         self.paced_wait_s += time.monotonic() - started
@@ -418,17 +569,46 @@ class _ActorLoop:
         every = self.config.actor.deterministic_every_episodes
         return every > 0 and (self.summary.episodes + 1) % every == 0
 
-    def _send(self, episode_end: Optional[dict] = None, final: bool = False) -> None:
-        info: dict[str, Any] = {"episode": self.summary.episodes, "weights_version": self.summary.weights_version}
-        if episode_end is not None:
-            info["episode"], info["episode_end"] = episode_end["episode"], episode_end
-        if final:
-            info["final"] = True
-        self.summary.last_seq = self.link.send(self.pending.take(), info)
+    def _finish_episode(self, success: bool, label: str = "detector", final: bool = False) -> None:
+        """Count the episode in progress, send it whole (its end riding in its last batch) and
+        start the next one's bookkeeping. ``final``: the actor stops after it."""
+        steps = self.steps
+        detail = self._end_episode(
+            success, steps.episode_return, steps.episode_length, steps.episode_interventions,
+            true_success=self.last_info.get("true_success"), deterministic=self.deterministic, label=label,
+        )
+        self.console.observe_episode(detail)
+        self._send_episode(detail, final=final)
+        self.summary.intervention_steps += steps.episode_interventions
+        self.deterministic = self._deterministic_episode()
+
+    def _send_episode(self, episode_end: Optional[dict], final: bool = False) -> None:
+        """The episode's transitions in messages of ``actor.send_every_steps``; the last carries
+        the episode's end (and ``final`` before a stop)."""
+        batch = self.episode.take()
+        total = len(batch[next(iter(batch))]) if batch else 0
+        size = self.config.actor.send_every_steps
+        for first in range(0, total, size):
+            last = first + size >= total
+            info: dict[str, Any] = {"episode": self.summary.episodes - (episode_end is not None),
+                                    "weights_version": self.summary.weights_version}
+            if last and episode_end is not None:
+                info["episode"], info["episode_end"] = episode_end["episode"], episode_end
+            if last and final:
+                info["final"] = True
+            self.summary.last_seq = self.link.send({k: v[first:first + size] for k, v in batch.items()}, info)
+
+    def _send_empty_final(self) -> None:
+        spec = transition_batch_spec(*self.spec)
+        empty = {key: np.zeros((0, *array.shape), array.dtype) for key, array in spec.items()}
+        self.summary.last_seq = self.link.send(empty, {"episode": self.summary.episodes,
+                                                       "weights_version": self.summary.weights_version, "final": True})
 
     def _end_episode(self, success: bool, episode_return: float, length: int, interventions: int,
-                     true_success: Optional[float] = None, deterministic: bool = False) -> dict:
-        """Count a finished episode; returns what the learner is told about it."""
+                     true_success: Optional[float] = None, deterministic: bool = False,
+                     label: str = "detector") -> dict:
+        """Count a finished episode; returns what the learner is told about it. ``label``: who
+        said whether it succeeded, the reward detector (or the simulator) or the operator."""
         s = self.summary
         # With a learned reward in simulation, the simulator's own answer rides along
         # (true_success) so curves and evaluations can be read against the truth.
@@ -444,6 +624,7 @@ class _ActorLoop:
             "deterministic": int(deterministic),
             "env_steps_total": s.env_steps,
             "weights_version": s.weights_version,
+            "label": label,
         }
         s.episodes += 1
         s.successes += int(success)
@@ -536,6 +717,9 @@ class _ActorLoop:
                 "connected": status.connected,
                 "last_seq": s.last_seq,
                 "received_seq": status.received_seq,
+                "paused": self.paused,
+                "env_steps_discarded": s.env_steps_discarded,
+                "console_url": self.console_url,
                 "error": error,
             },
         )

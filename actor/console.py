@@ -128,6 +128,10 @@ class OperatorConsole:
 
     # ------------------------------------------------------------------ the actor loop
 
+    def has_pending(self) -> bool:
+        with self._lock:
+            return bool(self._pending)
+
     def take(self) -> list[Request]:
         with self._lock:
             requests = list(self._pending)
@@ -217,3 +221,36 @@ class OperatorConsole:
         """The latest image of a camera (HxWx3 uint8), or None if the policy sees no such camera."""
         with self._lock:
             return self._frames.get(camera)
+
+
+#: SpaceMouse button actions (teleop.button_map) that are operator commands; the gripper ones
+#: are interventions and stay with the intervention.
+BUTTON_COMMANDS = {
+    "success": "success", "failure": "failure", "rerecord": "rerecord",
+    "pause": "toggle_pause", "reset": "reset", "stop": "stop",
+}
+
+
+class ButtonCommands:
+    """The teleop device's command buttons as console requests: one request per press (a
+    button held for several steps is one command). Polled by the actor loop every step and
+    while paused, so a paused actor can be resumed from the device."""
+
+    def __init__(self, device, teleop_config, console: OperatorConsole):
+        mapped = set(getattr(teleop_config, "button_map", {}).values())
+        self.device = device if mapped & set(BUTTON_COMMANDS) else None
+        self.console = console
+        self._held: frozenset[str] = frozenset()
+
+    def poll(self) -> None:
+        if self.device is None:
+            return
+        from robot_stack.hardware.interfaces import TeleopDisconnected
+
+        try:
+            pressed = frozenset(name for name in self.device.read().buttons if name in BUTTON_COMMANDS)
+        except TeleopDisconnected:
+            pressed = frozenset()  # the intervention reports the device's absence
+        for name in sorted(pressed - self._held):
+            self.console.request(BUTTON_COMMANDS[name], "spacemouse")
+        self._held = pressed

@@ -343,6 +343,7 @@ class Learner:
             "length": int(detail.get("length", 0)),
             "return": float(detail.get("return", 0.0)),
             "weights_version": int(detail.get("weights_version", -1)),
+            "operator_label": int(detail.get("label") == "operator"),
             "wall_time_s": round(counters.wall_time_s, 2),
         }
         window = self.training.success_window_episodes

@@ -83,7 +83,7 @@ def concatenate_batches(batches: Sequence[Mapping[str, np.ndarray]]) -> dict[str
 
 
 class TransitionBuffer:
-    """Transitions collected between two sends."""
+    """Transitions collected between two sends (the actor: one episode in progress)."""
 
     def __init__(self) -> None:
         self._transitions: list[dict[str, np.ndarray]] = []
@@ -95,6 +95,17 @@ class TransitionBuffer:
         self._transitions.append(transition)
 
     def take(self) -> dict[str, np.ndarray]:
-        batch = stack_transitions(self._transitions)
+        """The transitions as one batch (empty dict when there are none), and the buffer empty."""
+        batch = stack_transitions(self._transitions) if self._transitions else {}
         self._transitions = []
         return batch
+
+    def amend_last(self, **values: np.ndarray) -> None:
+        """Change fields of the latest transition (an operator's label ends an episode there)."""
+        if not self._transitions:
+            raise ValueError("no transition to amend")
+        last = self._transitions[-1]
+        unknown = sorted(set(values) - set(last))
+        if unknown:
+            raise KeyError(f"transitions have no field(s) {unknown}")
+        last.update(values)

@@ -30,8 +30,9 @@ jump at the edge. Per axis rather than on the norm so that the small cross-talk 
 push into the rotation axes (and a resting hand's jitter) does not leak into the command.
 The device is moving when any axis is beyond the deadzone (HIL-SERL: |twist| > 0.001).
 
-Intervention: moving, or any button in ``button_map`` pressed. Unmapped buttons are
-ignored, so a stray press of a menu key does not stop the policy.
+Intervention: moving, or a gripper button of ``button_map`` pressed. The other mapped
+buttons are operator commands (success, pause, ...: actor/console.py) and leave the policy
+acting; unmapped buttons are ignored, so a stray press of a menu key does not stop it.
 
 Disconnect: a read error (cable out, receiver gone) zeroes the state, ``read()`` raises
 ``TeleopDisconnected`` naming the device and what to check, and the reader reopens the
@@ -269,9 +270,10 @@ def command_from_device(
     closing, opening = "gripper_close" in actions, "gripper_open" in actions
     # Both at once is ambiguous: keep the gripper as it is.
     gripper = 1.0 if closing and not opening else -1.0 if opening and not closing else None
-    return TeleopCommand(
-        twist=twist, gripper=gripper, intervening=bool(beyond.any()) or bool(actions), buttons=tuple(actions)
-    )
+    # A gripper button is an intervention (it acts on the robot); the command buttons (success,
+    # pause, ...) go to the operator console and leave the policy acting.
+    grip = closing or opening
+    return TeleopCommand(twist=twist, gripper=gripper, intervening=bool(beyond.any()) or grip, buttons=tuple(actions))
 
 
 # ----------------------------------------------------------------------------------------

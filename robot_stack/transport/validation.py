@@ -89,6 +89,8 @@ _FLAG_FIELDS = ("success", "true_success", "intervened", "deterministic")
 _COUNT_FIELDS = ("episode", "intervention_steps", "length", "env_steps_total")
 _VERSION_FIELDS = ("weights_version", "last_seq")
 _NUMBER_FIELDS = ("return",)
+#: Who said whether the episode succeeded: the reward detector (or simulator), or the operator.
+EPISODE_LABELS = ("detector", "operator")
 
 
 def episode_end_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,6 +114,8 @@ def episode_end_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
                 checked[name] = float(value)
                 continue
             raise ValueError(f"episode_end field '{name}' must be a finite number, got {value!r}")
+        if name == "label" and value not in EPISODE_LABELS:
+            raise ValueError(f"episode_end field 'label' must be one of {', '.join(EPISODE_LABELS)}, got {value!r:.60}")
     return checked
 
 

@@ -232,7 +232,8 @@ def test_button_map_closes_and_opens_the_gripper_and_reports_other_actions():
     assert command_from_device(np.zeros(6), 1 << 1, config).gripper == -1.0
     assert command_from_device(np.zeros(6), 0, config).gripper is None
     success = command_from_device(np.zeros(6), 1 << 12, config)
-    assert success.buttons == ("success",) and success.gripper is None and success.intervening
+    # A command button goes to the operator console; it does not take the robot from the policy.
+    assert success.buttons == ("success",) and success.gripper is None and not success.intervening
     both = command_from_device(np.zeros(6), 0b11, config)
     assert both.gripper is None and both.buttons == ("gripper_close", "gripper_open")
 

@@ -66,6 +66,6 @@ class ActorConfig(StrictModel):
         400, ge=1,
         description="A free-running simulated actor waits while it is this many env steps ahead of what the learner's "
         "updates cover (weights version / training.updates_per_env_step), so a fast simulator cannot outrun training; "
-        "a rate-locked actor never waits.",
+        "it waits between episodes only (the learner gets an episode when it ends), and a rate-locked actor never waits.",
     )
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
