@@ -21,6 +21,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Optional
 
@@ -30,6 +31,7 @@ try:
     import uvicorn
     from fastapi import FastAPI, HTTPException, Query
     from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
 except ImportError as error:  # the actor runs without the page when the extra is missing
     raise ImportError(
         f"the live page needs the 'console' extra ({error.name} is missing): "
@@ -49,6 +51,9 @@ STOP_TIMEOUT_S = 2.0
 PORT_FIELD = "actor.console.web_port"
 HOST_FIELD = "actor.console.web_host"
 NO_STORE = {"Cache-Control": "no-store"}
+# The names a browser on this machine (or at the near end of an SSH tunnel) puts in the Host
+# header of a page served on loopback.
+LOOPBACK_HOST_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 class CommandBody(BaseModel):
@@ -64,14 +69,19 @@ def encode_jpeg(image: np.ndarray, camera: str) -> bytes:
     return buffer.getvalue()
 
 
-def make_app(console: OperatorConsole) -> FastAPI:
+def make_app(console: OperatorConsole, allowed_hosts: Sequence[str] = LOOPBACK_HOST_NAMES) -> FastAPI:
+    """The live page's application. ``allowed_hosts``: Host header names it answers ("*": any)."""
     page = resources.files("actor").joinpath(PAGE_RESOURCE).read_text(encoding="utf-8")
     # No /docs or /openapi.json: the page is the only client, and an interactive API explorer
     # beside the robot's controls is one more way to press them.
     app = FastAPI(title="robot-stack live view", docs_url=None, redoc_url=None, openapi_url=None)
+    # Another web site open in the operator's browser could rename itself to 127.0.0.1 in DNS
+    # and then post commands as if it were this page; its requests still carry its own name in
+    # Host. (A plain cross-site form post is already refused: commands must be JSON.)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
-    # Plain `def` endpoints: FastAPI runs them in its worker threads, so JPEG encoding never
-    # blocks the event loop and the console's lock is only ever taken from ordinary threads.
+    # Plain `def` endpoints: FastAPI runs them in its worker threads, so neither JPEG encoding
+    # nor waiting for the console's lock holds up the event loop that serves the other requests.
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
         return HTMLResponse(page, headers=NO_STORE)
@@ -170,14 +180,16 @@ class LiveViewServer:
             ) from error
         self._socket = listener
         self.port = listener.getsockname()[1]
-        if not _is_loopback(address[0]):
+        loopback = _is_loopback(address[0])
+        if not loopback:
             log.warning(
                 "the live page at %s is reachable from other machines: whoever reaches it can pause, stop and "
                 "label the robot's episodes (%s)", self.url, HOST_FIELD,
             )
 
         config = uvicorn.Config(
-            make_app(self.console),
+            # Beyond loopback the names the machine is reached by are not known here.
+            make_app(self.console, LOOPBACK_HOST_NAMES if loopback else ("*",)),
             log_config=None,  # leave the process's logging as the session set it up
             log_level="warning",
             access_log=False,

@@ -143,9 +143,11 @@ def event(console: OperatorConsole, command: str, source: str = "web") -> Option
     return matches[-1] if matches else None
 
 
-def http(url: str, body: Optional[dict] = None) -> tuple[int, dict[str, str], bytes]:
+def http(url: str, body: Optional[dict] = None, **headers: str) -> tuple[int, dict[str, str], bytes]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    if data is not None:
+        headers.setdefault("Content-Type", "application/json")
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, dict(response.headers), response.read()
@@ -232,6 +234,15 @@ def test_an_unknown_camera_is_404_naming_the_cameras_the_policy_sees(cell):
     assert json.loads(body)["detail"] == "no camera 'side'; the policy sees: front, wrist"
 
 
+def test_a_frame_that_is_no_colour_image_is_500_saying_what_it_is():
+    console = OperatorConsole()
+    console.observe_step({"depth": np.zeros((4, 6), np.float32)})
+    with LiveViewServer(console, "127.0.0.1", 0) as server:
+        status, _, body = http(server.url + "api/frame/depth")
+    assert status == 500
+    assert json.loads(body)["detail"] == "camera 'depth' holds a float32 image of shape (4, 6); expected HxWx3 uint8"
+
+
 def test_a_command_is_queued_and_the_actor_applies_it(cell):
     console, _, server = cell
     status, _, body = http(server.url + "api/command", {"command": "pause"})
@@ -248,6 +259,16 @@ def test_an_unknown_command_is_400_with_the_consoles_message(cell):
     assert status == 400
     assert json.loads(body)["detail"].startswith("unknown operator command 'jump'; known: pause, resume")
     assert http(server.url + "api/command", {"comand": "pause"})[0] == 422
+
+
+def test_commands_from_other_sites_are_refused(cell):
+    # A cross-site form post (no JSON), and a site that renamed itself to 127.0.0.1 in DNS.
+    console, _, server = cell
+    assert http(server.url + "api/command", {"command": "stop"}, **{"Content-Type": "text/plain"})[0] == 422
+    assert http(server.url + "api/command", {"command": "stop"}, Host=f"attacker.example:{server.port}")[0] == 400
+    assert http(f"http://localhost:{server.port}/api/state")[0] == 200
+    time.sleep(3 * STEP_S)
+    assert event(console, "stop") is None and console.snapshot()["live"]["state"] == "running"
 
 
 def test_a_command_to_a_stopped_actor_is_409_saying_so(cell):
@@ -353,7 +374,9 @@ def test_an_operator_drives_the_actor_from_the_page_in_chromium(cell, tmp_path):
             expect(page.locator("#state")).to_have_text("stopped")
             assert event(console, "stop")["outcome"] == "stopping"
 
-            server.stop()
+            started = time.monotonic()
+            server.stop()  # with the browser's connection open
+            assert time.monotonic() - started < 2.5
             expect(page.locator("#banner")).to_contain_text("No answer from the actor")
             expect(page.locator("#state")).to_have_text("gone")
         finally:
