@@ -26,7 +26,7 @@ COPY . .
 RUN python3 -m venv --system-site-packages .venv \
  && echo "numpy<2" > /tmp/constraints.txt \
  && .venv/bin/pip install --no-cache-dir -c /tmp/constraints.txt torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
- && .venv/bin/pip install --no-cache-dir -c /tmp/constraints.txt -e ".[franka,realsense,spacemouse,vlm]"
+ && .venv/bin/pip install --no-cache-dir -c /tmp/constraints.txt -e ".[console,franka,realsense,spacemouse,vlm]"
 
 # colcon run by the venv's interpreter, so the nodes' scripts start with it and import the project.
 RUN . /opt/ros/jazzy/setup.sh \

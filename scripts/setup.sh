@@ -6,7 +6,7 @@
 #   scripts/setup.sh [EXTRAS]     EXTRAS defaults to "dev" (e.g. "dev,ros,franka"); with "ros" it
 #                                 also builds ros_ws (scripts/build_ros.sh). The hardware extras:
 #                                 franka (franky-control, pylibfranka, franky-sim), realsense,
-#                                 spacemouse.
+#                                 spacemouse. console: the actor's live web page.
 #
 # Environment: PYTHON (interpreter for the venv, default python3), VENV (default .venv).
 set -euo pipefail
@@ -22,8 +22,10 @@ say() { printf '[setup] %s\n' "$*"; }
 
 # 1. Debian packages. MuJoCo renders offscreen through EGL; on machines without a GPU
 #    Mesa's software EGL does the work. pyrealsense2 talks to cameras through libusb;
-#    pyspacemouse opens the device through hidapi.
+#    pyspacemouse opens the device through hidapi. The tests drive the live page of the
+#    operator console in the system's headless chromium (playwright never downloads one).
 apt_packages=(libegl1 libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libgles2)
+case ",$extras," in *,dev,*) apt_packages+=(chromium) ;; esac
 case ",$extras," in *,realsense,*) apt_packages+=(libusb-1.0-0) ;; esac
 case ",$extras," in *,spacemouse,*) apt_packages+=(libhidapi-hidraw0 libhidapi-libusb0) ;; esac
 missing=()
