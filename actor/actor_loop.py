@@ -324,15 +324,25 @@ def start_live_view(config: TaskConfig, console: OperatorConsole):
     if not settings.web:
         return None
     try:
-        from actor.live_view import LiveViewServer
+        from actor.live_view import LiveViewError, LiveViewServer
     except ImportError as error:
-        log.warning("live page off: %s (install the project's 'console' extra)", error)
+        log.warning("live page off: %s", error)
         return None
+    server = LiveViewServer(console, settings.web_host, settings.web_port)
     try:
-        server = LiveViewServer(console, settings.web_host, settings.web_port).start()
-    except OSError as error:
-        log.error("live page off: %s", error)
-        return None
+        server.start()
+    except LiveViewError as error:
+        if settings.web_port == 0:
+            log.error("live page off: %s", error)
+            return None
+        # Another session's page (or anything else) has the port: this one serves on a free one.
+        log.warning("%s; serving it on a free port instead", error)
+        server = LiveViewServer(console, settings.web_host, 0)
+        try:
+            server.start()
+        except LiveViewError as error:
+            log.error("live page off: %s", error)
+            return None
     log.info("live page: %s", server.url)
     return server
 
@@ -365,6 +375,7 @@ class _ActorLoop:
         self.deterministic = False
         self.last_info: dict = {}  # the info of the episode's latest step
         self.discarded_episodes = 0
+        self.stopped_by: Optional[str] = None  # the source of an operator's stop command
 
     def run(self, stop: threading.Event, max_env_steps: Optional[int], seed: int) -> ActorSummary:
         try:
@@ -472,6 +483,7 @@ class _ActorLoop:
                 self._write_status("running")
         elif command == "stop":
             outcome = "stopping"
+            self.stopped_by = request.source
             stop.set()
         elif command in ("success", "failure"):
             if episode_step == 0:
@@ -720,6 +732,7 @@ class _ActorLoop:
                 "paused": self.paused,
                 "env_steps_discarded": s.env_steps_discarded,
                 "console_url": self.console_url,
+                "stopped_by": self.stopped_by,
                 "error": error,
             },
         )

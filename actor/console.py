@@ -103,6 +103,7 @@ class OperatorConsole:
         self._pending: deque[Request] = deque()
         self._events: deque[ConsoleEvent] = deque(maxlen=EVENTS_KEPT)
         self._episodes: deque[dict[str, Any]] = deque(maxlen=EPISODES_KEPT)
+        self._episodes_seen = 0  # over the console's life; the deque keeps the latest EPISODES_KEPT
         self._frames: dict[str, np.ndarray] = {}
         self._frame_version = 0
         self._live: dict[str, Any] = {"task": task, "actor_id": actor_id, "state": "starting"}
@@ -185,6 +186,7 @@ class OperatorConsole:
         keep = ("episode", "success", "length", "intervention_steps", "deterministic", "label", "env_steps_total", "weights_version")
         with self._lock:
             self._episodes.append({k: _json_number(detail[k]) for k in keep if k in detail})
+            self._episodes_seen += 1
             self.changed.notify_all()
 
     # ------------------------------------------------------------------ views
@@ -201,16 +203,17 @@ class OperatorConsole:
     def snapshot(self, episodes_since: int = 0) -> dict[str, Any]:
         """What a view shows, JSON-safe: ``live`` (the episode in progress and the actor's
         state), ``episodes`` (finished ones, from index ``episodes_since`` of this console's
-        history), ``events`` (recent commands), ``cameras`` and ``frame_version``, the
+        history, counted over its life: ``episodes_total``), ``events`` (recent commands), ``cameras`` and ``frame_version``, the
         learner's updates/s, and the commands a view may send."""
         rate = self.learner_updates_per_s()
         with self._lock:
-            episodes = list(self._episodes)
+            episodes, seen = list(self._episodes), self._episodes_seen
+            forgotten = seen - len(episodes)
             return {
                 "live": dict(self._live),
                 "learner_updates_per_s": rate,
-                "episodes": episodes[max(0, episodes_since):],
-                "episodes_total": len(episodes),
+                "episodes": episodes[max(0, episodes_since - forgotten):],
+                "episodes_total": seen,
                 "events": [event.as_dict() for event in self._events][-20:],
                 "cameras": sorted(self._frames),
                 "frame_version": self._frame_version,

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any, Optional
+from typing import Literal, Any, Optional
 
 import numpy as np
 
@@ -59,6 +59,8 @@ LOOPBACK_HOST_NAMES = ("127.0.0.1", "localhost", "[::1]")
 class CommandBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     command: str
+    # The page's buttons are "web"; the session forwards its terminal's keys here as "keyboard".
+    source: Literal["web", "keyboard"] = "web"
 
 
 def encode_jpeg(image: np.ndarray, camera: str) -> bytes:
@@ -109,7 +111,7 @@ def make_app(console: OperatorConsole, allowed_hosts: Sequence[str] = LOOPBACK_H
     @app.post("/api/command")
     def command(body: CommandBody) -> JSONResponse:
         try:
-            answer = console.request(body.command, "web")
+            answer = console.request(body.command, body.source)
         except ConsoleError as error:
             raise HTTPException(400, str(error)) from error
         # 202: taken, the actor applies it at its next step boundary; 409: the console refused

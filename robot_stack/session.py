@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 from robot_stack.config import config_to_yaml, load_task_config, with_fields
 from robot_stack.config.schema import TaskConfig
-from robot_stack.data.status import read_status, status_path
+from robot_stack.data.status import actor_status_path, read_json_status, read_status, status_path
 from robot_stack.run_dir import RunPaths, demo_dir
 from robot_stack.transport.learner_link import PortInUse
 
@@ -250,6 +250,47 @@ class _Interrupts:
             child.kill()
 
 
+class _OperatorKeys:
+    """The session's side of the operator console: tells where the actor's live page is and
+    sends the terminal's keys to it (robot_stack/terminal_keys.py); follows the actor's status
+    for a pause or an operator's stop."""
+
+    def __init__(self, config: TaskConfig, bar) -> None:
+        self.settings = config.actor.console
+        self.bar = bar
+        self.url: Optional[str] = None
+        self.keys = None
+        self.paused = False
+        self.stopped_by: Optional[str] = None
+
+    def _say(self, line: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr)
+
+    def update(self, actor_status: Optional[dict[str, Any]]) -> None:
+        if not actor_status:
+            return
+        self.paused = bool(actor_status.get("paused"))
+        self.stopped_by = actor_status.get("stopped_by") or self.stopped_by
+        url = actor_status.get("console_url")
+        if url and self.url is None:
+            self.url = url
+            self._say(f"live page: {url}")
+            if self.settings.keyboard:
+                from robot_stack.terminal_keys import TerminalKeys, keys_help, post_command
+
+                keys = TerminalKeys(self.settings.keys, lambda command: post_command(url, command), echo=self._say)
+                if keys.start():
+                    self.keys = keys
+                    self._say(f"keys: {keys_help(self.settings.keys)}")
+
+    def close(self) -> None:
+        if self.keys is not None:
+            self.keys.stop()
+            self.keys = None
+
+
 def run_session(
     task_file: Path | TaskConfig,
     run_dir: Optional[Path] = None,
@@ -310,6 +351,7 @@ def run_session(
     interrupted = False
     status: dict[str, Any] = {}
     bar = None
+    console: Optional[_OperatorKeys] = None
     try:
         attempts = 1
         deadline = time.monotonic() + 120.0
@@ -328,16 +370,24 @@ def run_session(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the learner did not start within 120 s; see {learner.log_path}")
             time.sleep(0.2)
+        actor_status = actor_status_path(paths.logs, "robot1")
+        actor_status.unlink(missing_ok=True)
         actor = _spawn("actor", ["actor", str(paths.config_file)], paths.logs / "actor.log")
         interrupts.children.append(actor)
         bar = tqdm(total=training.max_env_steps, unit="step", desc=config.task.name, disable=not progress, dynamic_ncols=True)
+        console = _OperatorKeys(config, bar)
         while reason is None:
             time.sleep(0.5)
             status = read_status(paths.logs) or status
+            console.update(read_json_status(actor_status))
             if bar is not None:
                 bar.n = min(int(status.get("env_steps", 0)), training.max_env_steps)
-                bar.set_postfix_str(_progress_text(status), refresh=False)
+                paused = "PAUSED | " if console.paused else ""
+                bar.set_postfix_str(paused + _progress_text(status), refresh=False)
                 bar.refresh()
+            if not actor.alive() and console.stopped_by is not None and actor.process.returncode == 0:
+                reason, interrupted = f"stopped by the operator ({console.stopped_by})", True
+                break
             for child in (learner, actor):
                 if not child.alive():
                     raise RuntimeError(f"the {child.name} exited unexpectedly (code {child.process.returncode}); last lines of {child.log_path}:\n{child.tail()}")
@@ -347,6 +397,8 @@ def run_session(
         reason = f"interrupted ({stop.args[0] if stop.args else 'SIGINT'})"
     finally:
         interrupts.stopping = True
+        if console is not None:
+            console.close()
         if bar is not None:
             bar.close()
         print(f"stopping: {reason or 'error'}", file=sys.stderr)

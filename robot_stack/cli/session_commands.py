@@ -51,7 +51,11 @@ def actor_command(args: argparse.Namespace) -> int:
     from robot_stack.transport.security import KeyFileError
 
     try:
-        run_actor(config, args.actor_id, stop, seed=args.seed)
+        from robot_stack.data.status import actor_status_path
+
+        log_dir = config.session.log_dir
+        status = actor_status_path(log_dir, args.actor_id) if log_dir is not None else None
+        run_actor(config, args.actor_id, stop, seed=args.seed, status_path=status)
     except (LinkRefused, KeyFileError) as error:
         # Retrying cannot help (another task or spec, an unknown key): say why and stop.
         print(f"actor '{args.actor_id}': {error}", file=sys.stderr)

@@ -43,6 +43,21 @@ def status_path(log_dir: Path) -> Path:
     return Path(log_dir) / STATUS_FILE
 
 
+def actor_status_path(log_dir: Path, actor_id: str) -> Path:
+    """Where an actor started by a session writes its own status (state, paused, the live
+    page's URL, who stopped it): beside the learner's."""
+    return Path(log_dir) / f"actor-{actor_id}.json"
+
+
+def read_json_status(path: Path) -> Optional[dict[str, Any]]:
+    """A status file written atomically (the learner's or an actor's), or None before the first."""
+    try:
+        status = json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
 def write_status(log_dir: Path, status: LearnerStatus) -> None:
     """Replace the status in ``log_dir`` in one rename (a reader never sees half of it)."""
     missing = [name for name in STATUS_FIELDS if name not in status]
@@ -55,8 +70,4 @@ def write_status(log_dir: Path, status: LearnerStatus) -> None:
 
 def read_status(log_dir: Path) -> Optional[dict[str, Any]]:
     """The last status the learner wrote into ``log_dir``, or None before its first one."""
-    try:
-        status = json.loads(status_path(log_dir).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return status if isinstance(status, dict) else None
+    return read_json_status(status_path(log_dir))
