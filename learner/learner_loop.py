@@ -36,8 +36,16 @@ from robot_stack.transport.sockets import QuietLog
 from robot_stack.transport.messages import Stats
 from robot_stack.transport.validation import episode_end_detail
 
-from robot_stack.data.checkpoints import CheckpointIdentity, CheckpointInfo, CheckpointStore, write_json_atomic
+from robot_stack.data.checkpoints import CheckpointIdentity, CheckpointInfo, CheckpointStore, described_spec, write_json_atomic
 from robot_stack.data.transitions import concatenate_batches
+from robot_stack.data.warm_start import (
+    WarmStartError,
+    dataset_episodes,
+    describe_checkpoint,
+    source_checkpoints,
+    warm_start_record,
+)
+from robot_stack.policy.weights_io import WeightsMismatchError
 from learner.features import CachedTrunkFeatures, trunk_fingerprint
 from learner.metrics import MetricsLog
 from learner.replay import MixedReplay, ReplayFileError
@@ -66,11 +74,7 @@ class Counters:
 def checkpoint_identity(task_name: str, observation_spec: dict, action_spec: dict, agent: SACAgent) -> CheckpointIdentity:
     """The task and what the stored data and networks are shaped for; with cached trunk
     features, which trunk made them."""
-
-    def described(spec: dict) -> dict[str, str]:
-        return {key: value.describe() for key, value in sorted(spec.items())}
-
-    spec: dict[str, Any] = {"observation": described(observation_spec), "action": described(action_spec)}
+    spec: dict[str, Any] = described_spec(observation_spec, action_spec)
     if agent.encoder.cache_features:
         spec["cached_trunk"] = trunk_fingerprint(agent.encoder)
     return CheckpointIdentity(task_name, spec)
@@ -120,6 +124,26 @@ def load_demos_into(replay: MixedReplay, directory: Path, spec: dict, action_dim
     replay.add_demos(arrays)
     log.info("loaded %d demo transitions from %s", count, directory)
     return count
+
+
+# The other run's episodes get a stream of their own in the demo buffer, its continuity broken
+# before each: an episode never continues the task's demos or the episode before it.
+DATASET_DEMO_STREAM = "init_from_dataset"
+
+
+def load_dataset_demos_into(replay: MixedReplay, run_dir: Path, spec: dict, action_dim: int) -> int:
+    """Every episode another run recorded, into the demo buffer (after the task's own demos)."""
+    transitions = episodes = 0
+    for arrays, _ in dataset_episodes(run_dir, spec, action_dim):
+        replay.demo.break_continuity(DATASET_DEMO_STREAM)
+        transitions += replay.add_demos(arrays, stream=DATASET_DEMO_STREAM)
+        episodes += 1
+    log.info("warm start: loaded %d transitions of %d episodes recorded by %s into the demo buffer",
+             transitions, episodes, run_dir)
+    if len(replay.demo) < replay.demo.total_added:
+        log.warning("the demo buffer holds %d transitions (training.demo_buffer_capacity) of the %d added: the oldest were "
+                    "overwritten", len(replay.demo), replay.demo.total_added)
+    return transitions
 
 
 def build_agent_and_replay(config: TaskConfig, observation_spec: dict, action_dim: int, binary_gripper: bool,
@@ -175,6 +199,8 @@ class Learner:
         self.checkpoints = CheckpointStore(config.session.checkpoint_dir, identity=identity)
         self.segment_logs = self._segment_logs(self.replay, self.checkpoints.run_id)
         self.resumed_from: Optional[CheckpointInfo] = None
+        # Where this run's networks came from (training.init_from), carried by its checkpoints.
+        self.warm_started_from: Optional[dict[str, Any]] = None
         # One writer: checkpoints are written in order, each after the previous is durable.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self.last_checkpoint_timing: dict[str, float] = {}
@@ -191,20 +217,74 @@ class Learner:
         return {buffer.name: SegmentLog(buffer, store / buffer.name) for buffer in (replay.online, replay.demo)}
 
     def resume_or_start(self) -> None:
-        """Resume from the newest loadable checkpoint; otherwise start fresh with the demos."""
+        """Resume from the newest loadable checkpoint; otherwise start fresh with the demos, warm-started
+        from another run if ``training.init_from`` says so. A run's own checkpoints always win: a
+        warm-started run that restarts resumes them and does not warm-start again."""
         self._describe_replay()
+        init_from = self.training.init_from
         info, loaded = self.checkpoints.load_latest(self._load)
         if info is not None:
             self.agent, self.replay, self.counters, self.link_state, run_id, self.segment_logs = loaded
             self.checkpoints.run_id = run_id
             self.resumed_from = info
+            self.warm_started_from = info.meta.get("warm_started_from")
             log.info("resumed from %s: %d updates, %d env steps, %d episodes", info.path,
                      self.counters.updates, self.counters.env_steps, self.counters.episodes)
+            if init_from is not None:
+                log.info("training.init_from (%s) not applied: this run resumes its own checkpoint", init_from.run_dir)
             self._forget_episodes_after_checkpoint()
             return
         self._forget_episodes_after_checkpoint()
+        if init_from is not None and init_from.networks:
+            self._warm_start_networks(init_from.run_dir)
         if self.demo_dir is not None:
             self.counters.demo_transitions = load_demos_into(self.replay, self.demo_dir, self.observation_spec, self.action_dim)
+        if init_from is not None and init_from.datasets_as_demos:
+            self.counters.demo_transitions += load_dataset_demos_into(self.replay, init_from.run_dir, self.observation_spec,
+                                                                      self.action_dim)
+
+    def _warm_start_networks(self, run_dir: Path) -> CheckpointInfo:
+        """Another run's newest readable checkpoint's networks, targets and temperature into this
+        fresh agent. Its optimisers are not taken: Adam's moments estimate the other run's gradients
+        on the other run's data, and its state would also bring the other run's learning rates
+        over this task's agent section; fresh ones warm up from this run's own batches."""
+        candidates = source_checkpoints(run_dir, self.observation_spec, self.action_spec, self.checkpoints.directory)
+        for info in candidates:
+            try:
+                # A local file the project's learner wrote; weights_only refuses anything but tensors.
+                state = torch.load(info.path / "agent.pt", map_location=self.device, weights_only=True)
+            except Exception as error:  # as when resuming: a broken checkpoint is reported, an older one tried
+                log.error("warm start: %s could not be read (%s: %s); trying an older one", info.path, type(error).__name__, error)
+                continue
+            self._load_source_networks(state, info)
+            self.warm_started_from = warm_start_record(run_dir, info)
+            log.info("warm start from run %s: networks, targets and temperature of %s; optimisers fresh, counters at 0",
+                     run_dir, describe_checkpoint(info))
+            return info
+        raise WarmStartError(f"init_from: no checkpoint under {candidates[0].path.parent} could be read (see the log)")
+
+    def _load_source_networks(self, state: dict, info: CheckpointInfo) -> None:
+        frozen_before = self._frozen_trunk_fingerprint()
+        try:
+            self.agent.load_networks(state)
+        except (KeyError, WeightsMismatchError) as error:
+            raise WarmStartError(f"init_from: the networks of {info.path} do not fit this task's agent section "
+                                 f"(an agent setting differs): {error}") from error
+        frozen_after = self._frozen_trunk_fingerprint()
+        if frozen_after != frozen_before:
+            # The learner stops here, so the agent it has just overwritten is never used.
+            raise WarmStartError(
+                f"init_from: {info.path} was trained on frozen image trunk {frozen_after}, this task's "
+                f"(agent.encoder.pretrained_path {self.config.agent.encoder.pretrained_path}) is {frozen_before}: "
+                "what follows a frozen trunk only makes sense on that trunk's features; warm-start from a run "
+                "with the same trunk file"
+            )
+
+    def _frozen_trunk_fingerprint(self) -> Optional[str]:
+        encoder = self.agent.encoder
+        if encoder.trunk_trainable or not encoder.cameras:
+            return None
+        return trunk_fingerprint(encoder)
 
     def _forget_episodes_after_checkpoint(self) -> None:
         # Rows logged after the checkpoint being resumed describe episodes it does not hold:
@@ -270,6 +350,8 @@ class Learner:
         counters = {**vars(self.counters), "recent_episodes": list(self.counters.recent_episodes),
                     "recent_deterministic": list(self.counters.recent_deterministic)}
         meta = {"counters": counters, "link_state": link_state}
+        if self.warm_started_from is not None:
+            meta["warm_started_from"] = self.warm_started_from
         stall_s = time.perf_counter() - started
         future = self._writer.submit(self._write_checkpoint, state, policy, positions, meta, link, stall_s)
         return future.result() if wait else future

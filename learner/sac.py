@@ -342,14 +342,19 @@ class SACAgent:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        for name, module in self._modules().items():
-            if name not in state:
-                raise KeyError(f"agent checkpoint has no '{name}' (has {sorted(state)})")
-            load_weights_strict(module, state[name], f"agent checkpoint '{name}'")
+        self.load_networks(state)
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])  # moves the moments to the params' device
         if state["generator"]["device"] == self.device.type:
             self.generator.set_state(state["generator"]["state"].cpu())
+
+    def load_networks(self, state: Mapping[str, Any]) -> None:
+        """The networks, their targets and the temperature of ``state`` (a ``state_dict``), in place;
+        the optimisers and the RNG stay as they are (a warm start keeps its own)."""
+        for name, module in self._modules().items():
+            if name not in state:
+                raise KeyError(f"agent checkpoint has no '{name}' (has {sorted(state)})")
+            load_weights_strict(module, state[name], f"agent checkpoint '{name}'")
 
     def to(self, device: Union[str, torch.device]) -> "SACAgent":
         device = torch.device(device)

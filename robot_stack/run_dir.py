@@ -24,6 +24,7 @@ class RunPaths:
     outbox: Path
     demos: Path
     evaluation: Path
+    dataset: Path  # the episodes the session's actors recorded
 
     @classmethod
     def under(cls, run_dir: Path, demos: Optional[Path] = None) -> "RunPaths":
@@ -36,6 +37,7 @@ class RunPaths:
             outbox=run_dir / "outbox",
             demos=Path(demos) if demos is not None else run_dir / "demos",
             evaluation=run_dir / "eval",
+            dataset=run_dir / "dataset",
         )
 
 

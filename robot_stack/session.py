@@ -22,7 +22,10 @@ from typing import Any, Optional
 
 from robot_stack.config import config_to_yaml, load_task_config, with_fields
 from robot_stack.config.schema import TaskConfig
+from robot_stack.data.checkpoints import CheckpointStore
+from robot_stack.data.spec import action_spec, observation_spec
 from robot_stack.data.status import actor_status_path, read_json_status, read_status, status_path
+from robot_stack.data.warm_start import describe_checkpoint, source_checkpoints, source_dataset, with_init_from
 from robot_stack.run_dir import RunPaths, demo_dir
 from robot_stack.transport.learner_link import PortInUse
 
@@ -215,6 +218,33 @@ def _pretrain_encoder_if_missing(config: TaskConfig, paths: RunPaths) -> Optiona
     return round(time.monotonic() - started, 1)
 
 
+def _warm_start_plan(config: TaskConfig, paths: RunPaths) -> list[str]:
+    """What the learner will take from ``training.init_from``, in lines for the user; raises
+    WarmStartError (before anything starts) if the other run cannot warm-start this task."""
+    init_from = config.training.init_from
+    if init_from is None:
+        return []
+    if paths.checkpoints.is_dir() and CheckpointStore(paths.checkpoints).complete():
+        return [f"{paths.checkpoints} holds this run's own checkpoints: the learner resumes them; "
+                f"init_from ({init_from.run_dir}) is not applied again"]
+    lines = []
+    if init_from.networks:
+        newest = source_checkpoints(init_from.run_dir, observation_spec(config), action_spec(config), paths.checkpoints)[0]
+        lines.append(f"warm start: the learner starts from the networks of {describe_checkpoint(newest)}; "
+                     "optimisers fresh, counters at 0")
+    if init_from.datasets_as_demos:
+        lines.append(f"warm start: the episodes recorded in {source_dataset(init_from.run_dir)} join the demo buffer")
+    return lines
+
+
+def _warm_started_from(paths: RunPaths) -> Optional[dict[str, Any]]:
+    """Where the run's networks came from, as its newest checkpoint says (also after resumes)."""
+    if not paths.checkpoints.is_dir():
+        return None
+    checkpoints = CheckpointStore(paths.checkpoints).complete()
+    return checkpoints[-1].meta.get("warm_started_from") if checkpoints else None
+
+
 def _progress_text(status: dict[str, Any]) -> str:
     rate = status.get("policy_success_rate", status.get("success_rate"))
     recent = f"{rate:.0%}" if rate is not None else "-"
@@ -303,12 +333,13 @@ def run_session(
     demos: Optional[Path] = None,
     progress: bool = True,
     interventions: bool = True,
+    init_from: Optional[Path] = None,
 ) -> dict[str, Any]:
     """Run a whole simulated task session; returns the summary it also writes to JSON.
 
     ``task_file`` is a task YAML or an already loaded config (a variant made in code, as RLDG's
     specialists are): the session writes the config it runs to the run dir either way, and its
-    processes read that file."""
+    processes read that file. ``init_from``: warm-start from that run (``training.init_from``)."""
     from tqdm import tqdm
 
     base = task_file if isinstance(task_file, TaskConfig) else load_task_config(task_file)
@@ -321,11 +352,17 @@ def run_session(
     )
     if not interventions:
         config = with_fields(config, "teleop.intervention", initial_rate=0.0, final_rate=0.0)
+    if init_from is not None:
+        config = with_init_from(config, init_from)
+    # Before anything is written or started: a source that cannot warm-start this task is refused now.
+    warm_start = _warm_start_plan(config, paths)
     training = config.training
     for directory in (paths.run_dir, paths.logs, paths.checkpoints):
         directory.mkdir(parents=True, exist_ok=True)
     paths.config_file.write_text(config_to_yaml(config))
     print(f"session {config.task.name}: run dir {paths.run_dir} (config {paths.config_file})")
+    for line in warm_start:
+        print(line)
 
     from robot_stack.data.demo_sets import demos_exist, read_demo_meta
 
@@ -425,6 +462,7 @@ def run_session(
 
     summary = summarise(config, paths, status, reason, wall_time_s, evaluation, interrupted)
     summary["encoder_pretrain_s"] = pretrain_s
+    summary["warm_started_from"] = _warm_started_from(paths)
     from robot_stack.data.curves import plot_learning_curve
 
     plot_learning_curve(paths.logs / "episodes.csv", paths.run_dir / CURVE_FILE, title=config.task.name,

@@ -21,16 +21,19 @@ def learner_command(args: argparse.Namespace) -> int:
         return 1
     from learner.learner_loop import run_learner
     from robot_stack.data.checkpoints import CheckpointMismatchError
+    from robot_stack.data.warm_start import WarmStartError, with_init_from
     from robot_stack.run_dir import demo_dir
     from robot_stack.transport import PortInUse
     from robot_stack.transport.security import KeyFileError
 
+    if args.init_from is not None:
+        config = with_init_from(config, args.init_from)
     try:
         run_learner(config, stop, demo_dir=args.demos or demo_dir(config))
     except KeyFileError as error:
         print(f"learner: {error}", file=sys.stderr)
         return 1
-    except CheckpointMismatchError as error:
+    except (CheckpointMismatchError, WarmStartError) as error:
         print(f"robot-stack learner: {error}", file=sys.stderr)
         return 2
     except PortInUse as error:
@@ -115,6 +118,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 def session_command(args: argparse.Namespace) -> int:
     """The simulated HIL-SERL task session: demos, learner and actor, evaluation."""
+    from robot_stack.data.warm_start import WarmStartError
     from robot_stack.session import run_session
 
     try:
@@ -122,10 +126,14 @@ def session_command(args: argparse.Namespace) -> int:
             args.config, args.run_dir, max_env_steps=args.max_env_steps, target_success_rate=args.target,
             eval_episodes=args.eval_episodes, demo_episodes=args.demo_episodes, max_wall_time_s=args.max_minutes * 60 if args.max_minutes else None,
             demos=args.demos, progress=not args.no_progress, interventions=not args.no_interventions,
+            init_from=args.init_from,
         )
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1
+    except WarmStartError as error:
+        print(f"robot-stack session: {error}", file=sys.stderr)
+        return 2
     except RuntimeError as error:
         print(f"session failed: {error}", file=sys.stderr)
         return 1
@@ -158,12 +166,16 @@ def add_session_commands(groups: argparse._SubParsersAction) -> None:
     session.add_argument("--max-minutes", type=schema_flag(TrainingConfig, "max_wall_time_s", float, to_field_unit=60), default=None,
                          help="wall-clock limit")
     session.add_argument("--no-interventions", action="store_true", help="the scripted teleoperator never steps in (ablation)")
+    session.add_argument("--init-from", type=Path, default=None, metavar="RUN_DIR",
+                         help="warm-start from another run's networks (replaces training.init_from.run_dir)")
     session.add_argument("--no-progress", action="store_true")
     session.set_defaults(run=session_command)
 
     learner = groups.add_parser("learner", help="run the learner (GPU PC)", description=learner_command.__doc__)
     task(learner)
     learner.add_argument("--demos", type=Path, default=None, help="demo folder (default: training.demo_dir)")
+    learner.add_argument("--init-from", type=Path, default=None, metavar="RUN_DIR",
+                         help="warm-start from another run's networks (replaces training.init_from.run_dir)")
     supervised(learner)
     learner.set_defaults(run=learner_command)
 

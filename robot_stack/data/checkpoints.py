@@ -74,13 +74,24 @@ class CheckpointIdentity:
         spec = meta.get("spec")
         if spec is None:
             return None
-        differences = _spec_differences(spec, json.loads(json.dumps(self.spec)))
+        differences = spec_differences(spec, json.loads(json.dumps(self.spec)))
         if differences:
             return f"task '{task}' with another spec: " + "; ".join(differences)
         return None
 
 
-def _spec_differences(saved: Any, ours: Mapping[str, Any], where: str = "") -> list[str]:
+def described_spec(observation_spec: Mapping[str, Any], action_spec: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """The observation and action spec (``robot_stack.data.spec`` ArraySpecs) as a checkpoint
+    names them: dtype and shape per array, e.g. ``float32[16]``."""
+
+    def described(spec: Mapping[str, Any]) -> dict[str, str]:
+        return {key: value.describe() for key, value in sorted(spec.items())}
+
+    return {"observation": described(observation_spec), "action": described(action_spec)}
+
+
+def spec_differences(saved: Any, ours: Mapping[str, Any], where: str = "") -> list[str]:
+    """Every difference between a checkpoint's spec and ours, each naming both values."""
     if not isinstance(saved, Mapping):
         return [f"{where or 'spec'} is {saved!r} in the checkpoint, {dict(ours)!r} here"]
     differences = []
@@ -91,7 +102,7 @@ def _spec_differences(saved: Any, ours: Mapping[str, Any], where: str = "") -> l
         elif key not in saved:
             differences.append(f"{name} absent in the checkpoint, {ours[key]!r} here")
         elif isinstance(ours[key], Mapping):
-            differences.extend(_spec_differences(saved[key], ours[key], name))
+            differences.extend(spec_differences(saved[key], ours[key], name))
         elif saved[key] != ours[key]:
             differences.append(f"{name} {saved[key]!r} in the checkpoint, {ours[key]!r} here")
     return differences

@@ -50,7 +50,7 @@ from robot_stack.config.schema.task_section import (
     TaskSpec,
 )
 from robot_stack.config.schema.teleop_section import ScriptedInterventionConfig, TeleopButtonAction, TeleopConfig
-from robot_stack.config.schema.training_section import TrainingConfig
+from robot_stack.config.schema.training_section import InitFromConfig, TrainingConfig
 
 __all__ = [
     "FR3_HOME_RAD",
@@ -72,6 +72,7 @@ __all__ = [
     "Float",
     "GripperConfig",
     "ImpedanceConfig",
+    "InitFromConfig",
     "Int",
     "LoadConfig",
     "ObservationConfig",

@@ -5,9 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from robot_stack.config.schema.primitives import Float, Int, StrictModel
+
+
+class InitFromConfig(StrictModel):
+    """A warm start: a new run that begins with what another run learned. Not a resume: the new
+    run keeps its own run dir, counters start at 0 and its replay starts empty but for demos;
+    once the new run has checkpoints of its own, a restart resumes those and this is not applied
+    again. The other run may be of another task, but its observation and action spec (and a
+    frozen image trunk) must be the same."""
+
+    run_dir: Path = Field(description="The other run's directory (its checkpoints/ and dataset/ are read).")
+    networks: bool = Field(
+        True,
+        description="Start from its newest checkpoint's networks: actor, critics, target critics, grasp critic and "
+        "temperature. The optimisers start fresh (their moments describe the other run's data and learning rates).",
+    )
+    datasets_as_demos: bool = Field(
+        False, description="Also put every episode it recorded (its dataset/) into the demo buffer, after the task's demos."
+    )
+
+    @model_validator(mode="after")
+    def _takes_something(self) -> "InitFromConfig":
+        if not (self.networks or self.datasets_as_demos):
+            raise ValueError("init_from takes nothing: set networks or datasets_as_demos (or drop init_from)")
+        return self
 
 
 class TrainingConfig(StrictModel):
@@ -42,3 +66,4 @@ class TrainingConfig(StrictModel):
     )
     eval_episodes: Int = Field(50, ge=0, le=10000, description="Episodes without interventions after training.")
     max_wall_time_s: Optional[Float] = Field(None, gt=0.0, description="The session also stops after this long.")
+    init_from: Optional[InitFromConfig] = Field(None, description="Warm-start from another run (`session --init-from`).")
