@@ -30,6 +30,7 @@ from robot_stack.run_dir import RunPaths, demo_dir
 from robot_stack.transport.learner_link import PortInUse
 
 SUMMARY_FILE = "summary.json"
+SESSION_ACTOR_ID = "actor0"  # the id a lone `robot-stack actor` takes by default too
 CURVE_FILE = "learning_curve.png"
 
 
@@ -407,9 +408,9 @@ def run_session(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the learner did not start within 120 s; see {learner.log_path}")
             time.sleep(0.2)
-        actor_status = actor_status_path(paths.logs, "robot1")
+        actor_status = actor_status_path(paths.logs, SESSION_ACTOR_ID)
         actor_status.unlink(missing_ok=True)
-        actor = _spawn("actor", ["actor", str(paths.config_file)], paths.logs / "actor.log")
+        actor = _spawn("actor", ["actor", str(paths.config_file), "--actor-id", SESSION_ACTOR_ID], paths.logs / "actor.log")
         interrupts.children.append(actor)
         bar = tqdm(total=training.max_env_steps, unit="step", desc=config.task.name, disable=not progress, dynamic_ncols=True)
         console = _OperatorKeys(config, bar)

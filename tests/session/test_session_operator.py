@@ -69,7 +69,7 @@ def test_an_operator_pauses_labels_and_stops_a_session_from_the_page_and_the_key
         url = wait_for(lambda: re.search(r"live page: (http://\S+)", output.read_text()), "the live page's URL").group(1)
         assert url.startswith("http://127.0.0.1:")
         wait_for(lambda: "keys: " in output.read_text(), "the keys line")
-        actor_status = logs / "actor-robot1.json"
+        actor_status = logs / "actor-actor0.json"
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch_persistent_context(
