@@ -9,7 +9,11 @@ over ZeroMQ exactly as in the plain session. The loop is rate-locked to the task
 rate and reports its jitter.
 
 Publishes actor/episode_events (EpisodeEvent) and actor/intervention_events
-(InterventionEvent). Parameters: config (required), actor_id, seed, max_env_steps (0: until
+(InterventionEvent). Operator commands (actor/console.py) are std_srvs/Trigger services:
+actor/pause, actor/resume, actor/mark_success, actor/mark_failure, actor/rerecord,
+actor/reset_episode, actor/stop; each answers whether the command was queued (the loop
+applies it at its next step boundary). The live page is served as in the plain session
+(actor.console). Parameters: config (required), actor_id, seed, max_env_steps (0: until
 stopped), run_dir (status.json and the outbox go there; empty: none), learner_host,
 transitions_port, weights_port (override the task's session file).
 """
@@ -22,6 +26,9 @@ from pathlib import Path
 import numpy as np
 from rclpy.node import Node
 
+from std_srvs.srv import Trigger
+
+from actor.console import OperatorConsole
 from actor.intervention import HumanIntervention, ScriptedIntervention
 from actor.actor_loop import ActorEnvironment, run_actor
 from robot_stack.envs.franka_env import FrankaEnv
@@ -30,6 +37,13 @@ from robot_stack_interfaces.msg import EpisodeEvent, InterventionEvent
 
 from robot_stack_ros.clients import STOPPING, MirrorFeed, StopRequested, RosCameras, RosReset, RosRobotBackend, RosSuccess, RosTeleop, StateCache
 from robot_stack_ros.node_common import COMMAND_QOS, Topics, load_config, run_node
+
+
+#: Service name (under the node) -> operator command.
+OPERATOR_SERVICES = {
+    "pause": "pause", "resume": "resume", "mark_success": "success", "mark_failure": "failure",
+    "rerecord": "rerecord", "reset_episode": "reset", "stop": "stop",
+}
 
 
 class ActorNode(Node):
@@ -78,6 +92,17 @@ class ActorNode(Node):
         self.teleop = RosTeleop(self, config) if config.teleop.kind == "spacemouse" else None
         self.pub_episodes = self.create_publisher(EpisodeEvent, Topics.EPISODE_EVENTS, COMMAND_QOS)
         self.pub_interventions = self.create_publisher(InterventionEvent, Topics.INTERVENTION_EVENTS, COMMAND_QOS)
+        log_dir = config.session.log_dir if config.session.log_dir is not None else (
+            self.run_dir / "logs" if self.run_dir is not None else None)
+        self.console = OperatorConsole(Path(log_dir) / "operator.csv" if log_dir is not None else None,
+                                       config.task.name, self.actor_id)
+        for service, command in OPERATOR_SERVICES.items():
+            self.create_service(Trigger, f"~/{service}", lambda request, response, c=command: self._operator(c, response))
+
+    def _operator(self, command: str, response: Trigger.Response) -> Trigger.Response:
+        answer = self.console.request(command, "ros")
+        response.success, response.message = bool(answer["queued"]), str(answer["message"])
+        return response
 
     # ------------------------------------------------------------------ the env the loop steps
 
@@ -138,7 +163,7 @@ class ActorNode(Node):
         try:
             self.summary = run_actor(
                 self.config, self.actor_id, stop, env_factory=self.environment, max_env_steps=self.max_env_steps,
-                seed=self.seed, status_path=status, outbox_dir=outbox,
+                seed=self.seed, status_path=status, outbox_dir=outbox, console=self.console,
             )
         except StopRequested as error:
             # Stopped mid-reset: the episodes before it were sent; anything the learner had
@@ -245,6 +270,11 @@ class _EventsIntervention:
     @property
     def enabled(self):
         return self._inner.enabled
+
+    @property
+    def device(self):
+        """The teleop device whose command buttons the console reads (None when scripted)."""
+        return getattr(self._inner, "device", None)
 
     def reset(self) -> None:
         self._inner.reset()

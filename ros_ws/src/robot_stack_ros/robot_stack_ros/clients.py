@@ -341,7 +341,8 @@ class RosTeleop:
         pressed = tuple(self.config.button_map[i] for i, b in enumerate(buttons) if b and i in self.config.button_map)
         gripper = 1.0 if "gripper_close" in pressed else -1.0 if "gripper_open" in pressed else None
         moving = float(np.linalg.norm(twist)) > self.config.deadzone
-        return TeleopCommand(twist=twist, gripper=gripper, intervening=moving or bool(pressed), buttons=pressed)
+        # Gripper buttons are interventions; command buttons go to the operator console.
+        return TeleopCommand(twist=twist, gripper=gripper, intervening=moving or gripper is not None, buttons=pressed)
 
     def close(self) -> None:
         pass
