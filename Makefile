@@ -12,7 +12,7 @@ RUN_DIR ?=
 .PHONY: setup session demo reward rldg test test-all bench check-configs clean
 
 setup:
-	scripts/setup.sh dev,console,ros,vlm,franka,realsense,spacemouse,rldg
+	scripts/setup.sh dev,console,ros,vlm,franka,realsense,spacemouse
 
 # The main job: a simulated HIL-SERL task session (demos, learner and actor processes,
 # scripted teleoperator interventions, evaluation, learning curve).
@@ -55,7 +55,7 @@ test-all: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	scripts/setup.sh dev,console,ros,vlm,franka,realsense,spacemouse,rldg,bench
+	scripts/setup.sh dev,console,ros,vlm,franka,realsense,spacemouse,bench
 	$(PY) benchmarks/bench_control_law.py
 	$(PY) benchmarks/bench_sim_env.py
 	$(PY) benchmarks/bench_transport.py --quick

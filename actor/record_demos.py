@@ -5,12 +5,18 @@ In simulation the scripted teleoperator records the demos. On a real robot (robo
 'franka') a person drives the arm with the task's SpaceMouse and the task's success
 detector decides which episodes are kept; a device that drops out drops the attempt, and
 recording goes on once it is back. ``record_demos_with`` takes any env and teleop device.
+
+Each kept demo also goes into a LeRobotDataset v3 copy of the set, ``<demo dir>/lerobot``,
+flushed after every demo as ``demos.json`` is rewritten: a recorder killed outright leaves
+both with the same finished demos. A new recording replaces the set from ``episode_000``,
+and its copy with it.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +33,9 @@ from robot_stack.data.transitions import (
     stack_transitions,
 )
 from robot_stack.config.schema import TaskConfig
-from robot_stack.data.demo_sets import DEMOS_FILE, spec_to_json
-from robot_stack.data.spec import env_spec
+from robot_stack.data.demo_sets import DEMOS_FILE, LEROBOT_COPY, spec_to_json
+from robot_stack.data.session_dataset import EpisodeRecorder
+from robot_stack.data.spec import action_names, env_spec, state_names
 from robot_stack.envs.franka_env import action_from_teleop
 from robot_stack.hardware.interfaces import TeleopDisconnected
 
@@ -68,9 +75,23 @@ def record_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: int = 0
     sim = make_sim_env(config)
     teleop = ScriptedTeleop(sim.expert, sim.backend, teleop_config, np.random.default_rng(seed + 1_000_003))
     try:
-        return record_demos_with(sim.env, teleop, config.task.name, episodes, out_dir, seed=seed, progress=progress)
+        with start_dataset_copy(config, sim.env, out_dir) as dataset:
+            return record_demos_with(sim.env, teleop, config.task.name, episodes, out_dir, seed=seed, progress=progress,
+                                     dataset=dataset)
     finally:
         sim.env.close()
+
+
+def start_dataset_copy(config: TaskConfig, env, out_dir: Path) -> EpisodeRecorder:
+    """The LeRobot copy of a demo set about to be recorded into ``out_dir`` (an older copy is
+    removed: the new set replaces the old one's files too)."""
+    copy = Path(out_dir) / LEROBOT_COPY
+    if copy.exists():
+        shutil.rmtree(copy)
+    observation_spec, action_spec = env_spec(env)
+    return EpisodeRecorder(copy, config.task.name, observation_spec, action_spec, config.task.control_rate_hz,
+                           state_names=state_names(config.task), action_names=action_names(config.task),
+                           flush_every_episodes=1)
 
 
 def _record_real_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: int, progress: bool) -> DemoSet:
@@ -85,7 +106,9 @@ def _record_real_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: i
     try:
         device = make_teleop(config.teleop, tcp_rotation=lambda: env.backend.read_state().tcp_rotation)
         env.close_with(device.close)
-        return record_demos_with(env, device, config.task.name, episodes, out_dir, seed=seed, progress=progress)
+        with start_dataset_copy(config, env, out_dir) as dataset:
+            return record_demos_with(env, device, config.task.name, episodes, out_dir, seed=seed, progress=progress,
+                                     dataset=dataset)
     finally:
         env.close()
 
@@ -99,9 +122,11 @@ def record_demos_with(
     seed: int = 0,
     progress: bool = True,
     max_attempts: Optional[int] = None,
+    dataset: Optional[EpisodeRecorder] = None,
 ) -> DemoSet:
     """Record with any env and teleop device (``read() -> TeleopCommand``; ``reset()`` if it
-    has one). Episodes that do not end in success are dropped; after ``max_attempts``
+    has one); each kept demo also goes to ``dataset`` (``start_dataset_copy``), which the
+    caller closes. Episodes that do not end in success are dropped; after ``max_attempts``
     (default 3 per wanted episode) without enough successes it raises. Ctrl-C stops recording:
     the episode under way is dropped, the finished ones are kept as a (smaller) demo set and
     the returned set says ``interrupted``."""
@@ -139,6 +164,8 @@ def record_demos_with(
             demos.episodes.append(
                 {"file": name, "seed": episode_seed, "length": int(batch["rewards"].shape[0]), "return": float(batch["rewards"].sum())}
             )
+            if dataset is not None:
+                dataset.add_episode(batch, _demo_outcome(len(demos.episodes) - 1, demos.episodes[-1]))
             if len(demos.episodes) < episodes:
                 # The set so far, marked unfinished: a recorder killed outright (its session
                 # gone) still leaves the demos it finished as a valid, smaller set.
@@ -154,6 +181,13 @@ def record_demos_with(
         return demos  # nothing finished: no demo set, rather than an empty one
     _write_meta(demos, out_dir, task_name, observation_spec, action_spec, seed)
     return demos
+
+
+def _demo_outcome(number: int, episode: dict[str, Any]) -> dict[str, Any]:
+    """A kept demo as an actor reports an episode: a success (the env's success detector kept
+    it), every step the teleoperator's, no policy weights behind it."""
+    return {"episode": number, "success": 1, "label": "detector", "deterministic": 0, "intervention_steps": episode["length"],
+            "weights_version": -1, "return": episode["return"], "length": episode["length"], "seed": episode["seed"]}
 
 
 def _write_meta(demos: DemoSet, out_dir: Path, task_name: str, observation_spec, action_spec, seed: int,

@@ -24,7 +24,7 @@ class RunPaths:
     outbox: Path
     demos: Path
     evaluation: Path
-    dataset: Path  # the episodes the session's actors recorded
+    dataset: Path  # what the actors did, one LeRobotDataset v3 per actor: see actor_dataset
 
     @classmethod
     def under(cls, run_dir: Path, demos: Optional[Path] = None) -> "RunPaths":
@@ -39,6 +39,14 @@ class RunPaths:
             evaluation=run_dir / "eval",
             dataset=run_dir / "dataset",
         )
+
+    def actor_dataset(self, actor_id: str) -> Path:
+        """The dataset of one actor's episodes (``robot_stack.data.session_dataset``). One folder
+        per actor: a dataset has one writer (its metadata is rewritten whole at every flush),
+        and each actor numbers its own episodes; ``rldg finetune --data`` takes several folders."""
+        if not actor_id or Path(actor_id).name != actor_id or actor_id in (".", ".."):
+            raise ValueError(f"actor id {actor_id!r} cannot name a folder under {self.dataset}")
+        return self.dataset / actor_id
 
 
 def demo_dir(config: TaskConfig) -> Path:

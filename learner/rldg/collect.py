@@ -23,29 +23,13 @@ from robot_stack.config.rldg import RldgExperiment, Variant
 from robot_stack.config.schema import TaskConfig, TaskSpec
 from robot_stack.data.files import write_json_atomic
 from robot_stack.data.lerobot_v3 import DatasetWriter, camera_feature, vector_feature
-from robot_stack.data.spec import NEXT_OBSERVATION_PREFIX, OBSERVATION_PREFIX
+from robot_stack.data.spec import NEXT_OBSERVATION_PREFIX, OBSERVATION_PREFIX, action_names, state_names
 from robot_stack.data.transitions import gripper_closed_after_reset, make_transition, stack_transitions
 
 log = logging.getLogger(__name__)
 
 COLLECT_FILE = "rldg_collect.json"
 SOURCES = ("specialists", "human_like")
-_STATE_ENTRY_NAMES = {
-    "tcp_pose": ("tcp.x", "tcp.y", "tcp.z", "tcp.rx", "tcp.ry", "tcp.rz"),
-    "tcp_velocity": ("tcp.vx", "tcp.vy", "tcp.vz", "tcp.wx", "tcp.wy", "tcp.wz"),
-    "tcp_wrench": ("tcp.fx", "tcp.fy", "tcp.fz", "tcp.tx", "tcp.ty", "tcp.tz"),
-    "gripper_width": ("gripper.width",),
-    "object_position": ("object.x", "object.y", "object.z"),
-}
-
-
-def state_names(task: TaskSpec) -> list[str]:
-    return [name for key in task.observation.state for name in _STATE_ENTRY_NAMES[key]]
-
-
-def action_names(task: TaskSpec) -> list[str]:
-    names = ["dx", "dy", "dz"] + (["drx", "dry", "drz"] if task.policy_controls_rotation else [])
-    return names + (["gripper"] if task.gripper_mode == "binary" else [])
 
 
 def dataset_features(config: TaskConfig, cameras: Sequence[str], storage: str, codec: str) -> dict[str, dict[str, Any]]:

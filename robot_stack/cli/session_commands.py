@@ -73,6 +73,7 @@ def record_demos_command(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     from actor.record_demos import record_demos
+    from robot_stack.data.demo_sets import LEROBOT_COPY
     from robot_stack.run_dir import demo_dir
 
     out = args.out or demo_dir(config)
@@ -90,7 +91,7 @@ def record_demos_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     print(f"wrote {len(report.episodes)} demos of {report.task} ({report.transitions} transitions, "
-          f"{report.attempts} attempts) to {report.directory}")
+          f"{report.attempts} attempts) to {report.directory}, and as a LeRobot dataset to {report.directory / LEROBOT_COPY}")
     return 0
 
 

@@ -4,6 +4,9 @@ A demo set is a directory of ``episode_000.safetensors``, ``episode_001.safetens
 (each the flat transition arrays of one episode, see ``robot_stack.data.spec``) and
 ``demos.json`` (task, specs, the episode files, counts, seed, time). ``demos.json`` is
 written last: a directory without it holds no complete demo set. Nothing is pickled.
+
+``record-demos`` also writes the set as a LeRobotDataset v3 in ``lerobot/`` inside the
+directory (``robot_stack.data.session_dataset``), for RLDG or any LeRobot tool.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from robot_stack.data.spec import ArraySpec, batch_spec, check_batch
 from robot_stack.data.transitions import concatenate_batches
 
 DEMOS_FILE = "demos.json"
+LEROBOT_COPY = "lerobot"
 
 
 def demos_exist(directory: Path) -> bool:

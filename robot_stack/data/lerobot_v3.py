@@ -20,6 +20,17 @@ datasets uses). Camera statistics are per channel over [0, 1], shape (3, 1, 1), 
 ``DatasetWriter`` writes (metadata last: a folder without ``meta/info.json`` is not a dataset),
 ``read_dataset`` reads episodes back as numpy arrays (videos decoded), ``validate_dataset``
 checks a folder against the layout and returns every problem it finds.
+
+Writing in steps: ``DatasetWriter.flush()`` closes the open data and video files and rewrites the
+metadata, so the folder is a complete dataset after every flush; the episodes that follow go into
+new files (an MP4 cannot be appended to once closed). A writer opened with ``append=True`` on an
+existing dataset continues it the same way. ``meta/info.json`` is written last and is what counts:
+on reopening, episode rows beyond its ``total_episodes`` (a writer killed between two metadata
+files) and data or video files no episode row references (a writer killed between two flushes)
+are removed, so no episode is ever half there or there twice.
+
+Episode rows may carry extra columns (``add_episode(..., episode_columns=...)``), e.g. how an
+RL episode ended; LeRobot keeps columns it does not know in its episodes table.
 """
 
 from __future__ import annotations
@@ -34,6 +45,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
+
+from robot_stack.data.files import write_atomic
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -57,6 +70,9 @@ DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
 NUMERIC_DTYPES = ("float32", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
+# Episode-row columns the layout owns; extra episode columns must not use these names.
+_LAYOUT_COLUMN_PREFIXES = ("stats/", "videos/", "data/", "meta/")
+_LAYOUT_COLUMNS = ("episode_index", "tasks", "length", "dataset_from_index", "dataset_to_index")
 
 
 class DatasetError(ValueError):
@@ -69,7 +85,7 @@ def _require_pyarrow():
         import pyarrow
         import pyarrow.parquet  # noqa: F401
     except ImportError as error:
-        raise ImportError("LeRobot datasets need pyarrow and pandas: install the project's 'rldg' extra (scripts/setup.sh dev,rldg)") from error
+        raise ImportError("LeRobot datasets need pyarrow and pandas, dependencies of robot-stack: reinstall it (scripts/setup.sh)") from error
     return pyarrow
 
 
@@ -77,7 +93,7 @@ def _require_av():
     try:
         import av
     except ImportError as error:
-        raise ImportError("video features need PyAV: install the project's 'rldg' extra (scripts/setup.sh dev,rldg)") from error
+        raise ImportError("video features need PyAV, a dependency of robot-stack: reinstall it (scripts/setup.sh)") from error
     return av
 
 
@@ -204,12 +220,17 @@ def _file_location(file_number: int) -> tuple[int, int]:
 
 @dataclass
 class DatasetWriter:
-    """Write episodes into a new dataset folder.
+    """Write episodes into a dataset folder: a new one, or (``append=True``) the one there.
 
     ``features``: the dataset's own features (e.g. ``observation.state``, ``action``,
     ``observation.images.front``); the default ones (timestamp, indices, task) are added.
     ``add_episode(frames, task)`` takes every feature as an array with a leading frame axis.
-    ``finish()`` writes the metadata; until then ``meta/info.json`` does not exist.
+    ``flush()`` makes everything added so far a complete dataset on disk; ``finish()`` is the
+    last flush. Until the first flush ``meta/info.json`` does not exist.
+
+    ``append=True`` on a folder with a dataset continues it (same fps and features, else
+    DatasetError naming the folder and the feature); on an empty or missing folder, or one a
+    writer left before its first flush, it starts a new dataset.
     """
 
     root: Path
@@ -218,6 +239,7 @@ class DatasetWriter:
     robot_type: str = "franka_fr3"
     video_codec: str = "libsvtav1"
     overwrite: bool = False
+    append: bool = False
     data_file_size_mb: float = DATA_FILES_SIZE_MB
     video_file_size_mb: float = VIDEO_FILES_SIZE_MB
     tasks: dict[str, int] = field(default_factory=dict)
@@ -229,15 +251,14 @@ class DatasetWriter:
     _videos: dict[str, _VideoFile] = field(default_factory=dict)
     _video_file: dict[str, int] = field(default_factory=dict)
     _frames: int = 0
+    _flushed_episodes: int = 0
+    _info: Optional[dict[str, Any]] = None
 
     def __post_init__(self) -> None:
         _require_pyarrow()
         self.root = Path(self.root)
-        if self.root.exists() and any(self.root.iterdir()):
-            if not self.overwrite:
-                raise FileExistsError(f"{self.root} is not empty; choose a new folder or overwrite it")
-            shutil.rmtree(self.root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.append and self.overwrite:
+            raise ValueError(f"{self.root}: append and overwrite exclude each other")
         if self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
         for key in DEFAULT_FEATURES:
@@ -249,18 +270,34 @@ class DatasetWriter:
         self.features = {**{k: dict(v) for k, v in self.features.items()}, **DEFAULT_FEATURES}
         if any(f["dtype"] == "video" for f in self.features.values()):
             _require_av()
+        if self.append and (self.root / INFO_PATH).is_file():
+            self._reopen()
+            return
+        if self.root.exists() and any(self.root.iterdir()):
+            if self.append:
+                self._start_over_unflushed()
+            elif not self.overwrite:
+                raise FileExistsError(f"{self.root} is not empty; choose a new folder or overwrite it")
+            else:
+                shutil.rmtree(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
 
     @property
     def video_keys(self) -> list[str]:
         return [key for key, feature in self.features.items() if feature["dtype"] == "video"]
 
-    def add_episode(self, frames: Mapping[str, np.ndarray], task: str) -> int:
-        """Append one episode; returns its index. Every non-default feature is required."""
+    def add_episode(self, frames: Mapping[str, np.ndarray], task: str, episode_columns: Optional[Mapping[str, Any]] = None) -> int:
+        """Append one episode; returns its index. Every non-default feature is required.
+        ``episode_columns``: extra values for the episode's row in ``meta/episodes`` (plain
+        Python scalars or strings)."""
         own = [key for key in self.features if key not in DEFAULT_FEATURES]
         missing = sorted(set(own) - set(frames))
         extra = sorted(set(frames) - set(own))
         if missing or extra:
             raise ValueError(f"episode frames: missing features {missing}, unknown features {extra}")
+        clashing = [name for name in (episode_columns or {}) if name in _LAYOUT_COLUMNS or name.startswith(_LAYOUT_COLUMN_PREFIXES)]
+        if clashing:
+            raise ValueError(f"episode columns {clashing} are the layout's own; choose other names")
         length = len(next(iter(frames.values())))
         if length == 0:
             raise ValueError("an episode needs at least one frame")
@@ -316,6 +353,7 @@ class DatasetWriter:
         for feature_key, values in stats.items():
             for name, value in values.items():
                 row[f"stats/{feature_key}/{name}"] = np.asarray(value).reshape(-1).tolist()
+        row.update(episode_columns or {})
         self.episodes.append(row)
         self._frames += length
         return episode_index
@@ -354,34 +392,54 @@ class DatasetWriter:
         self._rows, self._rows_bytes = [], 0
         self._data_file += 1
 
-    def finish(self) -> dict[str, Any]:
-        """Close files and write the metadata (info.json last); returns info.json's contents."""
-        if not self.episodes:
-            raise ValueError(f"{self.root}: no episodes were added; an empty dataset is not written")
-        pa = _require_pyarrow()
-        import pyarrow.parquet as pq
-
-        self._flush_data()
-        for video in self._videos.values():
+    def _close_videos(self) -> None:
+        """Close the open video files; the next episodes go into new ones."""
+        for key, video in self._videos.items():
             video.close()
+            self._video_file[key] += 1
         self._videos.clear()
 
+    def flush(self) -> Optional[dict[str, Any]]:
+        """Close the open files and write the metadata (info.json last): the folder is then a
+        complete dataset holding every episode added so far. Returns info.json's contents
+        (None while the dataset has no episode)."""
+        if len(self.episodes) > self._flushed_episodes:
+            self._flush_data()
+            self._close_videos()
+            self._write_metadata()
+        return self._info
+
+    def finish(self) -> dict[str, Any]:
+        """The last flush; returns info.json's contents."""
+        if not self.episodes:
+            raise ValueError(f"{self.root}: no episodes were added; an empty dataset is not written")
+        info = self.flush()
+        assert info is not None
+        return info
+
+    def _write_metadata(self) -> None:
+        pa = _require_pyarrow()
+        import pyarrow.parquet as pq
         import pandas
 
         # The task string is the table's (pandas) index: LeRobot reads tasks.iloc[task_index].name.
         tasks = sorted(self.tasks.items(), key=lambda item: item[1])
         (self.root / "meta").mkdir(parents=True, exist_ok=True)
-        pandas.DataFrame({"task_index": [index for _, index in tasks]},
-                         index=pandas.Index([task for task, _ in tasks], name="task")).to_parquet(self.root / TASKS_PATH)
+        table = pandas.DataFrame({"task_index": [index for _, index in tasks]},
+                                 index=pandas.Index([task for task, _ in tasks], name="task"))
+        write_atomic(self.root / TASKS_PATH, table.to_parquet)
 
         for row in self.episodes:
             row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = 0, 0
+        # Rows may differ in their extra columns; every column gets a value (None) in every row.
+        names = list(dict.fromkeys(name for row in self.episodes for name in row))
+        episodes = pa.table({name: [row.get(name) for row in self.episodes] for name in names})
         episodes_path = self.root / EPISODES_PATH.format(chunk_index=0, file_index=0)
         episodes_path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(self.episodes), episodes_path)
+        write_atomic(episodes_path, lambda path: pq.write_table(episodes, path))
 
         stats = {key: _merge_stats([episode[key] for episode in self._episode_stats]) for key in self._episode_stats[0]}
-        (self.root / STATS_PATH).write_text(json.dumps(_stats_to_json(stats), indent=1))
+        write_atomic(self.root / STATS_PATH, lambda path: path.write_text(json.dumps(_stats_to_json(stats), indent=1)))
 
         info = {
             "codebase_version": CODEBASE_VERSION,
@@ -398,10 +456,87 @@ class DatasetWriter:
             "video_path": VIDEO_PATH if self.video_keys else None,
             "features": self.features,
         }
-        temporary = self.root / (INFO_PATH + ".tmp")
-        temporary.write_text(json.dumps(info, indent=4))
-        os.replace(temporary, self.root / INFO_PATH)
-        return info
+        write_atomic(self.root / INFO_PATH, lambda path: path.write_text(json.dumps(info, indent=4)))
+        self._info = info
+        self._flushed_episodes = len(self.episodes)
+
+    # ----------------------------------------------------------------------- appending
+
+    def _reopen(self) -> None:
+        """Continue the dataset in ``root``: its episodes as info.json counts them, new files
+        after the ones they use, and nothing on disk that they do not reference."""
+        dataset = read_dataset(self.root)
+        info = dataset.info
+        if float(info["fps"]) != float(self.fps):
+            raise DatasetError(f"{self.root}: cannot append at {self.fps:g} fps to a dataset recorded at {info['fps']} fps")
+        _check_same_features(self.root, info["features"], self.features)
+        total = int(info["total_episodes"])
+        rows = dataset.episodes_meta[:total]
+        if [row["episode_index"] for row in rows] != list(range(total)):
+            raise DatasetError(f"{self.root / 'meta/episodes'}: episode rows are not 0..{total - 1}; the dataset is damaged")
+        self.episodes = [dict(row) for row in rows]
+        self.tasks = {task: index for index, task in dataset.tasks.items()}
+        self.robot_type = info.get("robot_type") or self.robot_type
+        self._frames = int(rows[-1]["dataset_to_index"]) if rows else 0
+        self._episode_stats = [self._stats_of_row(row) for row in rows]
+        data_files = {(row["data/chunk_index"], row["data/file_index"]) for row in rows}
+        video_files = {key: {(row[f"videos/{key}/chunk_index"], row[f"videos/{key}/file_index"]) for row in rows}
+                       for key in self.video_keys}
+        referenced = {self.root / DATA_PATH.format(chunk_index=c, file_index=f) for c, f in data_files}
+        referenced |= {self.root / VIDEO_PATH.format(video_key=key, chunk_index=c, file_index=f)
+                       for key, files in video_files.items() for c, f in files}
+        referenced |= {self.root / EPISODES_PATH.format(chunk_index=0, file_index=0)}
+        absent = sorted(str(path.relative_to(self.root)) for path in referenced if not path.is_file())
+        if absent:
+            raise DatasetError(f"{self.root}: the episodes reference files that are missing: {absent}")
+        self._remove_layout_files_except(referenced)
+        self._data_file = 1 + max((c * CHUNKS_SIZE + f for c, f in data_files), default=-1)
+        self._video_file = {key: 1 + max((c * CHUNKS_SIZE + f for c, f in files), default=-1) for key, files in video_files.items()}
+        if rows:
+            # Rewritten at once: a writer killed between two metadata files left them disagreeing.
+            self._write_metadata()
+
+    def _start_over_unflushed(self) -> None:
+        """A folder with files but no info.json: what a writer left before its first flush
+        (nothing of it is a dataset yet). Anything else in it is not ours to remove."""
+        foreign = sorted(entry.name for entry in self.root.iterdir() if entry.name not in ("data", "videos", "meta"))
+        if foreign:
+            raise FileExistsError(f"{self.root} holds {foreign} but no {INFO_PATH}: not a dataset folder to append to")
+        self._remove_layout_files_except(set())
+
+    def _remove_layout_files_except(self, keep: set[Path]) -> None:
+        patterns = ("data/chunk-*/file-*.parquet", "videos/*/chunk-*/file-*.mp4", "meta/episodes/chunk-*/file-*.parquet",
+                    "meta/**/.*.tmp", "data/**/.*.tmp")
+        for pattern in patterns:
+            for path in self.root.glob(pattern):
+                if path not in keep and path.is_file():
+                    path.unlink()
+
+    def _stats_of_row(self, row: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+        """An episode's stats as its row in meta/episodes holds them (flattened lists)."""
+        stats: dict[str, dict[str, np.ndarray]] = {}
+        for key, feature in self.features.items():
+            if feature["dtype"] == "string":
+                continue
+            shape = (3, 1, 1) if is_camera(feature) else tuple(feature["shape"])
+            stats[key] = {name: np.asarray(row[f"stats/{key}/{name}"], np.int64 if name == "count" else np.float64)
+                          .reshape((1,) if name == "count" else shape) for name in STAT_NAMES}
+        return stats
+
+
+def _check_same_features(root: Path, existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    """DatasetError naming the first feature in which ``existing`` (the dataset's) and ``wanted`` differ."""
+    existing = json.loads(json.dumps(existing))
+    wanted = json.loads(json.dumps(wanted))
+    for key in dict.fromkeys([*existing, *wanted]):
+        if key not in existing:
+            raise DatasetError(f"{root}: cannot append: feature '{key}' is not in the dataset (it has {sorted(existing)})")
+        if key not in wanted:
+            raise DatasetError(f"{root}: cannot append: the dataset has feature '{key}', the episodes to add do not")
+        if existing[key] != wanted[key]:
+            fields = [name for name in dict.fromkeys([*existing[key], *wanted[key]]) if existing[key].get(name) != wanted[key].get(name)]
+            described = "; ".join(f"{name} {existing[key].get(name)!r} in the dataset, {wanted[key].get(name)!r} now" for name in fields)
+            raise DatasetError(f"{root}: cannot append: feature '{key}' differs: {described}")
 
 
 def _png_bytes(image: np.ndarray) -> bytes:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 if TYPE_CHECKING:
-    from robot_stack.config.schema import TaskConfig
+    from robot_stack.config.schema import TaskConfig, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,15 @@ IMAGE_PREFIX = "images/"
 # negative, and stays in between: the env acts on it and the recorded action says which.
 GRIPPER_THRESHOLD = 0.5
 
-# Entries of the state vector, by the name a task config lists them under.
-STATE_KEY_SIZES = {"tcp_pose": 6, "tcp_velocity": 6, "tcp_wrench": 6, "gripper_width": 1, "object_position": 3}
+# The entries of the state vector, named, by the name a task config lists them under.
+STATE_ENTRY_NAMES = {
+    "tcp_pose": ("tcp.x", "tcp.y", "tcp.z", "tcp.rx", "tcp.ry", "tcp.rz"),
+    "tcp_velocity": ("tcp.vx", "tcp.vy", "tcp.vz", "tcp.wx", "tcp.wy", "tcp.wz"),
+    "tcp_wrench": ("tcp.fx", "tcp.fy", "tcp.fz", "tcp.tx", "tcp.ty", "tcp.tz"),
+    "gripper_width": ("gripper.width",),
+    "object_position": ("object.x", "object.y", "object.z"),
+}
+STATE_KEY_SIZES = {key: len(names) for key, names in STATE_ENTRY_NAMES.items()}
 
 
 def flatten_observation(observation: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -116,6 +123,18 @@ def observation_spec(config: "TaskConfig") -> dict[str, ArraySpec]:
 
 def action_spec(config: "TaskConfig") -> dict[str, ArraySpec]:
     return action_spec_of(env_action_dim(config))
+
+
+def state_names(task: "TaskSpec") -> list[str]:
+    """One name per entry of the task's state vector, in order (what a dataset labels them)."""
+    return [name for key in task.observation.state for name in STATE_ENTRY_NAMES[key]]
+
+
+def action_names(task: "TaskSpec") -> list[str]:
+    """One name per entry of the task's action: the twist (translation only when the policy
+    does not control the rotation), then the gripper command for a binary gripper."""
+    names = ["dx", "dy", "dz"] + (["drx", "dry", "drz"] if task.policy_controls_rotation else [])
+    return names + (["gripper"] if task.gripper_mode == "binary" else [])
 
 
 def env_spec(env) -> tuple[dict[str, ArraySpec], dict[str, ArraySpec]]:

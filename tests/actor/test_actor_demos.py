@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from actor.record_demos import record_demos, record_demos_with
-from robot_stack.data.demo_sets import DEMOS_FILE, demos_exist, load_demos
+from robot_stack.data.demo_sets import DEMOS_FILE, LEROBOT_COPY, demos_exist, load_demos
 from robot_stack.config import load_task_config
 from robot_stack.envs import make_sim_env
 from robot_stack.hardware.interfaces import TeleopCommand, TeleopDisconnected
@@ -73,6 +73,39 @@ def test_a_spec_mismatch_names_the_file_and_the_key(recorded) -> None:
         load_demos(directory, {"state": ArraySpec("<f4", (13,))}, action_dim=4)
     with pytest.raises(ValueError, match=r"episode_000\.safetensors: keys do not match.*missing \['next_observations/images/front'"):
         load_demos(directory, {**STATE_SPEC, "images/front": ArraySpec("|u1", (8, 8, 3))}, action_dim=4)
+
+
+def test_the_demos_are_also_a_lerobot_dataset_that_reads_back_as_the_same_transitions(recorded) -> None:
+    import safetensors.numpy
+
+    from robot_stack.data.lerobot_v3 import read_dataset, validate_dataset
+    from robot_stack.data.session_dataset import read_episode_transitions
+
+    directory, demos = recorded
+    copy = directory / LEROBOT_COPY
+
+    episodes = list(read_episode_transitions(copy))
+
+    assert validate_dataset(copy) == []
+    assert read_dataset(copy).features["observation.state"]["names"][:3] == ["tcp.x", "tcp.y", "tcp.z"]
+    assert [outcome["seed"] for _, outcome in episodes] == [episode["seed"] for episode in demos.episodes]
+    assert all(outcome["success"] == 1 and outcome["label"] == "detector" for _, outcome in episodes)
+    for (transitions, _), episode in zip(episodes, demos.episodes):
+        recorded_arrays = safetensors.numpy.load_file(str(directory / episode["file"]))
+        assert sorted(transitions) == sorted(recorded_arrays)
+        for key, value in recorded_arrays.items():
+            np.testing.assert_array_equal(transitions[key], value, err_msg=key)
+
+
+def test_a_new_recording_replaces_the_lerobot_copy_with_the_demo_set(pick_cube_state_yaml_path, tmp_path) -> None:
+    from robot_stack.data.lerobot_v3 import read_dataset
+
+    config = load_task_config(pick_cube_state_yaml_path)
+    record_demos(config, episodes=1, out_dir=tmp_path, seed=0, progress=False)
+    record_demos(config, episodes=1, out_dir=tmp_path, seed=5, progress=False)
+
+    rows = read_dataset(tmp_path / LEROBOT_COPY).episodes_meta
+    assert len(rows) == 1 and json.loads(rows[0]["outcome/detail"])["seed"] == json.loads((tmp_path / DEMOS_FILE).read_text())["episodes"][0]["seed"]
 
 
 def test_a_directory_without_a_description_holds_no_demos(tmp_path) -> None:

@@ -20,7 +20,7 @@ PACKAGES = ("robot_stack", "actor", "learner", "benchmarks")
 # The names of the layout's own definitions, and the literal values of its constants.
 DEFINED_NAMES = {"ArraySpec", "flatten_observation", "check_batch", "batch_spec", "transition_batch_spec",
                  "observation_spec", "action_spec", "env_action_dim", "state_dim", "env_spec",
-                 "GRIPPER_THRESHOLD", "STATE_KEY_SIZES", "FLAG_KEYS"}
+                 "GRIPPER_THRESHOLD", "STATE_KEY_SIZES", "STATE_ENTRY_NAMES", "state_names", "action_names", "FLAG_KEYS"}
 CONSTANT_VALUES = {"observations/", "next_observations/", "images/",
                    ("terminated", "truncated", "interventions", "gripper_changed")}
 

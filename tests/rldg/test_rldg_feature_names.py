@@ -1,6 +1,6 @@
 """The names a LeRobot dataset gives each entry of the state and the action, from the task section."""
 
-from learner.rldg.collect import action_names, state_names
+from robot_stack.data.spec import action_names, state_names
 from robot_stack.config.schema import ObservationConfig, TaskSpec
 
 
