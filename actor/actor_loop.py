@@ -274,13 +274,16 @@ def run_actor(
     status_path: Optional[Path] = None,
     outbox_dir: Optional[Path] = None,
     console: Optional[OperatorConsole] = None,
+    dataset_dir: Optional[Path] = None,
 ) -> ActorSummary:
     """Run the actor until ``stop`` is set (e.g. by a SIGINT handler, or the operator's stop
     command) or ``max_env_steps``.
 
     ``console``: where operator commands arrive (a ROS node passes its own, to attach its
     services); by default the actor makes one, logging to ``operator.csv`` in the session's log
-    dir, and serves the live page when ``actor.console.web`` is on.
+    dir, and serves the live page when ``actor.console.web`` is on. ``dataset_dir``: record
+    every episode kept (sent to the learner) there as a LeRobotDataset v3 (appending to what
+    is there); None: no recording (``dataset_path`` gives the run's folder).
 
     On the way out it finishes the current step, sends what is pending, waits up to
     ``actor.stop_timeout_s`` for the learner to have received it and saved it in a checkpoint
@@ -297,24 +300,52 @@ def run_actor(
     observation_spec, action_spec = env_spec(env)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.actor.torch_threads)
-    link = live_view = None
+    link = live_view = recorder = None
     try:
         policy = (policy_factory or build_policy)(config.agent, observation_spec, env.action_dim, env.binary_gripper)
+        if dataset_dir is not None:
+            recorder = _episode_recorder(config, Path(dataset_dir), observation_spec, action_spec)
         link = ActorLink(
             config.session, actor_id, config.task.name, observation_spec, action_spec,
             outbox_dir=outbox_dir, prepare_weights=decode_weights,
         ).start()
         live_view = start_live_view(config, console)
         loop = _ActorLoop(config, actor_id, env, environment.intervention, policy, link, rng, status_path, console,
-                          console_url=live_view.url if live_view is not None else None)
+                          console_url=live_view.url if live_view is not None else None, recorder=recorder)
         return loop.run(stop, max_env_steps, seed)
     finally:
         if live_view is not None:
             live_view.stop()
+        if recorder is not None:
+            try:
+                recorder.close()
+            except RuntimeError as error:  # the episodes are with the learner; only the dataset copy failed
+                log.error("the session dataset %s stopped at its last complete flush: %s", recorder.root, error)
         if link is not None:
             link.close()
         env.close()
         torch.set_num_threads(previous_threads)
+
+
+def dataset_path(config: TaskConfig, actor_id: str) -> Optional[Path]:
+    """Where this actor records its episodes (``actor.record_dataset``): run_dir/dataset/<actor id>."""
+    if not config.actor.record_dataset or config.session.run_dir is None:
+        return None
+    from robot_stack.run_dir import RunPaths
+
+    return RunPaths.under(Path(config.session.run_dir)).actor_dataset(actor_id)
+
+
+def _episode_recorder(config: TaskConfig, root: Path, observation_spec, action_spec):
+    from robot_stack.data.session_dataset import EpisodeRecorder
+    from robot_stack.data.spec import action_names, state_names
+
+    try:
+        names = {"state_names": state_names(config.task), "action_names": action_names(config.task)}
+    except (KeyError, ValueError):
+        names = {}  # a layout the task does not name entry by entry
+    return EpisodeRecorder(root, config.task.name, observation_spec, action_spec,
+                           fps=config.task.control_rate_hz, **names)
 
 
 def start_live_view(config: TaskConfig, console: OperatorConsole):
@@ -349,8 +380,9 @@ def start_live_view(config: TaskConfig, console: OperatorConsole):
 
 class _ActorLoop:
     def __init__(self, config, actor_id, env, intervention, policy, link: ActorLink, rng, status_path,
-                 console: OperatorConsole, console_url: Optional[str] = None):
+                 console: OperatorConsole, console_url: Optional[str] = None, recorder=None):
         self.config = config
+        self.recorder = recorder  # EpisodeRecorder of the session dataset, or None
         self.policy = policy
         self.link = link
         self.console = console
@@ -596,8 +628,13 @@ class _ActorLoop:
 
     def _send_episode(self, episode_end: Optional[dict], final: bool = False) -> None:
         """The episode's transitions in messages of ``actor.send_every_steps``; the last carries
-        the episode's end (and ``final`` before a stop)."""
+        the episode's end (and ``final`` before a stop). The same episode goes to the dataset."""
         batch = self.episode.take()
+        if self.recorder is not None and batch and episode_end is not None:
+            try:
+                self.recorder.add_episode(batch, episode_end)
+            except (ValueError, RuntimeError) as error:  # the learner still gets it; only the copy is missing
+                log.error("episode %s not recorded in %s: %s", episode_end.get("episode"), self.recorder.root, error)
         total = len(batch[next(iter(batch))]) if batch else 0
         size = self.config.actor.send_every_steps
         for first in range(0, total, size):

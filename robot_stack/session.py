@@ -25,7 +25,7 @@ from robot_stack.config.schema import TaskConfig
 from robot_stack.data.checkpoints import CheckpointStore
 from robot_stack.data.spec import action_spec, observation_spec
 from robot_stack.data.status import actor_status_path, read_json_status, read_status, status_path
-from robot_stack.data.warm_start import describe_checkpoint, source_checkpoints, source_dataset, with_init_from
+from robot_stack.data.warm_start import describe_checkpoint, source_checkpoints, source_datasets, with_init_from
 from robot_stack.run_dir import RunPaths, demo_dir
 from robot_stack.transport.learner_link import PortInUse
 
@@ -234,7 +234,8 @@ def _warm_start_plan(config: TaskConfig, paths: RunPaths) -> list[str]:
         lines.append(f"warm start: the learner starts from the networks of {describe_checkpoint(newest)}; "
                      "optimisers fresh, counters at 0")
     if init_from.datasets_as_demos:
-        lines.append(f"warm start: the episodes recorded in {source_dataset(init_from.run_dir)} join the demo buffer")
+        lines.append("warm start: the episodes recorded in "
+                     f"{', '.join(str(folder) for folder in source_datasets(init_from.run_dir))} join the demo buffer")
     return lines
 
 

@@ -58,7 +58,10 @@ def actor_command(args: argparse.Namespace) -> int:
 
         log_dir = config.session.log_dir
         status = actor_status_path(log_dir, args.actor_id) if log_dir is not None else None
-        run_actor(config, args.actor_id, stop, seed=args.seed, status_path=status)
+        from actor.actor_loop import dataset_path
+
+        run_actor(config, args.actor_id, stop, seed=args.seed, status_path=status,
+                  dataset_dir=dataset_path(config, args.actor_id))
     except (LinkRefused, KeyFileError) as error:
         # Retrying cannot help (another task or spec, an unknown key): say why and stop.
         print(f"actor '{args.actor_id}': {error}", file=sys.stderr)

@@ -19,6 +19,7 @@ import numpy as np
 
 from robot_stack.config import with_fields
 from robot_stack.config.schema import InitFromConfig, TaskConfig
+from robot_stack.data.lerobot_v3 import DatasetError
 from robot_stack.data.checkpoints import CheckpointInfo, CheckpointStore, described_spec, spec_differences
 from robot_stack.data.spec import ArraySpec, batch_spec, check_batch
 from robot_stack.run_dir import RunPaths
@@ -80,29 +81,37 @@ def warm_start_record(run_dir: Path, info: CheckpointInfo) -> dict[str, Any]:
     }
 
 
-def source_dataset(run_dir: Path) -> Path:
-    """The other run's recorded episodes; WarmStartError if it recorded none."""
+def source_datasets(run_dir: Path) -> list[Path]:
+    """The other run's recorded datasets (one per actor, run_dir/dataset/<actor id>); WarmStartError
+    if it recorded none."""
     directory = RunPaths.under(run_dir).dataset
-    if not directory.is_dir():
-        raise WarmStartError(f"init_from.datasets_as_demos: {run_dir} has no recorded dataset ({directory} does not exist)")
-    return directory
+    folders = sorted(info.parent.parent for info in directory.glob("*/meta/info.json")) if directory.is_dir() else []
+    if (directory / "meta" / "info.json").is_file():
+        folders.insert(0, directory)
+    if not folders:
+        raise WarmStartError(f"init_from.datasets_as_demos: {run_dir} has no recorded dataset (none in {directory})")
+    return folders
 
 
 def dataset_episodes(run_dir: Path, observation_spec: Mapping[str, ArraySpec],
                      action_dim: int) -> Iterator[tuple[dict[str, np.ndarray], dict]]:
     """The other run's recorded episodes as transition batches with their metadata, each checked
-    against this task's layout (WarmStartError naming the episode and the array that differs)."""
-    directory = source_dataset(run_dir)
+    against this task's layout (WarmStartError naming the folder, the episode and the array that
+    differs)."""
+    folders = source_datasets(run_dir)
     # The reader brings the dataset format's dependencies: only a warm start from datasets needs them.
     try:
         from robot_stack.data.session_dataset import read_episode_transitions
     except ModuleNotFoundError as error:
-        raise WarmStartError(f"init_from.datasets_as_demos: cannot read {directory}: {error}") from error
+        raise WarmStartError(f"init_from.datasets_as_demos: cannot read {folders[0]}: {error}") from error
     spec = batch_spec(observation_spec, action_dim)
-    for index, (arrays, meta) in enumerate(read_episode_transitions(directory)):
-        name = meta.get("episode_index", meta.get("episode", index)) if isinstance(meta, Mapping) else index
+    for directory in folders:
         try:
-            check_batch(arrays, spec, where=f"{directory} episode {name}")
-        except ValueError as error:
+            for index, (arrays, meta) in enumerate(read_episode_transitions(directory)):
+                try:
+                    check_batch(arrays, spec, where=f"{directory} episode {index}")
+                except ValueError as error:
+                    raise WarmStartError(f"init_from.datasets_as_demos: {error}") from error
+                yield arrays, meta
+        except DatasetError as error:
             raise WarmStartError(f"init_from.datasets_as_demos: {error}") from error
-        yield arrays, meta

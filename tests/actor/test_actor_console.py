@@ -54,14 +54,14 @@ def running(make_config, tmp_path):
     learner's end of the link."""
     started = []
 
-    def start(**actor):
+    def start(dataset_dir=None, **actor):
         config = make_config(stop_timeout_s=3.0, sim_max_lead_env_steps=10**9, **actor)
         config = with_fields(config, "session", log_dir=tmp_path / "logs")
         config = with_fields(config, "actor.console", web=False)
         console = OperatorConsole(tmp_path / "logs" / "operator.csv", config.task.name, "robot1")
         collector = Collector(config)
         actor_thread = ActorThread(config, policy_factory=lambda *spec: slow_policy(), console=console,
-                                   status_path=tmp_path / "status.json")
+                                   status_path=tmp_path / "status.json", dataset_dir=dataset_dir)
         started.append((actor_thread, collector))
         return config, console, collector, actor_thread
 
@@ -135,8 +135,11 @@ def test_success_and_failure_labels_end_the_episode_with_the_operators_answer(ru
     assert [(r["command"], int(r["episode"])) for r in rows] == [("success", success["episode"]), ("failure", failure["episode"])]
 
 
-def test_a_discarded_episode_never_reaches_the_learner(running) -> None:
-    config, console, collector, actor = running()
+def test_a_discarded_episode_never_reaches_the_learner_or_the_dataset(running, tmp_path) -> None:
+    from robot_stack.data.lerobot_v3 import validate_dataset
+    from robot_stack.data.session_dataset import read_episode_transitions
+
+    config, console, collector, actor = running(dataset_dir=tmp_path / "dataset")
     discarded = command_when(console, collector, "rerecord", at_step=30, wanted="discarded")
     assert wait_until(lambda: len(collector.episode_ends()) > discarded["episode"] or collector.pump(0.05))
     actor.stop_and_join(10.0)
@@ -156,6 +159,11 @@ def test_a_discarded_episode_never_reaches_the_learner(running) -> None:
     assert [e["length"] for e in ends] == lengths.tolist()
     continuing = np.flatnonzero(~(batch["terminated"] | batch["truncated"])[:-1])
     np.testing.assert_array_equal(batch["observations/state"][continuing + 1], batch["next_observations/state"][continuing])
+    # The dataset holds exactly what the learner got, episode for episode.
+    assert validate_dataset(tmp_path / "dataset") == []
+    recorded = list(read_episode_transitions(tmp_path / "dataset"))
+    assert [outcome["episode"] for _, outcome in recorded] == [e["episode"] for e in ends]
+    np.testing.assert_array_equal(np.concatenate([t["actions"] for t, _ in recorded]), batch["actions"])
 
 
 def test_reset_ends_the_episode_as_cut_short_and_keeps_its_data(running) -> None:

@@ -5,8 +5,6 @@ another spec or trunk is refused, and a restarted warm-started run resumes its o
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -189,23 +187,15 @@ def write_demo_set(directory: Path, episodes: list[dict[str, np.ndarray]]) -> No
     (directory / DEMOS_FILE).write_text(json.dumps({"episodes": [{"file": f"episode_{i:03d}.safetensors"} for i in range(len(episodes))]}))
 
 
-@pytest.fixture
-def recorded_episodes(monkeypatch, tmp_path):
-    """The session dataset reader, faked: the episodes it yields are the ones the test puts in the list;
-    it records the folder it was asked to read."""
-    episodes: list[dict[str, np.ndarray]] = []
-    read_from: list[Path] = []
+def record(folder: Path, episodes: list[dict[str, np.ndarray]], state_dim: int = 16) -> None:
+    """The episodes as an actor records them (a LeRobot v3 session dataset)."""
+    from robot_stack.data.session_dataset import EpisodeRecorder
+    from robot_stack.data.spec import action_spec_of, observation_spec_of
 
-    def read_episode_transitions(root: Path):
-        read_from.append(root)
-        for index, arrays in enumerate(episodes):
-            yield arrays, {"episode_index": index}
-
-    reader = types.ModuleType("robot_stack.data.session_dataset")
-    reader.read_episode_transitions = read_episode_transitions
-    monkeypatch.setitem(sys.modules, "robot_stack.data.session_dataset", reader)
-    (tmp_path / "source" / "dataset").mkdir(parents=True)
-    return episodes, read_from
+    recorder = EpisodeRecorder(folder, "recorded", observation_spec_of((state_dim,), {}), action_spec_of(4), fps=10.0)
+    for index, arrays in enumerate(episodes):
+        recorder.add_episode(arrays, {"episode": index, "success": 1, "label": "detector"})
+    recorder.close()
 
 
 def stored_demo_ids(learner: Learner) -> np.ndarray:
@@ -213,27 +203,27 @@ def stored_demo_ids(learner: Learner) -> np.ndarray:
     return demo.frames["state"][demo.obs_frame[: len(demo)] % demo.frame_capacity][:, 0]
 
 
-def test_recorded_episodes_join_the_demo_buffer_after_the_tasks_own_demos(config, recorded_episodes, tmp_path):
-    episodes, read_from = recorded_episodes
+def test_recorded_episodes_join_the_demo_buffer_after_the_tasks_own_demos(config, tmp_path):
     rng = np.random.default_rng(0)
     write_demo_set(tmp_path / "demos", [episode(5, rng, first_id=0.0)])
-    episodes.extend([episode(4, rng, first_id=100.0), episode(3, rng, first_id=200.0)])
+    # Two actors' datasets, read in actor order.
+    record(tmp_path / "source" / "dataset" / "actor0", [episode(4, rng, first_id=100.0), episode(3, rng, first_id=200.0)])
+    record(tmp_path / "source" / "dataset" / "actor1", [episode(2, rng, first_id=300.0)])
     config = with_fields(config, "training", demo_dir=tmp_path / "demos")
 
     learner = warm_started(config, tmp_path / "new", tmp_path / "source", networks=False, datasets_as_demos=True)
 
-    assert read_from == [tmp_path / "source" / "dataset"]
-    assert learner.counters.demo_transitions == len(learner.replay.demo) == 12
-    np.testing.assert_array_equal(stored_demo_ids(learner), [0, 1, 2, 3, 4, 100, 101, 102, 103, 200, 201, 202])
+    assert learner.counters.demo_transitions == len(learner.replay.demo) == 14
+    np.testing.assert_array_equal(stored_demo_ids(learner), [0, 1, 2, 3, 4, 100, 101, 102, 103, 200, 201, 202, 300, 301])
     assert len(learner.replay.online) == 0 and learner.warm_started_from is None
 
 
-def test_a_recorded_episode_of_another_spec_is_refused_naming_it(config, recorded_episodes, tmp_path):
-    episodes, _ = recorded_episodes
+def test_a_recorded_dataset_of_another_spec_is_refused_naming_it(config, tmp_path):
     rng = np.random.default_rng(0)
-    episodes.extend([episode(4, rng), episode(4, rng, state_dim=7)])
+    record(tmp_path / "source" / "dataset" / "actor0", [episode(4, rng)])
+    record(tmp_path / "source" / "dataset" / "actor1", [episode(4, rng, state_dim=7)], state_dim=7)
 
-    with pytest.raises(WarmStartError, match=rf"{tmp_path / 'source' / 'dataset'} episode 1: 'observations/state' is "
+    with pytest.raises(WarmStartError, match=rf"{tmp_path / 'source' / 'dataset' / 'actor1'} episode 0: 'observations/state' is "
                                              r"float32\[4, 7\]; expected float32\['N', 16\]"):
         warm_started(config, tmp_path / "new", tmp_path / "source", networks=False, datasets_as_demos=True)
 

@@ -170,3 +170,10 @@ def test_the_operator_pauses_labels_and_stops_the_actor_node_through_its_service
     episodes = read_episodes(paths.logs / "episodes.csv")
     assert any(int(e["operator_label"]) == 1 and int(e["success"]) == 1 for e in episodes)
     assert actor_status()["stopped_by"] == "ros"
+    # The actor node recorded its episodes; the labelled one says who labelled it.
+    from robot_stack.data.lerobot_v3 import validate_dataset
+    from robot_stack.data.session_dataset import read_episode_transitions
+
+    assert validate_dataset(tmp_path / "dataset" / "actor0") == []
+    labels = [outcome.get("label") for _, outcome in read_episode_transitions(tmp_path / "dataset" / "actor0")]
+    assert "operator" in labels and len(labels) == len(episodes)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from robot_stack.data.lerobot_v3 import validate_dataset
+
 from robot_stack.config import config_to_yaml, load_task_config
 from robot_stack.data.checkpoints import CheckpointStore
 from robot_stack.config import with_fields
@@ -87,6 +89,13 @@ def test_ctrl_c_stops_both_processes_with_a_checkpoint_and_the_next_run_resumes(
     assert "resumed from" in (run_dir / "logs" / "learner.log").read_text()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["env_steps"] >= steps_before + 100
+    # Both runs' episodes are in the one session dataset, once each, as the learner counted them.
+    dataset = run_dir / "dataset" / "actor0"
+    assert validate_dataset(dataset) == []
+    info = json.loads((dataset / "meta" / "info.json").read_text())
+    learner_episodes = CheckpointStore(run_dir / "checkpoints").complete()[-1].meta["counters"]["episodes"]
+    assert info["total_episodes"] == learner_episodes > 0
+    assert info["total_frames"] == summary["env_steps"]
 
 
 @pytest.fixture
@@ -119,6 +128,10 @@ def test_pixel_session_pretrains_its_encoder_caches_features_and_learns_end_to_e
     assert summary["env_steps"] >= 300 and summary["updates"] > 0 and summary["evaluation"]["episodes"] == 2
     learner_log = (run_dir / "logs" / "learner.log").read_text()
     assert "frozen image trunk: the replay keeps its features" in learner_log
+    # The actor's episodes, camera videos included, are a valid LeRobot dataset.
+    dataset = run_dir / "dataset" / "actor0"
+    assert validate_dataset(dataset) == []
+    assert sorted(path.name for path in (dataset / "videos").iterdir()) == ["observation.images.front", "observation.images.wrist"]
     # A second session finds the weights and does not pretrain again.
     again = session(short_pixel_task, tmp_path / "run2", "--max-env-steps", "60", "--eval-episodes", "0")
     output, _ = again.communicate(timeout=600)

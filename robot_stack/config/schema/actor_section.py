@@ -69,3 +69,8 @@ class ActorConfig(StrictModel):
         "it waits between episodes only (the learner gets an episode when it ends), and a rate-locked actor never waits.",
     )
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    record_dataset: bool = Field(
+        True,
+        description="Record every episode the actor keeps (not a discarded one) as a LeRobotDataset v3 under the "
+        "run dir (run_dir/dataset/<actor id>); a resumed run appends to it.",
+    )

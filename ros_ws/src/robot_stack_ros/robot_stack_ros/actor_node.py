@@ -30,7 +30,7 @@ from std_srvs.srv import Trigger
 
 from actor.console import OperatorConsole
 from actor.intervention import HumanIntervention, ScriptedIntervention
-from actor.actor_loop import ActorEnvironment, run_actor
+from actor.actor_loop import ActorEnvironment, dataset_path, run_actor
 from robot_stack.envs.franka_env import FrankaEnv
 from robot_stack.config import with_fields as _with
 from robot_stack_interfaces.msg import EpisodeEvent, InterventionEvent
@@ -136,6 +136,14 @@ class ActorNode(Node):
         events_env = _EventsEnv(env, self)
         return ActorEnvironment(events_env, _EventsIntervention(intervention, self, events_env) if intervention else None)
 
+    def dataset_dir(self):
+        """The run dir parameter's dataset folder when given, else the task's run dir's."""
+        if self.run_dir is not None and self.config.actor.record_dataset:
+            from robot_stack.run_dir import RunPaths
+
+            return RunPaths.under(self.run_dir).actor_dataset(self.actor_id)
+        return dataset_path(self.config, self.actor_id)
+
     def wait_for_cell(self) -> None:
         wait = self.config.ros.wait_for_nodes_s
         self.state.wait_ready(wait)
@@ -164,6 +172,7 @@ class ActorNode(Node):
             self.summary = run_actor(
                 self.config, self.actor_id, stop, env_factory=self.environment, max_env_steps=self.max_env_steps,
                 seed=self.seed, status_path=status, outbox_dir=outbox, console=self.console,
+                dataset_dir=self.dataset_dir(),
             )
         except StopRequested as error:
             # Stopped mid-reset: the episodes before it were sent; anything the learner had
