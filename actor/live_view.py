@@ -59,8 +59,9 @@ LOOPBACK_HOST_NAMES = ("127.0.0.1", "localhost", "[::1]")
 class CommandBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     command: str
-    # The page's buttons are "web"; the session forwards its terminal's keys here as "keyboard".
-    source: Literal["web", "keyboard"] = "web"
+    # The page's buttons are "web"; the session forwards its terminal's keys here as "keyboard";
+    # `robot-stack operator send` and scripts say "api".
+    source: Literal["web", "keyboard", "api"] = "web"
 
 
 def encode_jpeg(image: np.ndarray, camera: str) -> bytes:

@@ -19,10 +19,11 @@ import urllib.request
 from typing import Callable, Mapping, Optional, TextIO
 
 
-def post_command(page_url: str, command: str, timeout_s: float = 2.0) -> str:
-    """Send one key's command to a live page; returns what it answered (or why it could not)."""
+def post_command(page_url: str, command: str, timeout_s: float = 2.0, source: str = "keyboard") -> str:
+    """Send one command to a live page (as typed on a keyboard, or ``source`` "api" for a
+    script's); returns what it answered (or why it could not)."""
     request = urllib.request.Request(
-        page_url.rstrip("/") + "/api/command", data=json.dumps({"command": command, "source": "keyboard"}).encode(),
+        page_url.rstrip("/") + "/api/command", data=json.dumps({"command": command, "source": source}).encode(),
         headers={"Content-Type": "application/json"}, method="POST",
     )
     try:

@@ -20,6 +20,7 @@ from robot_stack.cli.config_commands import add_config_commands
 from robot_stack.cli.encoder_commands import add_encoder_commands
 from robot_stack.cli.hw_commands import add_hw_commands
 from robot_stack.cli.keys_commands import add_keys_commands
+from robot_stack.cli.operator_commands import add_operator_commands
 from robot_stack.cli.reward_commands import add_reward_commands
 from robot_stack.cli.rldg_commands import add_rldg_commands
 from robot_stack.cli.session_commands import add_session_commands
@@ -30,6 +31,7 @@ COMMAND_GROUPS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_sim_commands,
     add_keys_commands,
     add_session_commands,
+    add_operator_commands,
     add_reward_commands,
     add_encoder_commands,
     add_hw_commands,

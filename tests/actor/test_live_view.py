@@ -381,3 +381,22 @@ def test_an_operator_drives_the_actor_from_the_page_in_chromium(cell, tmp_path):
             expect(page.locator("#state")).to_have_text("gone")
         finally:
             browser.close()
+
+
+def test_the_operator_command_sends_one_command_and_says_why_it_could_not(tmp_path):
+    import subprocess
+    import sys
+
+    console = OperatorConsole(None)
+    server = LiveViewServer(console, "127.0.0.1", 0)
+    server.start()
+    try:
+        sent = subprocess.run([sys.executable, "-m", "robot_stack", "operator", "send", "pause", "--url", server.url],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        server.stop()
+    assert sent.returncode == 0 and sent.stdout.strip() == "pause: queued"
+    assert [(r.command, r.source) for r in console.take()] == [("pause", "api")]
+    gone = subprocess.run([sys.executable, "-m", "robot_stack", "operator", "send", "stop", "--url", server.url],
+                          capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 1 and "did not answer" in gone.stdout
