@@ -389,6 +389,8 @@ class _ActorLoop:
         self.console_url = console_url
         self.buttons = ButtonCommands(getattr(intervention, "device", None), config.teleop, console)
         self.status_path = Path(status_path) if status_path is not None else None
+        if self.status_path is not None:
+            self.status_path.parent.mkdir(parents=True, exist_ok=True)
         rate_locked = config.actor.rate_locked
         if rate_locked is None:
             rate_locked = config.robot.backend != "sim"
@@ -441,10 +443,15 @@ class _ActorLoop:
             if self.paced:
                 self._keep_pace(stop)
             self._operate(stop)
-            if stop.is_set() and self.steps.episode_length == 0:
-                # Stopped at an episode boundary (from a pause, or right after a reset): nothing
-                # is in progress, so an empty last batch tells the learner to checkpoint.
-                self._send_empty_final()
+            if stop.is_set():
+                # No step after a stop (the arm stays where the stop found it): the episode in
+                # progress ends at its last step, cut short; at an episode boundary (a stop from
+                # a pause, or right after a reset) an empty last batch asks for the checkpoint.
+                if self.steps.episode_length > 0:
+                    self.episode.amend_last(truncated=np.bool_(True))
+                    self._finish_episode(bool(self.last_info.get("success", False)), final=True)
+                else:
+                    self._send_empty_final()
                 break
 
             step = steps.step(self.deterministic)

@@ -106,6 +106,10 @@ BRIEF_RUNS: dict[tuple[str, ...], Callable[[Path], Run]] = {
     ("rldg", "collect"): lambda tmp: missing_config(tmp, "rldg", "collect"),
     ("rldg", "finetune"): lambda tmp: missing_config(tmp, "rldg", "finetune", after=("--data", str(tmp))),
     ("rldg", "eval"): lambda tmp: missing_config(tmp, "rldg", "eval"),
+    # No actor serves a page at this address: the command says so.
+    ("operator", "send"): lambda tmp: Run(["operator", "send", "pause", "--url", "http://127.0.0.1:9/"], 1,
+                                          "the actor's live page did not answer"),
+    ("operator", "keys"): lambda tmp: Run(["operator", "keys", "--url", "http://127.0.0.1:9/"], 2, "not a terminal"),
 }
 
 
@@ -121,6 +125,7 @@ def signal_handlers_restored() -> Iterator[None]:
 def test_the_parser_walk_finds_every_command_group() -> None:
     assert {words[0] for words in COMMANDS} == {
         "config", "sim", "keys", "session", "learner", "actor", "record-demos", "evaluate", "reward", "encoder", "hw", "rldg",
+        "operator",
     }
     assert ("rldg", "export-demos") in COMMANDS and ("record-demos",) in COMMANDS
 

@@ -322,8 +322,9 @@ def test_robot_image_installs_torch_before_the_project():
     extras = re.search(r"-e\s+[\"']?\.\[([\w,]+)\]", installs[project[0]])
     assert extras, installs[project[0]]
     # ROS comes from apt in this image: not the PyPI build of the "ros" extra. The reward
-    # node runs here, so a vision-language reward model needs "vlm".
-    assert set(extras.group(1).split(",")) == {"franka", "realsense", "spacemouse", "vlm"}
+    # node runs here, so a vision-language reward model needs "vlm"; the actor node serves the
+    # operator's live page ("console").
+    assert set(extras.group(1).split(",")) == {"console", "franka", "realsense", "spacemouse", "vlm"}
 
 
 def test_robot_image_builds_the_workspace_and_launches_robot_launch():

@@ -86,7 +86,8 @@ def test_a_source_of_another_spec_stops_the_session_in_one_line_before_anything_
     result = robot_stack("session", str(quick_task), "--run-dir", "new", "--no-progress", "--init-from", "source", cwd=tmp_path)
 
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [
+    # (A session that finds the configured ports taken says so and moves on; that is not the error.)
+    assert [line for line in result.stderr.splitlines() if not line.startswith("ports ")] == [
         "robot-stack session: init_from: source/checkpoints/ckpt-000000 (task 'sim_pick_cube_state') was written for "
         "another observation/action spec: observation.state 'float32[7]' in the checkpoint, 'float32[16]' here"
     ]
