@@ -73,7 +73,7 @@ STATUS_EVERY_S = 1.0
 class ActorEnvironment:
     """What the actor steps and who may take over: injected, so a real robot brings its own."""
 
-    env: Any  # a FrankaEnv: reset, step, close, action_dim, binary_gripper, observation_space
+    env: Any  # the env contract (docs/environments.md): reset, step, close, action_dim, binary_gripper, observation_space
     intervention: Optional[Intervention] = None
 
 
@@ -113,8 +113,35 @@ def real_actor_environment(config: TaskConfig, rng: np.random.Generator) -> Acto
     return ActorEnvironment(env, intervention)
 
 
+def gymnasium_actor_environment(config: TaskConfig, rng: np.random.Generator) -> ActorEnvironment:
+    """The gymnasium env the task names, supervised by its expert as the scripted teleoperator
+    (teleop kind 'scripted'), by the intervention source its ``env.teleop`` builds, or by nobody."""
+    from robot_stack.config.code_references import load_code_reference
+    from robot_stack.envs.gymnasium_env import ExpertTeleop, make_expert, make_gymnasium_env
+
+    env = make_gymnasium_env(config)
+    try:
+        intervention = None
+        if config.teleop.kind == "scripted":
+            teleop = ExpertTeleop(make_expert(config, env), env, config.teleop, rng)
+            intervention = ScriptedIntervention(
+                teleop, config.teleop.intervention, rng, env.action_dim, config.task.max_episode_steps,
+                binary_gripper=env.binary_gripper,
+            )
+        elif config.env.teleop is not None:
+            intervention = load_code_reference(config.env.teleop, "env.teleop")(env.env, rng)
+            if callable(getattr(intervention, "close", None)):
+                env.close_with(intervention.close)
+    except BaseException:
+        env.close()
+        raise
+    return ActorEnvironment(env, intervention)
+
+
 def actor_environment(config: TaskConfig, rng: np.random.Generator) -> ActorEnvironment:
-    """The env the task's robot backend names, with its supervisor."""
+    """The env the task names (a gymnasium env) or its robot backend names, with its supervisor."""
+    if config.env is not None:
+        return gymnasium_actor_environment(config, rng)
     if config.robot.backend == "sim":
         return sim_actor_environment(config, rng)
     return real_actor_environment(config, rng)
@@ -340,10 +367,9 @@ def _episode_recorder(config: TaskConfig, root: Path, observation_spec, action_s
     from robot_stack.data.session_dataset import EpisodeRecorder
     from robot_stack.data.spec import action_names, state_names
 
-    try:
+    names = {}
+    if config.env is None:  # a gymnasium task's layout has no named entries
         names = {"state_names": state_names(config.task), "action_names": action_names(config.task)}
-    except (KeyError, ValueError):
-        names = {}  # a layout the task does not name entry by entry
     return EpisodeRecorder(root, config.task.name, observation_spec, action_spec,
                            fps=config.task.control_rate_hz, **names)
 
@@ -393,11 +419,11 @@ class _ActorLoop:
             self.status_path.parent.mkdir(parents=True, exist_ok=True)
         rate_locked = config.actor.rate_locked
         if rate_locked is None:
-            rate_locked = config.robot.backend != "sim"
+            rate_locked = not config.simulated
         self.rate = RateLimiter(config.task.control_rate_hz if rate_locked else None)
         # A free-running simulated actor would outrun a slower learner and collect its data
         # with ever staler policies; it keeps within sim_max_lead_env_steps of training instead.
-        self.paced = not rate_locked and config.robot.backend == "sim"
+        self.paced = not rate_locked and config.simulated
         self.paced_wait_s = 0.0
         self.episode = TransitionBuffer()  # the episode in progress: sent when it ends
         self.inference_s: deque[float] = deque(maxlen=10_000)

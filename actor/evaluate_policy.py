@@ -140,7 +140,7 @@ def evaluate_checkpoint(config: TaskConfig, checkpoints: Path, episodes: int, ou
     import safetensors.torch
 
     from robot_stack.data.checkpoints import CheckpointMismatchError, CheckpointStore
-    from robot_stack.data.spec import env_action_dim, observation_spec
+    from robot_stack.data.spec import binary_gripper, env_action_dim, observation_spec
     from robot_stack.policy import Policy
 
     complete = CheckpointStore(checkpoints).complete() if Path(checkpoints).is_dir() else []
@@ -152,7 +152,7 @@ def evaluate_checkpoint(config: TaskConfig, checkpoints: Path, episodes: int, ou
         # Same layout, other task: its policy would load and run, and its success rate would be
         # reported as this task's.
         raise CheckpointMismatchError(f"{newest.path} holds a policy of task '{task}', not of '{config.task.name}'")
-    policy = Policy.build(config.agent, observation_spec(config), env_action_dim(config), config.task.gripper_mode == "binary")
+    policy = Policy.build(config.agent, observation_spec(config), env_action_dim(config), binary_gripper(config))
     policy.load_weights(safetensors.torch.load_file(str(newest.path / "policy.safetensors")))
     log.info("evaluating %s", newest.path)
     report = evaluate_policy(config, policy, episodes, seed=seed, progress=progress, deterministic=deterministic)

@@ -28,7 +28,7 @@ import numpy as np
 
 from robot_stack.config.schema import ScriptedInterventionConfig
 from robot_stack.data.spec import GRIPPER_THRESHOLD
-from robot_stack.envs.franka_env import action_from_teleop
+from robot_stack.envs.franka_env import action_from_reading, action_from_teleop
 from robot_stack.hardware.interfaces import TeleopDevice, TeleopDisconnected
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,11 @@ def gripper_closed_after(command: float | None, closed: bool) -> bool:
 class ScriptedIntervention:
     """The scripted teleoperator as a supervisor of the policy.
 
-    ``teleop`` is a ``robot_stack.sim.teleop.ScriptedTeleop`` (anything whose ``read()``
-    gives the expert's noisy command and whose ``reset()`` restarts the expert). It is
+    ``teleop`` is a ``robot_stack.sim.teleop.ScriptedTeleop`` or a gymnasium env's
+    ``ExpertTeleop`` (anything whose ``read()`` gives the expert's noisy command, as a
+    TeleopCommand or as the env action, and whose ``reset()`` restarts the expert).
+    ``binary_gripper``: whether the action's last entry is a gripper command (default: the
+    Franka's layouts, 4 and 7 entries). It is
     read every step, whether it steps in or not: the expert keeps track of the episode
     (e.g. how long the fingers have been closing), and a human watches all the time too.
 
@@ -118,12 +121,13 @@ class ScriptedIntervention:
         env_action_dim: int,
         max_episode_steps: int,
         enabled: bool = True,
+        binary_gripper: Optional[bool] = None,
     ):
         self.teleop = teleop
         self.config = config
         self.rng = rng
         self.env_action_dim = env_action_dim
-        self.binary_gripper = env_action_dim in (4, 7)
+        self.binary_gripper = env_action_dim in (4, 7) if binary_gripper is None else binary_gripper
         self.max_intervention_steps = int(math.floor(config.max_fraction * max_episode_steps))
         self.enabled = enabled
         self.reset()
@@ -137,10 +141,11 @@ class ScriptedIntervention:
         self._gripper_closed = not self.binary_gripper
 
     def decide(self, observation: Mapping[str, Any], policy_action: np.ndarray, env_step: int) -> Optional[np.ndarray]:
-        command = self.teleop.read()
-        expert_action = action_from_teleop(command, self.env_action_dim).astype(np.float32)
+        expert_action = action_from_reading(self.teleop.read(), self.env_action_dim).astype(np.float32)
         policy_action = np.asarray(policy_action, dtype=np.float32)
-        chosen = self._choose(expert_action, command.gripper, policy_action, env_step) if self.enabled else None
+        # The expert's gripper entry: 0 (between the thresholds) keeps, as a command of None does.
+        expert_gripper = float(expert_action[-1]) if self.binary_gripper else None
+        chosen = self._choose(expert_action, expert_gripper, policy_action, env_step) if self.enabled else None
         executed = chosen if chosen is not None else policy_action
         if self.binary_gripper:
             self._gripper_closed = gripper_closed_after(float(executed[-1]), self._gripper_closed)

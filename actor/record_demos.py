@@ -1,8 +1,8 @@
 """Demonstrations: record them with a teleoperator and keep the successful episodes as a
 demo set, the format of ``robot_stack.data.demo_sets`` (which the learner loads them with).
 
-In simulation the scripted teleoperator records the demos. On a real robot (robot backend
-'franka') a person drives the arm with the task's SpaceMouse and the task's success
+In simulation the scripted teleoperator records the demos; for a gymnasium env, the env's
+expert (``env.expert``) does. On a real robot (robot backend 'franka') a person drives the arm with the task's SpaceMouse and the task's success
 detector decides which episodes are kept; a device that drops out drops the attempt, and
 recording goes on once it is back. ``record_demos_with`` takes any env and teleop device.
 
@@ -36,7 +36,7 @@ from robot_stack.config.schema import TaskConfig
 from robot_stack.data.demo_sets import DEMOS_FILE, LEROBOT_COPY, spec_to_json
 from robot_stack.data.session_dataset import EpisodeRecorder
 from robot_stack.data.spec import action_names, env_spec, state_names
-from robot_stack.envs.franka_env import action_from_teleop
+from robot_stack.envs.franka_env import action_from_reading
 from robot_stack.hardware.interfaces import TeleopDisconnected
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ def record_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: int = 0
     from robot_stack.envs.factory import make_sim_env
     from robot_stack.sim.teleop import ScriptedTeleop
 
+    if config.env is not None:
+        return _record_gymnasium_demos(config, episodes, out_dir, seed, progress)
     if config.robot.backend != "sim":
         return _record_real_demos(config, episodes, out_dir, seed, progress)
     teleop_config = config.teleop
@@ -89,9 +91,27 @@ def start_dataset_copy(config: TaskConfig, env, out_dir: Path) -> EpisodeRecorde
     if copy.exists():
         shutil.rmtree(copy)
     observation_spec, action_spec = env_spec(env)
+    names = {}
+    if config.env is None:  # a gymnasium task's layout has no named entries
+        names = {"state_names": state_names(config.task), "action_names": action_names(config.task)}
     return EpisodeRecorder(copy, config.task.name, observation_spec, action_spec, config.task.control_rate_hz,
-                           state_names=state_names(config.task), action_names=action_names(config.task),
-                           flush_every_episodes=1)
+                           flush_every_episodes=1, **names)
+
+
+def _record_gymnasium_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: int, progress: bool) -> DemoSet:
+    """The gymnasium env's expert demonstrates (its noise from ``config.teleop.expert_noise_std``)."""
+    from robot_stack.envs.gymnasium_env import ExpertTeleop, make_expert, make_gymnasium_env
+
+    if config.env.expert is None:
+        raise ValueError(f"task '{config.task.name}' names no env.expert: demos of a gymnasium env are recorded by its expert")
+    env = make_gymnasium_env(config)
+    try:
+        teleop = ExpertTeleop(make_expert(config, env), env, config.teleop, np.random.default_rng(seed + 1_000_003))
+        with start_dataset_copy(config, env, out_dir) as dataset:
+            return record_demos_with(env, teleop, config.task.name, episodes, out_dir, seed=seed, progress=progress,
+                                     dataset=dataset)
+    finally:
+        env.close()
 
 
 def _record_real_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: int, progress: bool) -> DemoSet:
@@ -124,9 +144,9 @@ def record_demos_with(
     max_attempts: Optional[int] = None,
     dataset: Optional[EpisodeRecorder] = None,
 ) -> DemoSet:
-    """Record with any env and teleop device (``read() -> TeleopCommand``; ``reset()`` if it
-    has one); each kept demo also goes to ``dataset`` (``start_dataset_copy``), which the
-    caller closes. Episodes that do not end in success are dropped; after ``max_attempts``
+    """Record with any env and teleop device (``read()``: a TeleopCommand or the env action;
+    ``reset()`` if it has one); each kept demo also goes to ``dataset`` (``start_dataset_copy``),
+    which the caller closes. Episodes that do not end in success are dropped; after ``max_attempts``
     (default 3 per wanted episode) without enough successes it raises. Ctrl-C stops recording:
     the episode under way is dropped, the finished ones are kept as a (smaller) demo set and
     the returned set says ``interrupted``."""
@@ -230,16 +250,18 @@ def _record_episode(env, device, seed: int) -> tuple[dict[str, np.ndarray], bool
     transitions = []
     done = False
     while not done:
-        action = action_from_teleop(device.read(), env.action_dim)
+        action = action_from_reading(device.read(), env.action_dim)
         next_observation, reward, terminated, truncated, info = env.step(action)
+        # An env without a binary gripper need not report it: its gripper never changes state.
+        now_closed = bool(info.get("gripper_closed", closed))
         transitions.append(
             make_transition(
                 observation, action, reward, next_observation, terminated, truncated,
-                intervention=True, gripper_changed=bool(info["gripper_closed"]) != closed,
+                intervention=True, gripper_changed=now_closed != closed,
                 binary_gripper=env.binary_gripper,
             )
         )
-        closed = bool(info["gripper_closed"])
+        closed = now_closed
         observation = next_observation
         done = terminated or truncated
     return stack_transitions(transitions), bool(info["success"])

@@ -30,7 +30,7 @@ import torch
 from robot_stack.config.schema import AgentConfig, TaskConfig, TrainingConfig
 from robot_stack.data.status import LearnerStatus, write_status
 from robot_stack.data.curves import window_deterministic_success_rate, window_intervention_rate, window_success_rate
-from robot_stack.data.spec import action_spec, env_action_dim, observation_spec
+from robot_stack.data.spec import action_spec, binary_gripper, env_action_dim, observation_spec
 from robot_stack.transport.learner_link import LearnerLink
 from robot_stack.transport.sockets import QuietLog
 from robot_stack.transport.messages import Stats
@@ -187,7 +187,7 @@ class Learner:
         self.observation_spec = observation_spec(config)
         self.action_spec = action_spec(config)
         self.action_dim = env_action_dim(config)
-        self.binary_gripper = config.task.gripper_mode == "binary"
+        self.binary_gripper = binary_gripper(config)
         self.rng = np.random.default_rng(self.training.seed)
         torch.manual_seed(self.training.seed)
         self.log_dir = Path(config.session.log_dir)

@@ -338,8 +338,8 @@ def _resolve_task_sections(task: _Document) -> tuple[dict[Any, Any], dict[KeyPat
     locations = dict(task.locations)
     issues: list[ConfigIssue] = []
     for section in SECTION_MODELS:
-        if section not in data:
-            continue
+        if data.get(section) is None:
+            continue  # absent, or null: a gymnasium task has no robot section
         try:
             section_data, section_locations = _resolve_section(task, section)
         except ConfigError as error:

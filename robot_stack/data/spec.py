@@ -102,18 +102,33 @@ def action_spec_of(action_dim: int) -> dict[str, ArraySpec]:
 
 
 def state_dim(config: "TaskConfig") -> int:
+    if config.env is not None:
+        return config.env.observation.state_dim
     return sum(STATE_KEY_SIZES[key] for key in config.task.observation.state)
 
 
 def env_action_dim(config: "TaskConfig") -> int:
-    """End-effector twist (6-D, or 3-D translation when the policy does not control the
-    rotation), plus the gripper command for a binary gripper."""
+    """A gymnasium env's declared action size; the Franka's: end-effector twist (6-D, or 3-D
+    translation when the policy does not control the rotation), plus the gripper command for
+    a binary gripper."""
+    if config.env is not None:
+        return config.env.action.dim
     twist = 6 if config.task.policy_controls_rotation else 3
     return twist + (1 if config.task.gripper_mode == "binary" else 0)
 
 
+def binary_gripper(config: "TaskConfig") -> bool:
+    """Whether the action's last entry is an open/close command (GRIPPER_THRESHOLD)."""
+    if config.env is not None:
+        return config.env.action.gripper == "binary"
+    return config.task.gripper_mode == "binary"
+
+
 def observation_spec(config: "TaskConfig") -> dict[str, ArraySpec]:
     """The observation spec a task's env produces, from its config alone."""
+    if config.env is not None:
+        images = {name: (height, width, 3) for name, (height, width) in config.env.observation.images.items()}
+        return observation_spec_of((state_dim(config),), images)
     images = {}
     for name in config.task.observation.images:
         height, width = config.cameras.cameras[name].output_size_hw

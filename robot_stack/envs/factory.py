@@ -1,4 +1,5 @@
-"""Build a task's env from its YAML: pick the backend, cameras, success source and reset."""
+"""Build a task's env from its YAML: a gymnasium env the task names, or the Franka with its
+backend, cameras, success source and reset."""
 
 from __future__ import annotations
 
@@ -46,9 +47,10 @@ def make_sim_env(config: TaskConfig | str | Path, render_mode: str | None = None
 
     if not isinstance(config, TaskConfig):
         config = load_task_config(config)
-    if config.robot.backend != "sim" or config.task.sim is None:
+    if config.robot is None or config.robot.backend != "sim" or config.task.sim is None:
+        runs_on = f"robot backend '{config.robot.backend}'" if config.robot is not None else "a gymnasium env"
         raise ValueError(
-            f"task '{config.task.name}' uses robot backend '{config.robot.backend}'; "
+            f"task '{config.task.name}' runs on {runs_on}; "
             "a simulated env needs backend 'sim' and a task 'sim' section"
         )
     world = SimWorld(config.robot, config.task.sim)
@@ -156,10 +158,15 @@ def make_real_env(config: TaskConfig, render_mode: str | None = None) -> FrankaE
         raise
 
 
-def make_env(config: TaskConfig | str | Path, render_mode: str | None = None) -> FrankaEnv:
-    """The env a task YAML describes: simulated (robot backend 'sim') or real ('franka')."""
+def make_env(config: TaskConfig | str | Path, render_mode: str | None = None):
+    """The env a task YAML describes, from either provider of the env contract: the gymnasium
+    env its 'env' section names, or the Franka, simulated (robot backend 'sim') or real ('franka')."""
     if not isinstance(config, TaskConfig):
         config = load_task_config(config)
+    if config.env is not None:
+        from robot_stack.envs.gymnasium_env import make_gymnasium_env
+
+        return make_gymnasium_env(config, render_mode)
     if config.robot.backend == "sim":
         return make_sim_env(config, render_mode).env
     return make_real_env(config, render_mode)

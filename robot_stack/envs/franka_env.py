@@ -42,6 +42,17 @@ def action_from_teleop(command: TeleopCommand, action_dim: int) -> np.ndarray:
     return np.concatenate([twist, [gripper]]).astype(np.float64)
 
 
+def action_from_reading(reading: TeleopCommand | np.ndarray, action_dim: int) -> np.ndarray:
+    """A teleoperator's reading as the env action: a TeleopCommand (a device's twist and
+    gripper, the Franka's layout) or, from a gymnasium env's expert, the action itself."""
+    if isinstance(reading, TeleopCommand):
+        return action_from_teleop(reading, action_dim)
+    action = np.asarray(reading, dtype=np.float64)
+    if action.shape != (action_dim,):
+        raise ValueError(f"the teleoperator's action has shape {action.shape}; the env's action is ({action_dim},)")
+    return action
+
+
 @dataclass(frozen=True)
 class SuccessReading:
     success: bool

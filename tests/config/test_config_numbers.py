@@ -41,6 +41,13 @@ PEG_TASK: dict[str, Any] = {
     "robot": {"backend": "sim"},
     "task": {"name": "peg", "gripper_mode": "fixed_closed", "sim": {"scene": {"kind": "peg_insertion"}}},
 }
+GYMNASIUM_TASK: dict[str, Any] = {
+    "env": {
+        "kind": "gymnasium", "factory": "envs_module:make_env",
+        "observation": {"state_dim": 4, "images": {"front": [64, 64]}}, "action": {"dim": 2},
+    },
+    "task": {"name": "gym"},
+}
 RLDG: dict[str, Any] = {
     "name": "numbers",
     "base_task": "task.yaml",
@@ -138,7 +145,10 @@ def issues_by_field(error: ConfigError) -> dict[str, list[str]]:
     return found
 
 
-SCHEMA_CASES = [("task", TaskConfig, TASK_WITH_EVERY_SECTION), ("peg_task", TaskConfig, PEG_TASK), ("rldg", RldgConfig, RLDG)]
+SCHEMA_CASES = [
+    ("task", TaskConfig, TASK_WITH_EVERY_SECTION), ("peg_task", TaskConfig, PEG_TASK),
+    ("gymnasium_task", TaskConfig, GYMNASIUM_TASK), ("rldg", RldgConfig, RLDG),
+]
 
 
 def walk(root: type[BaseModel], written: dict[str, Any]) -> tuple[BaseModel, list[tuple[Position, type]], set[tuple[str, str]]]:

@@ -2,9 +2,9 @@
 
 One module per section of a task file (``robot_section``, ``cameras_section``,
 ``teleop_section``, ``session_section``, ``task_section`` with its ``reward_section`` and
-``sim_section``, ``agent_section`` and the ``encoder_section`` it shares with the reward
-classifier, ``training_section``, ``actor_section``, ``ros_section``), the models they are
-built from (``primitives``) and the whole file with its cross-section rules (``task_file``).
+``sim_section``, ``env_section`` (a gymnasium env instead of the robot), ``agent_section``
+and the ``encoder_section`` it shares with the reward classifier, ``training_section``,
+``actor_section``, ``ros_section``), the models they are built from (``primitives``) and the whole file with its cross-section rules (``task_file``).
 Import the models from here.
 
 Units live in the field names (``_m``, ``_rad``, ``_hz``, ``_n_per_m``...). Every default
@@ -16,6 +16,7 @@ default silently.
 from robot_stack.config.schema.actor_section import ActorConfig, ConsoleConfig
 from robot_stack.config.schema.agent_section import AgentConfig
 from robot_stack.config.schema.cameras_section import CameraConfig, CamerasConfig
+from robot_stack.config.schema.env_section import EnvActionLayout, EnvObservationLayout, GymnasiumEnvConfig
 from robot_stack.config.schema.encoder_section import EncoderConfig, EncoderPretrainConfig
 from robot_stack.config.schema.primitives import Float, Int, StrictModel, Vec2, Vec3, Vec6, Vec7
 from robot_stack.config.schema.reward_section import (
@@ -68,9 +69,12 @@ __all__ = [
     "ClassifierTrainingConfig",
     "CollisionConfig",
     "EncoderConfig",
+    "EnvActionLayout",
+    "EnvObservationLayout",
     "EncoderPretrainConfig",
     "Float",
     "GripperConfig",
+    "GymnasiumEnvConfig",
     "ImpedanceConfig",
     "InitFromConfig",
     "Int",
