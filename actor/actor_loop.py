@@ -63,6 +63,7 @@ from robot_stack.data.transitions import (
 from robot_stack.config.schema import AgentConfig, TaskConfig
 from robot_stack.data.spec import REWARD_KEY, env_spec, transition_batch_spec
 from robot_stack.transport.actor_link import ActorLink, LinkRefused
+from robot_stack.transport.weights_stream import TrainingProgress
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,21 @@ def build_policy(agent: AgentConfig, observation_spec: dict, env_action_dim: int
     from robot_stack.policy import Policy
 
     return Policy.build(agent, observation_spec, env_action_dim, binary_gripper)
+
+
+def lead_over_training(progress: TrainingProgress, steps_not_counted: int, updates_per_env_step: float) -> float:
+    """How many env steps the actors have collected beyond those the learner's updates cover, as
+    one actor can tell:
+
+        lead = learner env steps + this actor's steps not in them - learner updates / updates_per_env_step
+
+    ``progress`` is what the learner published with its latest weights: the env steps it had
+    received from all actors and its updates, both summed over its restarts (its checkpoint keeps
+    them), so the rule holds for N actors and after a restart of either side. ``steps_not_counted``:
+    what this actor sent after it received those weights (a restarted actor has sent nothing yet).
+    Each actor waits while this exceeds ``actor.sim_max_lead_env_steps``, so all of them together
+    lead by at most that limit plus what the others sent that the learner had not counted yet."""
+    return progress.env_steps + steps_not_counted - progress.updates / updates_per_env_step
 
 
 @dataclass
@@ -425,6 +441,16 @@ class _ActorLoop:
         # with ever staler policies; it keeps within sim_max_lead_env_steps of training instead.
         self.paced = not rate_locked and config.simulated
         self.paced_wait_s = 0.0
+        # What the learner said with its latest weights and when they arrived (time.monotonic());
+        # before any weights, or from a learner that does not say: its weights version counts its
+        # updates and this actor's own steps stand for everything it received.
+        self.training_progress = TrainingProgress(env_steps=0, updates=0)
+        self.progress_received_at = -math.inf
+        self.steps_sent = 0  # transitions this actor has sent since it started
+        # (when, steps_sent after it), one per episode sent; those before the latest progress
+        # arrived are dropped as it is read, so only a learner that never says keeps it filling.
+        self.sends: deque[tuple[float, int]] = deque(maxlen=4096)
+        self.steps_sent_counted = 0  # steps_sent at the last send before progress_received_at
         self.episode = TransitionBuffer()  # the episode in progress: sent when it ends
         self.inference_s: deque[float] = deque(maxlen=10_000)
         self.steps = ActorStepper(env, intervention, policy, rng)
@@ -615,6 +641,11 @@ class _ActorLoop:
         update = self.link.latest_weights()
         if update is None:
             return
+        # Training got this far whether or not this policy can load the weights.
+        if update.progress is not None:
+            self.training_progress, self.progress_received_at = update.progress, update.received_time
+        else:
+            self.training_progress, self.progress_received_at = TrainingProgress(env_steps=0, updates=update.version), -math.inf
         try:
             self.policy.load_weights(update.prepared)
         except Exception as error:  # a version our policy cannot take: keep acting with the old one
@@ -625,20 +656,30 @@ class _ActorLoop:
         self.summary.weights_taken += 1
 
     def _keep_pace(self, stop: threading.Event) -> None:
-        """Wait while this actor is more than ``sim_max_lead_env_steps`` ahead of the env steps
-        the learner's updates cover (weights versions count learner updates). Only between
-        episodes: the learner gets an episode when it ends, so a wait inside one could wait for
-        training on the very steps it holds back."""
+        """Wait while the actors lead training by more than ``sim_max_lead_env_steps``
+        (``lead_over_training``). Only between episodes: the learner gets an episode when it ends,
+        so a wait inside one could wait for training on the very steps it holds back."""
         if self.steps.episode_length > 0:
             return
         utd = self.config.training.updates_per_env_step
         lead_limit = self.config.actor.sim_max_lead_env_steps
         started = time.monotonic()
         while (not stop.is_set() and not self.console.has_pending()
-               and self.summary.env_steps - max(self.summary.weights_version, 0) / utd > lead_limit):
+               and lead_over_training(self.training_progress, self._steps_not_counted(), utd) > lead_limit):
             time.sleep(0.002)
             self._take_weights()
+            self._report()  # a wait may be long (a restarted learner catching up): status and stats go on
         self.paced_wait_s += time.monotonic() - started
+
+    def _steps_not_counted(self) -> int:
+        """This actor's steps sent after the learner's latest progress arrived: the learner had not
+        counted them when it published it. (Steps sent earlier and still on their way are taken as
+        counted; an episode at most.)"""
+        while self.sends and self.sends[0][0] <= self.progress_received_at:
+            self.steps_sent_counted = self.sends.popleft()[1]
+        if self.progress_received_at == -math.inf:
+            return self.steps_sent
+        return self.steps_sent - self.steps_sent_counted
 
     def _deterministic_episode(self) -> bool:
         """Whether the coming episode is one of the every-Nth deterministic ones (the policy's
@@ -679,6 +720,9 @@ class _ActorLoop:
             if last and final:
                 info["final"] = True
             self.summary.last_seq = self.link.send({k: v[first:first + size] for k, v in batch.items()}, info)
+        if total:
+            self.steps_sent += total
+            self.sends.append((time.monotonic(), self.steps_sent))
 
     def _send_empty_final(self) -> None:
         spec = transition_batch_spec(*self.spec)

@@ -35,6 +35,7 @@ from robot_stack.transport.learner_link import LearnerLink
 from robot_stack.transport.sockets import QuietLog
 from robot_stack.transport.messages import Stats
 from robot_stack.transport.validation import episode_end_detail
+from robot_stack.transport.weights_stream import TrainingProgress
 
 from robot_stack.data.checkpoints import CheckpointIdentity, CheckpointInfo, CheckpointStore, described_spec, write_json_atomic
 from robot_stack.data.transitions import concatenate_batches
@@ -91,10 +92,12 @@ def _snapshot(value: Any) -> Any:
     return value
 
 
-def export_policy(agent: SACAgent) -> bytes:
+def export_policy(agent: SACAgent, progress: Optional[TrainingProgress] = None) -> bytes:
+    """The policy's weights as a safetensors blob; ``progress`` rides in its metadata (the weights
+    stream's, so actors can pace themselves by how far training is)."""
     from safetensors.torch import save
 
-    return save(agent.policy_weights())
+    return save(agent.policy_weights(), metadata=progress.metadata() if progress is not None else None)
 
 
 def runs_per_stream(batches) -> list[tuple[str, dict[str, np.ndarray], int]]:
@@ -472,7 +475,9 @@ class Learner:
         def publish() -> None:
             nonlocal last_publish_updates, last_publish_time
             version = max(counters.updates, counters.weights_version + 1)
-            link.publish_weights(version, export_policy(self.agent))
+            # All actors' env steps as received (counters.env_steps) and the updates made, both
+            # over restarts: an actor paces itself by them (actor_loop.lead_over_training).
+            link.publish_weights(version, export_policy(self.agent, TrainingProgress(counters.env_steps, counters.updates)))
             counters.weights_version = version
             last_publish_updates, last_publish_time = counters.updates, time.monotonic()
 

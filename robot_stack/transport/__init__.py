@@ -19,7 +19,13 @@ from robot_stack.transport.messages import (
 )
 from robot_stack.transport.outbox import Outbox, OutboxFull
 from robot_stack.transport.security import KeyFileError, generate_keys, load_keys
-from robot_stack.transport.weights_stream import WeightsAssembler, WeightsUpdate, pack_weights, unpack_weights
+from robot_stack.transport.weights_stream import (
+    TrainingProgress,
+    WeightsAssembler,
+    WeightsUpdate,
+    pack_weights,
+    unpack_weights,
+)
 from robot_stack.transport.wire import PROTOCOL_VERSION, DecodeError, VersionMismatch, WireLimits
 
 __all__ = [
@@ -42,6 +48,7 @@ __all__ = [
     "Refuse",
     "Report",
     "Stats",
+    "TrainingProgress",
     "TransitionBatch",
     "VersionMismatch",
     "WeightsAssembler",

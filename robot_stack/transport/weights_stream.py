@@ -3,6 +3,10 @@
 safetensors is a flat header (JSON) plus raw tensor bytes: reading it cannot run code,
 unlike a pickle or ``torch.load``. The learner may build the blob from torch tensors
 (``safetensors.torch.save``); the transport only checks its framing and moves bytes.
+
+The header's ``__metadata__`` (a JSON map of strings) carries how far training was when the
+version was published (``TrainingProgress``): the learner's received env steps and updates, which
+actors pace themselves by. A blob without it (from an older learner) is still taken.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import struct
 import sys
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, ClassVar, Iterator, Mapping, Optional
 
 import numpy as np
 import safetensors
@@ -42,6 +46,19 @@ def unpack_weights(blob: bytes) -> dict[str, np.ndarray]:
 
 def check_safetensors(blob: bytes | memoryview) -> list[str]:
     """Validate a blob's safetensors framing without decoding tensors; returns tensor names."""
+    return [name for name in _checked_header(blob) if name != "__metadata__"]
+
+
+def safetensors_metadata(blob: bytes | memoryview) -> dict[str, str]:
+    """The blob's ``__metadata__`` map (empty when it has none); raises DecodeError if the blob's
+    framing is broken or the map holds anything but strings."""
+    metadata = _checked_header(blob).get("__metadata__", {})
+    if not (isinstance(metadata, dict) and all(isinstance(value, str) for value in metadata.values())):
+        raise DecodeError("weights blob __metadata__ is not a map of strings")
+    return metadata
+
+
+def _checked_header(blob: bytes | memoryview) -> dict[str, Any]:
     view = memoryview(blob)
     if view.nbytes < 8:
         raise DecodeError(f"weights blob is {view.nbytes} bytes, too short for a safetensors header")
@@ -55,7 +72,6 @@ def check_safetensors(blob: bytes | memoryview) -> list[str]:
     if not isinstance(header, dict):
         raise DecodeError("weights blob header is not a JSON object")
     data_bytes = view.nbytes - 8 - header_len
-    names = []
     for name, entry in header.items():
         if name == "__metadata__":
             continue
@@ -64,8 +80,36 @@ def check_safetensors(blob: bytes | memoryview) -> list[str]:
             raise DecodeError(f"weights blob entry {name!r} has no valid data_offsets")
         if not 0 <= offsets[0] <= offsets[1] <= data_bytes:
             raise DecodeError(f"weights blob entry {name!r} points outside the blob ({offsets}, {data_bytes} data bytes)")
-        names.append(name)
-    return names
+    return header
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """How far training was when the learner published a weights version: the online env steps it
+    had received from all actors and the updates it had made, both summed over its restarts (as its
+    checkpoints keep them). It rides in the blob's ``__metadata__``."""
+
+    env_steps: int
+    updates: int
+
+    _KEYS: ClassVar[tuple[str, str]] = ("learner_env_steps", "learner_updates")
+
+    def metadata(self) -> dict[str, str]:
+        return dict(zip(self._KEYS, (str(self.env_steps), str(self.updates))))
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str]) -> Optional["TrainingProgress"]:
+        """None for a blob that carries no progress (an older learner's); DecodeError for one
+        whose figures are not counts."""
+        if not any(key in metadata for key in cls._KEYS):
+            return None
+        values = []
+        for key in cls._KEYS:
+            text = metadata.get(key, "")
+            if not (text.isascii() and text.isdigit() and len(text) <= 19):
+                raise DecodeError(f"weights blob __metadata__ {key!r} must be a non-negative integer, got {text!r}")
+            values.append(int(text))
+        return cls(*values)
 
 
 def new_blob_id() -> bytes:
@@ -106,10 +150,11 @@ class WeightsUpdate:
 
     version: int
     blob: bytes | bytearray
-    received_time: float
+    received_time: float  # time.monotonic() in the receiving process
     # What the actor's ``prepare_weights`` made of the blob in the link thread (e.g. a torch
     # state dict), so the control loop only has to swap it in.
     prepared: Any = None
+    progress: Optional[TrainingProgress] = None  # None from a learner that did not send it
 
     def tensors(self) -> dict[str, np.ndarray]:
         return unpack_weights(self.blob)
@@ -168,10 +213,11 @@ class WeightsAssembler:
             return None
         blob = self._buffer
         self._buffer, self._have, self._expected = None, set(), None
-        check_safetensors(blob)  # on failure, a resent copy of the version starts afresh (_expected is None)
+        # On failure, a resent copy of the version starts afresh (_expected is None).
+        progress = TrainingProgress.from_metadata(safetensors_metadata(blob))
         self.completed_version = chunk.version
         self._handed_out = [blob, *self._handed_out][: self.SPARE_BUFFERS + 1]
-        return WeightsUpdate(chunk.version, blob, now)
+        return WeightsUpdate(chunk.version, blob, now, progress=progress)
 
     def _take_buffer(self, size: int) -> bytearray:
         for index in range(len(self._handed_out)):

@@ -21,7 +21,7 @@ from actor_fakes import FakePolicy, SimHolder
 from robot_stack.config import SessionConfig, load_task_config
 from robot_stack.config.schema import ActorConfig
 from robot_stack.data.spec import ArraySpec
-from robot_stack.transport import LearnerLink, LinkRefused, Stats
+from robot_stack.transport import LearnerLink, LinkRefused, Stats, TrainingProgress
 
 STATE_SPEC = {"state": ArraySpec("<f4", (16,))}
 ACTION_SPEC = {"actions": ArraySpec("<f4", (4,))}
@@ -198,6 +198,39 @@ def test_a_simulated_actor_waits_when_it_leads_training_by_the_limit(make_config
     # It waits at the first episode boundary past a 30-step lead over the learner's zero updates
     # (the learner gets whole episodes, so it never waits inside one).
     assert actor.summary.env_steps == config.task.max_episode_steps
+
+
+def test_a_simulated_actor_paces_itself_by_all_the_steps_the_learner_received(make_config, tmp_path) -> None:
+    config = make_config(stop_timeout_s=0.5, sim_max_lead_env_steps=150)
+    utd = config.training.updates_per_env_step
+    learner = LearnerLink(config.session, task_id=config.task.name, observation_spec=STATE_SPEC, action_spec=ACTION_SPEC).start()
+
+    def publish(env_steps: int, updates: int) -> None:
+        progress = TrainingProgress(env_steps=env_steps, updates=updates)
+        learner.publish_weights(updates, safetensors.torch.save({"w": torch.zeros(3)}, metadata=progress.metadata()))
+
+    status_path = tmp_path / "status.json"
+    actor = None
+    try:
+        # A restarted learner at version (= updates) 4000 / utd: other actors sent 5000 env steps, so
+        # training is behind by 1000, more than the limit, however few steps this actor has made.
+        behind = int(4000 * utd)
+        publish(5000, behind)
+        actor = ActorThread(config, policy_factory=lambda *spec: FakePolicy(), status_path=status_path)
+        assert wait_until(lambda: read_status(status_path).get("weights_version") == behind)
+        time.sleep(2.0)  # unpaced, the actor makes well over 200 steps in this time
+        held_back = read_status(status_path)["env_steps"]
+        publish(5000, int(5000 * utd))  # training caught up
+        went_on = wait_until(lambda: read_status(status_path).get("env_steps", 0) >= held_back + 2 * config.task.max_episode_steps)
+    finally:
+        if actor is not None:
+            actor.stop_and_join(5.0)
+        learner.close()
+
+    assert actor.error is None
+    # At most the episode it was in when the weights came; then it waited.
+    assert held_back <= config.task.max_episode_steps
+    assert went_on
 
 
 def test_a_nan_action_is_held_and_counted(make_config) -> None:

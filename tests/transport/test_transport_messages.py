@@ -13,6 +13,7 @@ from dataclasses import fields, replace
 import msgpack
 import numpy as np
 import pytest
+import safetensors.numpy
 
 from robot_stack.data.spec import ArraySpec
 from robot_stack.transport.messages import (
@@ -33,6 +34,7 @@ from robot_stack.transport.messages import (
     unpack,
 )
 from robot_stack.transport.weights_stream import (
+    TrainingProgress,
     WeightsAssembler,
     check_safetensors,
     chunk_weights,
@@ -647,6 +649,34 @@ def test_the_assembler_rebuilds_the_blob_from_chunks_in_any_order_and_repeated()
     updates = assemble(chunks[::-1][:-1] + chunks[:3])
 
     assert [update.blob for update in updates] == [BLOB]
+
+
+def test_the_assembler_reads_the_learners_training_progress_from_the_blob_metadata():
+    blob = safetensors.numpy.save(TENSORS, metadata=TrainingProgress(env_steps=3183, updates=1256).metadata())
+
+    (update,) = assemble(received(chunk_weights(9, blob, 64)))
+
+    assert update.progress == TrainingProgress(env_steps=3183, updates=1256)
+    assert sorted(update.tensors()) == sorted(TENSORS)
+
+
+def test_a_blob_without_training_progress_from_an_older_learner_is_taken_without_it():
+    (update,) = assemble(received(chunk_weights(9, BLOB, 64)))
+
+    assert update.blob == BLOB and update.progress is None
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{"learner_env_steps": "-5", "learner_updates": "1"}, {"learner_env_steps": "12"},
+     {"learner_env_steps": "1e3", "learner_updates": "0"}],
+    ids=["negative", "half", "not-an-integer"],
+)
+def test_a_blob_whose_training_progress_is_not_two_counts_is_refused(metadata):
+    blob = safetensors.numpy.save(TENSORS, metadata=metadata)
+
+    with pytest.raises(DecodeError, match="weights blob __metadata__ 'learner_(env_steps|updates)' must be a non-negative integer"):
+        assemble(received(chunk_weights(9, blob, 64)))
 
 
 @pytest.mark.parametrize("size", [0, 1])

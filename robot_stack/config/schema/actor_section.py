@@ -64,9 +64,11 @@ class ActorConfig(StrictModel):
     )
     sim_max_lead_env_steps: Int = Field(
         400, ge=1,
-        description="A free-running simulated actor waits while it is this many env steps ahead of what the learner's "
-        "updates cover (weights version / training.updates_per_env_step), so a fast simulator cannot outrun training; "
-        "it waits between episodes only (the learner gets an episode when it ends), and a rate-locked actor never waits.",
+        description="A free-running simulated actor waits while all actors together are this many env steps ahead of "
+        "what the learner's updates cover (the env steps the learner received, plus this actor's sent since, minus "
+        "updates / training.updates_per_env_step; the learner publishes both counts with its weights), so fast "
+        "simulators cannot outrun training; it waits between episodes only (the learner gets an episode when it "
+        "ends), and a rate-locked actor never waits.",
     )
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     record_dataset: bool = Field(
