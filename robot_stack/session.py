@@ -1,10 +1,13 @@
-"""The task session on one machine: demos, learner and actor as separate processes, a live
+"""The task session on one machine: demos, learner and actors as separate processes, a live
 progress line, stop at a step budget or a success target, evaluation, curve and summary.
 
-This module only orchestrates processes (no torch here): the learner and the actor run as
-``robot-stack learner`` / ``robot-stack actor`` over loopback exactly as they would on two
+This module only orchestrates processes (no torch here): the learner and the actors run as
+``robot-stack learner`` / ``robot-stack actor`` over loopback exactly as they would on separate
 machines, and talk only through the transport. The learner's ``status.json`` (rewritten
-atomically every second) is what the progress line and the stop rule read.
+atomically every second) is what the progress line and the stop rule read; it counts what all
+actors sent. ``session.actors`` (``--actors``) simulated actors run, ``actor0`` to ``actorN-1``,
+each with its own seed, outbox, dataset, status file and log; the operator's live page and
+keys follow ``actor0``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from robot_stack.run_dir import RunPaths, demo_dir
 from robot_stack.transport.learner_link import PortInUse
 
 SUMMARY_FILE = "summary.json"
-SESSION_ACTOR_ID = "actor0"  # the id a lone `robot-stack actor` takes by default too
+SESSION_ACTOR_ID = "actor0"  # the id a lone `robot-stack actor` takes by default too: the console's actor
 CURVE_FILE = "learning_curve.png"
 
 
@@ -112,6 +115,7 @@ class _Child:
     process: subprocess.Popen
     log_path: Path
     log_handle: Any = field(repr=False, default=None)
+    interrupted: bool = False
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -123,10 +127,16 @@ class _Child:
             return ""
         return "\n".join(text[-lines:])
 
-    def stop(self, timeout_s: float) -> int:
-        """SIGINT (a clean stop with a final checkpoint), then SIGKILL after the timeout."""
-        if self.alive():
+    def interrupt(self) -> None:
+        """SIGINT: a clean stop (an actor sends what it has, the learner checkpoints)."""
+        if self.alive() and not self.interrupted:
             self.process.send_signal(signal.SIGINT)
+            self.interrupted = True
+
+    def stop(self, timeout_s: float) -> int:
+        """SIGINT (unless sent already), then SIGKILL after the timeout."""
+        if self.alive():
+            self.interrupt()
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -144,6 +154,18 @@ class _Child:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _spawn_actor(paths: RunPaths, index: int) -> _Child:
+    """Simulated actor ``actor<index>``, its episodes seeded by its index, its log in
+    ``logs/actor<index>.log``. Only actor0 serves the live page on the configured port (the
+    session's keys drive it); the others serve theirs on any free port."""
+    actor_id = f"actor{index}"
+    actor_status_path(paths.logs, actor_id).unlink(missing_ok=True)
+    arguments = ["actor", str(paths.config_file), "--actor-id", actor_id, "--seed", str(index)]
+    if actor_id != SESSION_ACTOR_ID:
+        arguments += ["--live-page-port", "0"]
+    return _spawn(actor_id, arguments, paths.logs / f"{actor_id}.log")
 
 
 def _spawn(name: str, arguments: list[str], log_path: Path) -> _Child:
@@ -276,7 +298,7 @@ class _Interrupts:
         if self.forced:
             return
         self.forced = True
-        print(f"{name} while stopping: killing the learner and the actor without waiting for their final checkpoint",
+        print(f"{name} while stopping: killing the learner and the actors without waiting for their final checkpoint",
               file=sys.stderr)
         for child in self.children:
             child.kill()
@@ -336,12 +358,14 @@ def run_session(
     progress: bool = True,
     interventions: bool = True,
     init_from: Optional[Path] = None,
+    actors: Optional[int] = None,
 ) -> dict[str, Any]:
     """Run a whole simulated task session; returns the summary it also writes to JSON.
 
     ``task_file`` is a task YAML or an already loaded config (a variant made in code, as RLDG's
     specialists are): the session writes the config it runs to the run dir either way, and its
-    processes read that file. ``init_from``: warm-start from that run (``training.init_from``)."""
+    processes read that file. ``init_from``: warm-start from that run (``training.init_from``).
+    ``actors``: how many simulated actors feed the learner (replaces ``session.actors``)."""
     from tqdm import tqdm
 
     base = task_file if isinstance(task_file, TaskConfig) else load_task_config(task_file)
@@ -352,6 +376,8 @@ def run_session(
         max_env_steps=max_env_steps, target_success_rate=target_success_rate, eval_episodes=eval_episodes,
         demo_episodes=demo_episodes, max_wall_time_s=max_wall_time_s,
     )
+    if actors is not None:
+        config = with_fields(config, "session", actors=actors)
     if not interventions:
         config = with_fields(config, "teleop.intervention", initial_rate=0.0, final_rate=0.0)
     if init_from is not None:
@@ -362,7 +388,9 @@ def run_session(
     for directory in (paths.run_dir, paths.logs, paths.checkpoints):
         directory.mkdir(parents=True, exist_ok=True)
     paths.config_file.write_text(config_to_yaml(config))
-    print(f"session {config.task.name}: run dir {paths.run_dir} (config {paths.config_file})")
+    actor_count = config.session.actors
+    print(f"session {config.task.name}: run dir {paths.run_dir} (config {paths.config_file})"
+          + (f", {actor_count} actors" if actor_count > 1 else ""))
     for line in warm_start:
         print(line)
 
@@ -385,7 +413,7 @@ def run_session(
     started = time.monotonic()
     learner = _spawn("learner", ["learner", str(paths.config_file)], paths.logs / "learner.log")
     interrupts.children.append(learner)
-    actor: Optional[_Child] = None
+    actor_children: list[_Child] = []
     reason = None
     interrupted = False
     status: dict[str, Any] = {}
@@ -409,25 +437,26 @@ def run_session(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the learner did not start within 120 s; see {learner.log_path}")
             time.sleep(0.2)
-        actor_status = actor_status_path(paths.logs, SESSION_ACTOR_ID)
-        actor_status.unlink(missing_ok=True)
-        actor = _spawn("actor", ["actor", str(paths.config_file), "--actor-id", SESSION_ACTOR_ID], paths.logs / "actor.log")
-        interrupts.children.append(actor)
+        for index in range(actor_count):
+            actor_children.append(_spawn_actor(paths, index))
+            interrupts.children.append(actor_children[-1])
+        console_actor = actor_children[0]
+        console_actor_status = actor_status_path(paths.logs, SESSION_ACTOR_ID)
         bar = tqdm(total=training.max_env_steps, unit="step", desc=config.task.name, disable=not progress, dynamic_ncols=True)
         console = _OperatorKeys(config, bar)
         while reason is None:
             time.sleep(0.5)
             status = read_status(paths.logs) or status
-            console.update(read_json_status(actor_status))
+            console.update(read_json_status(console_actor_status))
             if bar is not None:
                 bar.n = min(int(status.get("env_steps", 0)), training.max_env_steps)
                 paused = "PAUSED | " if console.paused else ""
                 bar.set_postfix_str(paused + _progress_text(status), refresh=False)
                 bar.refresh()
-            if not actor.alive() and console.stopped_by is not None and actor.process.returncode == 0:
+            if not console_actor.alive() and console.stopped_by is not None and console_actor.process.returncode == 0:
                 reason, interrupted = f"stopped by the operator ({console.stopped_by})", True
                 break
-            for child in (learner, actor):
+            for child in (learner, *actor_children):
                 if not child.alive():
                     raise RuntimeError(f"the {child.name} exited unexpectedly (code {child.process.returncode}); last lines of {child.log_path}:\n{child.tail()}")
             reason = stop_reason(status, training, started)
@@ -441,8 +470,12 @@ def run_session(
         if bar is not None:
             bar.close()
         print(f"stopping: {reason or 'error'}", file=sys.stderr)
-        if actor is not None:
-            actor.stop(config.actor.stop_timeout_s + 20.0)
+        # All actors stop together, before the learner, so its last checkpoint holds what they sent.
+        for child in actor_children:
+            child.interrupt()
+        actors_deadline = time.monotonic() + config.actor.stop_timeout_s + 20.0
+        for child in actor_children:
+            child.stop(max(0.0, actors_deadline - time.monotonic()))
         learner_code = learner.stop(300.0)
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
@@ -490,6 +523,7 @@ def summarise(config: TaskConfig, paths: RunPaths, status: dict[str, Any], reaso
                                    config.training.min_policy_only_episodes, config.training.stop_on)
     return {
         "task": config.task.name,
+        "actors": config.session.actors,
         "stop_reason": reason,
         "interrupted": interrupted,
         "env_steps": status.get("env_steps", 0),

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from robot_stack.cli.common import exit_with_supervisor, load_config, positive_int, schema_flag, stop_on_signals, supervised
-from robot_stack.config import ConfigError
+from robot_stack.config import ConfigError, with_fields
 
 
 def learner_command(args: argparse.Namespace) -> int:
@@ -60,6 +60,8 @@ def actor_command(args: argparse.Namespace) -> int:
         status = actor_status_path(log_dir, args.actor_id) if log_dir is not None else None
         from actor.actor_loop import dataset_path
 
+        if args.live_page_port is not None:
+            config = with_fields(config, "actor.console", web_port=args.live_page_port)
         run_actor(config, args.actor_id, stop, seed=args.seed, status_path=status,
                   dataset_dir=dataset_path(config, args.actor_id))
     except (LinkRefused, KeyFileError) as error:
@@ -121,7 +123,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 def session_command(args: argparse.Namespace) -> int:
-    """The simulated HIL-SERL task session: demos, learner and actor, evaluation."""
+    """The simulated HIL-SERL task session: demos, learner and actors, evaluation."""
     from robot_stack.data.warm_start import WarmStartError
     from robot_stack.session import run_session
 
@@ -130,7 +132,7 @@ def session_command(args: argparse.Namespace) -> int:
             args.config, args.run_dir, max_env_steps=args.max_env_steps, target_success_rate=args.target,
             eval_episodes=args.eval_episodes, demo_episodes=args.demo_episodes, max_wall_time_s=args.max_minutes * 60 if args.max_minutes else None,
             demos=args.demos, progress=not args.no_progress, interventions=not args.no_interventions,
-            init_from=args.init_from,
+            init_from=args.init_from, actors=args.actors,
         )
     except ConfigError as error:
         print(error, file=sys.stderr)
@@ -149,12 +151,12 @@ def session_command(args: argparse.Namespace) -> int:
 
 
 def add_session_commands(groups: argparse._SubParsersAction) -> None:
-    from robot_stack.config.schema import TrainingConfig
+    from robot_stack.config.schema import ConsoleConfig, SessionConfig, TrainingConfig
 
     def task(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("config", type=Path, metavar="CONFIG", help="task YAML")
 
-    session = groups.add_parser("session", help="run a whole task session (demos, learner, actor, evaluation)",
+    session = groups.add_parser("session", help="run a whole task session (demos, learner, actors, evaluation)",
                                 description=session_command.__doc__)
     task(session)
     session.add_argument("--run-dir", type=Path, default=None, help="where checkpoints, logs and results go (default runs/<task>)")
@@ -169,6 +171,8 @@ def add_session_commands(groups: argparse._SubParsersAction) -> None:
                          help="demos to record if none exist (default training.demo_episodes)")
     session.add_argument("--max-minutes", type=schema_flag(TrainingConfig, "max_wall_time_s", float, to_field_unit=60), default=None,
                          help="wall-clock limit")
+    session.add_argument("--actors", type=schema_flag(SessionConfig, "actors", int), default=None,
+                         help="simulated actors feeding the learner, actor0..actorN-1 (default session.actors, 1)")
     session.add_argument("--no-interventions", action="store_true", help="the scripted teleoperator never steps in (ablation)")
     session.add_argument("--init-from", type=Path, default=None, metavar="RUN_DIR",
                          help="warm-start from another run's networks (replaces training.init_from.run_dir)")
@@ -187,6 +191,8 @@ def add_session_commands(groups: argparse._SubParsersAction) -> None:
     task(actor)
     actor.add_argument("--actor-id", default="actor0", help="unique per robot; a restarted actor keeps its id")
     actor.add_argument("--seed", type=int, default=0)
+    actor.add_argument("--live-page-port", type=schema_flag(ConsoleConfig, "web_port", int), default=None, metavar="PORT",
+                       help="port of the live page (replaces actor.console.web_port; 0: any free port)")
     supervised(actor)
     actor.set_defaults(run=actor_command)
 

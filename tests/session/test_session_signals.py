@@ -120,7 +120,7 @@ def test_learner_and_actor_stop_within_seconds_of_the_session_being_killed(quick
             _wait_until_gone(children, 6)
         except AssertionError as error:
             logs = session.run_dir / "logs"
-            raise AssertionError(f"{error}\n{(logs / 'learner.log').read_text()[-3000:]}\n{(logs / 'actor.log').read_text()[-3000:]}")
+            raise AssertionError(f"{error}\n{(logs / 'learner.log').read_text()[-3000:]}\n{(logs / 'actor0.log').read_text()[-3000:]}")
     finally:
         session.clean_up()
 

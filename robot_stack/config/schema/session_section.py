@@ -52,6 +52,11 @@ class SessionConfig(StrictModel):
     checkpoint_dir: Optional[Path] = Field(None, description="none: <run_dir>/checkpoints.")
     log_dir: Optional[Path] = Field(None, description="none: <run_dir>/logs.")
     transport: TransportConfig = TransportConfig()
+    actors: Int = Field(
+        1, ge=1, le=32,
+        description="Simulated actors `robot-stack session` starts into its learner (actor0..actorN-1, each with its "
+        "own seed, outbox, dataset, status file and log); an actor started on its own does not read it.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "SessionConfig":
