@@ -95,10 +95,15 @@ def _no_parameter_grads(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+def _step(optimizers: Sequence[torch.optim.Optimizer], losses: Sequence[torch.Tensor]) -> None:
+    """Each optimiser minimises its loss. The losses reach disjoint parameters (the grasp critic
+    and the actor read detached features, the temperature a detached log pi), so the gradient of
+    their sum is each loss's own: one backward pass instead of one per loss."""
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    sum(losses).backward()
+    for optimizer in optimizers:
+        optimizer.step()
 
 
 def resolve_device(device: Union[str, torch.device, None], agent: AgentConfig) -> torch.device:
@@ -202,8 +207,8 @@ class SACAgent:
                 y = r + gamma * mask * q_next
             q = self.critic(z, actions)  # (E, B)
             critic_loss = (q - y).pow(2).mean()
-        _step(self.optimizers["critic"], critic_loss)
         metrics = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), "target_q_mean": y.mean(), "reward_mean": r.mean()}
+        optimizers, losses = [self.optimizers["critic"]], [critic_loss]
 
         if self.layout.grasp_critic:
             # Grasp critic, double DQN: the online net picks g', the target net values it.
@@ -214,9 +219,11 @@ class SACAgent:
                     y_grasp = r + self.config.grasp_penalty * batch.gripper_changed + gamma * mask * q_grasp_next
                 q_grasp = self.grasp_critic(z.detach()).gather(-1, grasp_actions[:, None]).squeeze(-1)
                 grasp_critic_loss = (q_grasp - y_grasp).pow(2).mean()
-            _step(self.optimizers["grasp_critic"], grasp_critic_loss)
             metrics.update(grasp_critic_loss=grasp_critic_loss.detach(), grasp_q_mean=q_grasp.detach().mean())
+            optimizers.append(self.optimizers["grasp_critic"])
+            losses.append(grasp_critic_loss)
 
+        _step(optimizers, losses)
         self._soft_update_targets()
         return metrics, (obs, obs_maps)
 
@@ -233,12 +240,11 @@ class SACAgent:
             with _no_parameter_grads(self.critic):
                 q = self.critic(z, actions).mean(dim=0)
             actor_loss = (alpha.detach() * log_prob - q).mean()
-        _step(self.optimizers["actor"], actor_loss)
 
         # Temperature: min E[-alpha (log pi(a|s) + H_target)]: alpha rises while the entropy
         # (-log pi) is below the target and falls while it is above.
         temperature_loss = -(alpha * (log_prob.detach() + self.target_entropy)).mean()
-        _step(self.optimizers["temperature"], temperature_loss)
+        _step([self.optimizers["actor"], self.optimizers["temperature"]], [actor_loss, temperature_loss])
         return {
             "actor_loss": actor_loss.detach(),
             "temperature": alpha.detach(),

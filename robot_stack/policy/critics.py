@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robot_stack.policy.layers import layer_norm_mlp, tanh, xavier_linear
+from robot_stack.policy.layers import affine_tanh, layer_norm_mlp, xavier_linear
 
 # The grasp critic's action index -> the env's gripper command.
 GRIPPER_COMMANDS = (-1.0, 0.0, 1.0)  # open, stay, close
@@ -64,7 +64,7 @@ class CriticEnsemble(nn.Module):
                 x = (x @ weight.permute(1, 0, 2).reshape(weight.shape[1], -1)).view(batch, size, -1).transpose(0, 1) + bias
             else:
                 x = torch.baddbmm(bias, x, weight)
-            x = tanh(F.layer_norm(x, x.shape[-1:]) * norm_weight + norm_bias)
+            x = affine_tanh(F.layer_norm(x, x.shape[-1:]), norm_weight, norm_bias)
         with torch.autocast(x.device.type, enabled=False):  # Q-values in float32
             return torch.baddbmm(self.q_bias, x.to(self.q_weight.dtype), self.q_weight).squeeze(-1)
 

@@ -184,6 +184,31 @@ def test_a_state_dict_round_trip_resumes_training_identically():
         assert all(torch.equal(a[name][k], b[name][k]) for k in a[name])
 
 
+def test_one_backward_for_each_steps_losses_trains_as_one_backward_per_loss(monkeypatch):
+    """The critic and grasp-critic losses (and the actor and temperature losses) share one backward
+    pass: the weights must come out as when each optimiser steps on its own loss's backward."""
+
+    def one_backward_per_loss(optimizers, losses):
+        for optimizer, loss in zip(optimizers, losses):
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward(retain_graph=True)
+            optimizer.step()
+
+    config = AgentConfig(critic_actor_ratio=2, **SMALL)
+    shared, separate = (SACAgent.create(config, STATE_SPEC, 7, True, 0.97, device="cpu", seed=0) for _ in range(2))
+    batches = [[random_batch(16, seed=2 * step), random_batch(16, seed=2 * step + 1)] for step in range(3)]
+    shared_metrics = [shared.update(pair) for pair in batches]
+    monkeypatch.setattr("learner.sac._step", one_backward_per_loss)
+    separate_metrics = [separate.update(pair) for pair in batches]
+
+    for mine, theirs in zip(shared_metrics, separate_metrics):
+        assert mine == pytest.approx(theirs, rel=1e-5, abs=1e-6)
+    a, b = shared.state_dict(), separate.state_dict()
+    for name in ("networks", "critic", "target_critic", "target_encoder", "target_grasp_critic", "temperature"):
+        for key in a[name]:
+            torch.testing.assert_close(a[name][key], b[name][key], rtol=1e-5, atol=1e-6, msg=f"{name}.{key}")
+
+
 def test_update_takes_one_batch_per_critic_update_or_one_batch_for_all():
     agent = SACAgent.create(AgentConfig(critic_actor_ratio=2, **SMALL), STATE_SPEC, 7, True, 0.97, device="cpu", seed=0)
     metrics = agent.update([random_batch(8, seed=0), random_batch(8, seed=1)])
