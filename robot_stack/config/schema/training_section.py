@@ -38,7 +38,12 @@ class TrainingConfig(StrictModel):
     """The learner process and the session around it."""
 
     seed: Int = Field(0, ge=0)
-    torch_threads: Optional[Int] = Field(None, ge=1, le=256, description="Learner CPU threads; none: torch's default.")
+    torch_threads: Optional[Int] = Field(
+        1, ge=1, le=256,
+        description="Learner CPU threads; none: torch's default (one per core). One, because the learner shares the "
+        "machine with actors: with torch's two threads on a 2-core machine where another process is busy, the "
+        "learner's threads wait on each other and it slows several-fold (docs/benchmarks.md#learner-speed-against-stable-baselines3).",
+    )
     online_buffer_capacity: Int = Field(200_000, ge=100, le=10_000_000, description="Transitions.")
     demo_buffer_capacity: Int = Field(50_000, ge=100, le=10_000_000, description="Demo and intervention transitions.")
     demo_ratio: Float = Field(0.5, ge=0.0, le=1.0, description="Share of each batch from the demo buffer (RLPD: 0.5).")
