@@ -371,16 +371,16 @@ def read_checkpoint(directory: Path) -> dict[str, Any]:
 
 
 def _plugin(kind: str):
-    module_name, _, factory = kind.partition(":")
-    if not module_name or not factory:
+    from robot_stack.config.code_references import load_code_reference
+
+    if ":" not in kind:
         raise ValueError(f"generalist kind {kind!r}: expected 'builtin' or 'package.module:factory'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"generalist kind {kind!r}: cannot import {module_name} ({error})") from error
-    if not callable(getattr(module, factory, None)) or not callable(getattr(module, "load", None)):
-        raise ValueError(f"generalist kind {kind!r}: {module_name} must define {factory}(config, features) and load(directory)")
-    return module, getattr(module, factory)
+    factory = load_code_reference(kind, "generalist kind")
+    module = importlib.import_module(kind.partition(":")[0])  # imported already by the reference
+    if not callable(factory) or not callable(getattr(module, "load", None)):
+        raise ValueError(f"generalist kind {kind!r}: {module.__name__} must define {kind.partition(':')[2]}(config, features) "
+                         "and load(directory)")
+    return module, factory
 
 
 def build_generalist(config: GeneralistConfig, features: PolicyFeatures) -> Generalist:
