@@ -305,39 +305,60 @@ class _Interrupts:
 
 
 class _OperatorKeys:
-    """The session's side of the operator console: tells where the actor's live page is and
-    sends the terminal's keys to it (robot_stack/terminal_keys.py); follows the actor's status
-    for a pause or an operator's stop."""
+    """The session's side of the operator console: tells where actor0's live page is and sends
+    the terminal's keys (robot_stack/terminal_keys.py). Pause, resume and stop go to every
+    actor of the session; the episode commands (labels, re-record, reset) to actor0, whose
+    episode the page shows. Follows the actors' status files for a pause or an operator's stop."""
+
+    SESSION_WIDE = ("pause", "resume", "toggle_pause", "stop")
 
     def __init__(self, config: TaskConfig, bar) -> None:
         self.settings = config.actor.console
         self.bar = bar
         self.url: Optional[str] = None
+        self.urls: dict[str, str] = {}  # actor id -> its live page
         self.keys = None
         self.paused = False
-        self.stopped_by: Optional[str] = None
+        self.stopped_by: dict[str, str] = {}  # actor id -> the source of its operator's stop
 
     def _say(self, line: str) -> None:
         from tqdm import tqdm
 
         tqdm.write(line, file=sys.stderr)
 
-    def update(self, actor_status: Optional[dict[str, Any]]) -> None:
-        if not actor_status:
-            return
-        self.paused = bool(actor_status.get("paused"))
-        self.stopped_by = actor_status.get("stopped_by") or self.stopped_by
-        url = actor_status.get("console_url")
+    def update(self, statuses: dict[str, Optional[dict[str, Any]]]) -> None:
+        for actor_id, status in statuses.items():
+            if not status:
+                continue
+            if status.get("stopped_by"):
+                self.stopped_by[actor_id] = status["stopped_by"]
+            if status.get("console_url"):
+                self.urls[actor_id] = status["console_url"]
+        console_status = statuses.get(SESSION_ACTOR_ID) or {}
+        self.paused = bool(console_status.get("paused"))
+        url = self.urls.get(SESSION_ACTOR_ID)
         if url and self.url is None:
             self.url = url
             self._say(f"live page: {url}")
             if self.settings.keyboard:
-                from robot_stack.terminal_keys import TerminalKeys, keys_help, post_command
+                from robot_stack.terminal_keys import TerminalKeys, keys_help
 
-                keys = TerminalKeys(self.settings.keys, lambda command: post_command(url, command), echo=self._say)
+                keys = TerminalKeys(self.settings.keys, self.send, echo=self._say)
                 if keys.start():
                     self.keys = keys
                     self._say(f"keys: {keys_help(self.settings.keys)}")
+
+    def send(self, command: str) -> str:
+        from robot_stack.terminal_keys import post_command
+
+        if command not in self.SESSION_WIDE or len(self.urls) < 2:
+            return post_command(self.url, command)
+        if command == "toggle_pause":  # one decision for all, from the actor the operator watches
+            command = "resume" if self.paused else "pause"
+        answers = {actor_id: post_command(url, command) for actor_id, url in sorted(self.urls.items())}
+        first = answers[SESSION_ACTOR_ID] if SESSION_ACTOR_ID in answers else next(iter(answers.values()))
+        others = [f"{actor_id}: {answer}" for actor_id, answer in answers.items() if answer != first]
+        return f"{first} ({len(answers)} actors{'; ' + ', '.join(others) if others else ''})"
 
     def close(self) -> None:
         if self.keys is not None:
@@ -440,21 +461,22 @@ def run_session(
         for index in range(actor_count):
             actor_children.append(_spawn_actor(paths, index))
             interrupts.children.append(actor_children[-1])
-        console_actor = actor_children[0]
-        console_actor_status = actor_status_path(paths.logs, SESSION_ACTOR_ID)
+        actor_statuses = {child.name: actor_status_path(paths.logs, child.name) for child in actor_children}
         bar = tqdm(total=training.max_env_steps, unit="step", desc=config.task.name, disable=not progress, dynamic_ncols=True)
         console = _OperatorKeys(config, bar)
         while reason is None:
             time.sleep(0.5)
             status = read_status(paths.logs) or status
-            console.update(read_json_status(console_actor_status))
+            console.update({actor_id: read_json_status(path) for actor_id, path in actor_statuses.items()})
             if bar is not None:
                 bar.n = min(int(status.get("env_steps", 0)), training.max_env_steps)
                 paused = "PAUSED | " if console.paused else ""
                 bar.set_postfix_str(paused + _progress_text(status), refresh=False)
                 bar.refresh()
-            if not console_actor.alive() and console.stopped_by is not None and console_actor.process.returncode == 0:
-                reason, interrupted = f"stopped by the operator ({console.stopped_by})", True
+            stopped = [child for child in actor_children if not child.alive() and child.process.returncode == 0
+                       and child.name in console.stopped_by]
+            if stopped:
+                reason, interrupted = f"stopped by the operator ({console.stopped_by[stopped[0].name]})", True
                 break
             for child in (learner, *actor_children):
                 if not child.alive():

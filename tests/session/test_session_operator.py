@@ -132,3 +132,21 @@ def test_an_operator_pauses_labels_and_stops_a_session_from_the_page_and_the_key
     # Every episode the actor finished is in the learner's log once.
     episodes = [int(r["episode"]) for r in csv.DictReader(open(logs / "episodes.csv"))]
     assert episodes == list(range(len(episodes)))
+
+
+def test_the_session_sends_pause_and_stop_to_every_actor_and_labels_to_the_watched_one(monkeypatch):
+    import robot_stack.terminal_keys as terminal_keys
+    from robot_stack.session import _OperatorKeys
+
+    sent = []
+    monkeypatch.setattr(terminal_keys, "post_command", lambda url, command: sent.append((url, command)) or "queued")
+    keys = _OperatorKeys(load_task_config(Path(__file__).parents[2] / "hardware_configs/tasks/sim_pick_cube_state.yaml"), None)
+    monkeypatch.setattr(keys, "_say", lambda line: None)
+    keys.update({"actor0": {"console_url": "http://a0/", "paused": True}, "actor1": {"console_url": "http://a1/"}})
+
+    assert keys.send("toggle_pause") == "queued (2 actors)"
+    assert keys.send("success") == "queued"
+    keys.send("stop")
+    # One decision for a toggle (actor0 is paused: resume both); labels touch actor0's episode only.
+    assert sent == [("http://a0/", "resume"), ("http://a1/", "resume"), ("http://a0/", "success"),
+                    ("http://a0/", "stop"), ("http://a1/", "stop")]
