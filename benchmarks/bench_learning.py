@@ -192,7 +192,7 @@ def plot(results: dict[str, dict], png: Path, target: float, title: str, determi
 
     labels = {"ours": "ours: 20 demos + scripted interventions", "ablation": "ours: no demos, no interventions",
               "sb3": "stable-baselines3 SAC (no demos)"}
-    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    figure, axis = plt.subplots(figsize=(13, 4.5))  # the legend sits beside the axes
     for name, summary in results.items():
         episodes = read_episodes(Path(summary["episodes_csv"]))
         steps, rates = [], []

@@ -544,7 +544,7 @@ def _summary_text(summary: dict[str, Any]) -> str:
     reached = summary.get("target_reached_at")
     if reached:
         lines.append(
-            f"the stop rule's success ({summary.get('stop_on', 'policy_episodes').replace('_', ' ')}) reached "
+            f"the stop rule's success ({summary['stop_on'].replace('_', ' ')}) reached "
             f"{summary['target_success_rate']:.0%} after {reached['env_steps']} env steps ({reached['wall_time_s'] / 60:.1f} min)"
         )
     if summary.get("evaluation"):
