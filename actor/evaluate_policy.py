@@ -1,6 +1,8 @@
-"""Evaluate a policy: deterministic actions (the policy's mean; or sampled ones, to compare
-with the success rate seen in training), no interventions, success rate over seeded
-episodes (seeds seed, seed+1, ...), written as a CSV of episodes and a JSON summary."""
+"""Evaluate a policy without interventions over seeded episodes (seeds seed, seed+1, ...):
+the policy's mean action, the figure a session and a benchmark report first, and beside it
+sampled actions over the same starts, as the actor explores in training (the gap between the
+two says how much of the training success came from the sampling). Written as a CSV of
+episodes and a JSON summary."""
 
 from __future__ import annotations
 
@@ -119,24 +121,29 @@ def evaluate_policy(
     return report
 
 
-def write_eval(report: EvalReport, directory: Path) -> list[Path]:
-    """``eval_episodes.csv`` (one row per episode) and ``eval.json`` (summary and episodes)."""
+def write_eval(report: EvalReport, directory: Path, sampled: Optional[EvalReport] = None) -> list[Path]:
+    """``eval_episodes.csv`` (one row per episode, ``actions`` saying which) and ``eval.json``:
+    ``report``'s summary at the top level, ``sampled``'s (or null) under "sampled"."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     csv_path = directory / "eval_episodes.csv"
     with csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["episode", "seed", "success", "length", "return"])
-        for e in report.episodes:
-            writer.writerow([e.index, e.seed, int(e.success), e.length, f"{e.episode_return:.6g}"])
+        writer.writerow(["actions", "episode", "seed", "success", "length", "return"])
+        for part in (report, sampled):
+            for e in part.episodes if part is not None else []:
+                actions = "deterministic" if part.deterministic else "sampled"
+                writer.writerow([actions, e.index, e.seed, int(e.success), e.length, f"{e.episode_return:.6g}"])
     json_path = directory / "eval.json"
-    write_json_atomic(json_path, report.summary())
+    write_json_atomic(json_path, {**report.summary(), "sampled": None if sampled is None else sampled.summary()})
     return [csv_path, json_path]
 
 
 def evaluate_checkpoint(config: TaskConfig, checkpoints: Path, episodes: int, out: Path, seed: int = 1_000_000,
-                        progress: bool = True, deterministic: bool = True) -> EvalReport:
-    """Evaluate the policy of the newest complete checkpoint under ``checkpoints``; write the results to ``out``."""
+                        progress: bool = True, sampled_episodes: Optional[int] = None) -> tuple[EvalReport, Optional[EvalReport]]:
+    """Evaluate the policy of the newest complete checkpoint under ``checkpoints``: ``episodes``
+    with its mean action, then ``sampled_episodes`` (default: as many; 0: none) with sampled
+    actions from the same starts. Writes both to ``out``; returns (deterministic, sampled)."""
     import safetensors.torch
 
     from robot_stack.data.checkpoints import CheckpointMismatchError, CheckpointStore
@@ -155,6 +162,9 @@ def evaluate_checkpoint(config: TaskConfig, checkpoints: Path, episodes: int, ou
     policy = Policy.build(config.agent, observation_spec(config), env_action_dim(config), binary_gripper(config))
     policy.load_weights(safetensors.torch.load_file(str(newest.path / "policy.safetensors")))
     log.info("evaluating %s", newest.path)
-    report = evaluate_policy(config, policy, episodes, seed=seed, progress=progress, deterministic=deterministic)
-    write_eval(report, out)
-    return report
+    report = evaluate_policy(config, policy, episodes, seed=seed, progress=progress, deterministic=True)
+    sampled_episodes = episodes if sampled_episodes is None else sampled_episodes
+    sampled = (evaluate_policy(config, policy, sampled_episodes, seed=seed, progress=progress, deterministic=False)
+               if sampled_episodes > 0 else None)
+    write_eval(report, out, sampled)
+    return report, sampled

@@ -6,8 +6,9 @@ Runs, each on the same task file and the same env-step budget:
 
   ours       ``robot-stack session`` as a user runs it: 20 scripted demos, the scripted
              teleoperator stepping in (decaying), learner and actor as separate processes
-             over loopback. Stops at the target policy success rate or the budget, then
-             evaluates 50 episodes without interventions (deterministic actions). A camera
+             over loopback. Stops at the task's stop rule or the budget, then evaluates
+             without interventions as the session does: 50 episodes with the policy's mean
+             action (the headline) and 50 with sampled actions beside it. A camera
              task whose encoder says how to pretrain it gets a fresh encoder file in the
              output folder, pretrained from the demos inside the session (its time counts).
   ablation   the same session with no demos and no interventions (RLPD on online data only),
@@ -15,11 +16,14 @@ Runs, each on the same task file and the same env-step budget:
   sb3        stable-baselines3 SAC (MLP 256x256, auto temperature, the task's discount, UTD 1)
              on the same gymnasium env with the state vector as observation, in one process.
 
-The success rate plotted and compared is the rolling share of successful episodes among
-the last 20 episodes nobody intervened in (as the session's stop rule). Every run writes
-its episodes.csv; the curves go into one PNG. Figures printed: env steps and minutes
-until the target was first reached, final rolling success, evaluation success, minutes of
-encoder pretraining; then one JSON line of them.
+The figure that counts is the evaluation with the policy's mean action; sampled actions are
+printed beside it. The curves plot the rolling training success (the last 20 episodes nobody
+intervened in, sampled actions; sb3 has no other) and, where the actor ran deterministic
+episodes, their success over the task's stop-rule window. Every run writes its episodes.csv;
+the curves go into one PNG. Figures printed: env steps and minutes until the target was
+first reached (training success, and the deterministic episodes' where there are), final
+rolling success, evaluation (mean action, sampled), minutes of encoder pretraining; then one
+JSON line of them.
 
     python benchmarks/bench_learning.py [--runs ours ablation sb3] [--max-env-steps 20000]
         [--target 0.9] [--max-minutes M] [--set PATH=VALUE ...] [--out outputs/bench_learning] [--task hardware_configs/tasks/sim_pick_cube_state.yaml]
@@ -40,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from robot_stack.data.curves import (  # noqa: E402
-    deterministic_curve,
+    deterministic_points,
     read_episodes,
     rolling,
     save_rate_plot,
@@ -49,8 +53,6 @@ from robot_stack.data.curves import (  # noqa: E402
 
 WINDOW = 20
 MIN_POLICY_ONLY = 10
-# The deterministic episodes' window as the camera tasks' stop rule reads it (their YAMLs).
-DETERMINISTIC_WINDOW = 20
 
 
 def run_ours(task, out: Path, max_env_steps: int, target: float | None, interventions: bool, demos: bool,
@@ -155,13 +157,15 @@ def load_overrides(task: Path, overrides: list[str]):
         raise SystemExit(f"--set on {task}: {error}") from None
 
 
-def describe(name: str, summary: dict, target: float) -> dict:
+def describe(name: str, summary: dict, target: float, deterministic_window: int) -> dict:
+    """``deterministic_window``: the task's training.success_window_episodes, as its stop rule reads it."""
     path = Path(summary["episodes_csv"])
     reached = steps_to_success(path, target, WINDOW, MIN_POLICY_ONLY) if path.exists() else None
     episodes = read_episodes(path) if path.exists() else []
     deterministic = any(float(e.get("deterministic", 0) or 0) == 1 for e in episodes)
-    reached_deterministic = (steps_to_success(path, target, DETERMINISTIC_WINDOW, MIN_POLICY_ONLY, "deterministic_episodes")
+    reached_deterministic = (steps_to_success(path, target, deterministic_window, MIN_POLICY_ONLY, "deterministic_episodes")
                              if deterministic else None)
+    evaluation = summary.get("evaluation") or {}
     final = None
     for _, rate, _ in rolling(episodes, WINDOW, MIN_POLICY_ONLY):
         final = rate if rate is not None else final
@@ -174,12 +178,13 @@ def describe(name: str, summary: dict, target: float) -> dict:
         "deterministic_target_reached_at_env_steps": None if reached_deterministic is None else reached_deterministic["env_steps"],
         "deterministic_target_reached_at_min": None if reached_deterministic is None else round(reached_deterministic["wall_time_s"] / 60, 1),
         "final_rolling_success": final,
-        "evaluation_success": (summary.get("evaluation") or {}).get("success_rate"),
+        "evaluation_success": evaluation.get("success_rate"),  # the policy's mean action
+        "evaluation_sampled_success": (evaluation.get("sampled") or {}).get("success_rate"),
         "encoder_pretrain_min": None if summary.get("encoder_pretrain_s") is None else round(summary["encoder_pretrain_s"] / 60, 1),
     }
 
 
-def plot(results: dict[str, dict], png: Path, target: float, title: str) -> None:
+def plot(results: dict[str, dict], png: Path, target: float, title: str, deterministic_window: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,7 +192,7 @@ def plot(results: dict[str, dict], png: Path, target: float, title: str) -> None
 
     labels = {"ours": "ours: 20 demos + scripted interventions", "ablation": "ours: no demos, no interventions",
               "sb3": "stable-baselines3 SAC (no demos)"}
-    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    figure, axis = plt.subplots(figsize=(13, 4.5))  # the legend sits beside the axes
     for name, summary in results.items():
         episodes = read_episodes(Path(summary["episodes_csv"]))
         steps, rates = [], []
@@ -196,14 +201,20 @@ def plot(results: dict[str, dict], png: Path, target: float, title: str) -> None
             rates.append(math.nan if rate is None else rate)
         line, = axis.plot(steps, rates, label=labels.get(name, name))
         if any(float(e.get("deterministic", 0) or 0) == 1 for e in episodes):
-            axis.plot([e["step"] for e in episodes], deterministic_curve(episodes, DETERMINISTIC_WINDOW), "--", color=line.get_color(),
-                      label=f"{labels.get(name, name)}: deterministic (last {DETERMINISTIC_WINDOW})")
+            deterministic_steps, deterministic_rates = deterministic_points(episodes, deterministic_window)
+            axis.plot(deterministic_steps, deterministic_rates, "--", color=line.get_color(),
+                      label=f"{labels.get(name, name)}: deterministic episodes (last {deterministic_window})")
         evaluation = summary.get("evaluation") or {}
         if evaluation.get("success_rate") is not None and steps:
             axis.scatter([steps[-1]], [evaluation["success_rate"]], color=line.get_color(), marker="*", s=90, zorder=3,
-                         label=f"{labels.get(name, name)}: evaluation {evaluation['success_rate']:.0%} (50 episodes)")
-    axis.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.0%}")
-    save_rate_plot(figure, axis, png, title, f"success rate (last {WINDOW} policy-only episodes)", "center right")
+                         label=f"{labels.get(name, name)}: evaluation, mean action {evaluation['success_rate']:.0%} "
+                               f"of {evaluation['episodes']}")
+            sampled = evaluation.get("sampled")
+            if sampled:
+                axis.scatter([steps[-1]], [sampled["success_rate"]], facecolors="none", edgecolors=line.get_color(), marker="o",
+                             s=60, zorder=3, label=f"{labels.get(name, name)}: sampled actions {sampled['success_rate']:.0%}")
+    axis.axhline(target, color="grey", linestyle=":", linewidth=1, label=f"target {target:.0%}")
+    save_rate_plot(figure, axis, png, title, "success rate")
 
 
 def main() -> int:
@@ -253,21 +264,23 @@ def main() -> int:
             demos = interventions = name == "ours"
             results[name] = run_ours(task_config, args.out, args.max_env_steps, stop_at, interventions, demos,
                                      args.eval_episodes, args.max_minutes)
-    table = [describe(name, summary, args.target) for name, summary in results.items()]
+    window = task_config.training.success_window_episodes
+    table = [describe(name, summary, args.target, window) for name, summary in results.items()]
     png = args.out / "learning_curves.png"
     task = task_config.task
     kind = f"{len(task.observation.images)} camera(s)" if task.observation.images else "state-based"
-    plot(results, png, args.target, f"{task.name}, {kind}, CPU")
+    plot(results, png, args.target, f"{task.name}, {kind}, CPU", window)
     (args.out / "results.json").write_text(json.dumps({"summaries": results, "table": table}, indent=1, default=str))
     print(f"\n{'run':10s} {'env steps':>10s} {'minutes':>8s} {'pretrain min':>13s} {'to target (steps / min)':>24s} "
-          f"{'final rolling':>14s} {'eval':>6s}")
+          f"{'final rolling':>14s} {'eval mean action':>17s} {'eval sampled':>13s}")
     for row in table:
         reached = "not reached" if row["target_reached_at_env_steps"] is None else f"{row['target_reached_at_env_steps']} / {row['target_reached_at_min']}"
         final = "-" if row["final_rolling_success"] is None else f"{row['final_rolling_success']:.0%}"
         evaluation = "-" if row["evaluation_success"] is None else f"{row['evaluation_success']:.0%}"
+        sampled = "-" if row.get("evaluation_sampled_success") is None else f"{row['evaluation_sampled_success']:.0%}"
         pretrain = "-" if row.get("encoder_pretrain_min") is None else f"{row['encoder_pretrain_min']:.1f}"
         print(f"{row['run']:10s} {row['env_steps']!s:>10s} {row['wall_time_min']:>8.1f} {pretrain:>13s} {reached:>24s} "
-              f"{final:>14s} {evaluation:>6s}")
+              f"{final:>14s} {evaluation:>17s} {sampled:>13s}")
     print(f"curves: {png}")
     print(json.dumps({"benchmark": "learning", "task": task.name, "target": args.target, "runs": table}))
     return 0

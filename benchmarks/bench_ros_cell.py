@@ -162,7 +162,7 @@ def learning_result(config, paths: RunPaths, work: Path, reached, wall_s: float)
     episodes = read_episodes(paths.logs / "episodes.csv")
     training = config.training
     reached = reached or steps_to_success(paths.logs / "episodes.csv", training.target_success_rate or 0.9,
-                                          training.success_window_episodes, training.min_policy_only_episodes)
+                                          training.success_window_episodes, training.min_policy_only_episodes, training.stop_on)
     evaluation_dir = work / "eval"
     subprocess.run([sys.executable, "-m", "robot_stack", "evaluate", str(paths.config_file), "--checkpoints",
                     str(paths.checkpoints), "--episodes", "50", "--out", str(evaluation_dir), "--no-progress"],
@@ -170,10 +170,12 @@ def learning_result(config, paths: RunPaths, work: Path, reached, wall_s: float)
     evaluation = json.loads((evaluation_dir / "eval.json").read_text())
     png = plot_learning_curve(paths.logs / "episodes.csv", work / "learning_curve.png",
                               title="sim pick-cube (state) over ROS 2 nodes, 2 CPU cores",
-                              window=config.training.success_window_episodes, evaluation=evaluation)
+                              window=config.training.success_window_episodes, evaluation=evaluation,
+                              target=config.training.target_success_rate)
     return {
         "mode": "learn", "env_steps": int(episodes[-1]["step"]) if episodes else 0, "episodes": len(episodes),
         "wall_time_min": wall_s / 60, "reached": reached, "evaluation_success": evaluation["success_rate"],
+        "evaluation_sampled_success": (evaluation.get("sampled") or {}).get("success_rate"),
         "curve": str(png),
     }
 

@@ -583,6 +583,7 @@ class Learner:
             "success_rate": self.success_rate(),
             "policy_success_rate": self.policy_success_rate(),
             "deterministic_success_rate": self.deterministic_success_rate(),
+            "deterministic_window": [sum(int(e["success"]) for e in counters.recent_deterministic), len(counters.recent_deterministic)],
             "intervention_rate": window_intervention_rate(counters.recent_episodes, self.training.success_window_episodes),
             "weights_version": counters.weights_version,
             "online_transitions": len(self.replay.online),

@@ -103,7 +103,8 @@ def stop_reason(status: dict[str, Any], training, started: float) -> Optional[st
     rate = status.get("success_rate")
     if training.target_success_rate is not None and rate is not None and rate >= training.target_success_rate:
         episodes = "deterministic episodes" if training.stop_on == "deterministic_episodes" else "episodes"
-        return f"target success rate reached ({rate:.0%} >= {training.target_success_rate:.0%} over the last {episodes})"
+        return (f"target success rate reached ({rate:.0%} >= {training.target_success_rate:.0%} over the last "
+                f"{training.success_window_episodes} {episodes})")
     if training.max_wall_time_s is not None and time.monotonic() - started >= training.max_wall_time_s:
         return f"wall-time limit reached ({training.max_wall_time_s:.0f} s)"
     return None
@@ -272,10 +273,18 @@ def _warm_started_from(paths: RunPaths) -> Optional[dict[str, Any]]:
 def _progress_text(status: dict[str, Any]) -> str:
     rate = status.get("policy_success_rate", status.get("success_rate"))
     recent = f"{rate:.0%}" if rate is not None else "-"
+    successes, episodes = status.get("deterministic_window") or (0, 0)
     deterministic = status.get("deterministic_success_rate")
-    recent += f" (deterministic {deterministic:.0%})" if deterministic is not None else ""
+    # The deterministic rate leads: it is what an evaluation would show; until its window is
+    # full, the count so far.
+    if deterministic is not None:
+        shown = f"deterministic {deterministic:.0%} | "
+    elif episodes:
+        shown = f"deterministic {successes}/{episodes} | "
+    else:
+        shown = ""
     return (
-        f"ep {status.get('episodes', 0)} | success {recent} | "
+        f"ep {status.get('episodes', 0)} | {shown}training success {recent} | "
         f"intervention {status.get('intervention_rate', 0.0):.0%} | "
         f"{status.get('updates_per_s', 0.0):.0f} upd/s | {status.get('env_steps_per_s', 0.0):.0f} steps/s"
     )
@@ -509,7 +518,8 @@ def run_session(
 
     evaluation = None
     if not interrupted and training.eval_episodes > 0:
-        print(f"evaluating the policy for {training.eval_episodes} episodes without interventions")
+        print(f"evaluating the policy without interventions: {training.eval_episodes} episodes with its mean action, "
+              f"then {training.eval_episodes} with sampled actions")
         _run_step(
             ["evaluate", str(paths.config_file), "--checkpoints", str(paths.checkpoints),
              "--episodes", str(training.eval_episodes), "--out", str(paths.evaluation)],
@@ -524,7 +534,7 @@ def run_session(
 
     plot_learning_curve(paths.logs / "episodes.csv", paths.run_dir / CURVE_FILE, title=config.task.name,
                         evaluation=evaluation, window=training.success_window_episodes,
-                        min_policy_only=training.min_policy_only_episodes)
+                        min_policy_only=training.min_policy_only_episodes, target=training.target_success_rate)
     (paths.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     print(_summary_text(summary))
     if interrupted:
@@ -556,15 +566,30 @@ def summarise(config: TaskConfig, paths: RunPaths, status: dict[str, Any], reaso
         "deterministic_success_rate": status.get("deterministic_success_rate"),
         "intervention_rate": status.get("intervention_rate"),
         "target_success_rate": target,
+        "stop_on": config.training.stop_on,
         "target_reached_at": reached,
+        # The headline: the policy's mean action, as a lab deploys it; sampled actions beside it.
         "evaluation": None if evaluation is None else {
-            "episodes": evaluation["episodes"], "success_rate": evaluation["success_rate"],
-            "mean_length": evaluation.get("mean_length"),
+            **_evaluation_figures(evaluation),
+            "sampled": None if not evaluation.get("sampled") else _evaluation_figures(evaluation["sampled"]),
         },
         "run_dir": str(paths.run_dir),
         "checkpoints": str(paths.checkpoints),
         "learning_curve": str(paths.run_dir / CURVE_FILE),
     }
+
+
+def _evaluation_figures(report: dict[str, Any]) -> dict[str, Any]:
+    return {"episodes": report["episodes"], "success_rate": report["success_rate"], "mean_length": report.get("mean_length")}
+
+
+def evaluation_text(evaluation: dict[str, Any]) -> str:
+    """One line of an evaluation (eval.json's or the summary's): deterministic first, sampled beside."""
+    text = f"{evaluation['success_rate']:.0%} of {evaluation['episodes']} episodes with the policy's mean action"
+    sampled = evaluation.get("sampled")
+    if sampled:
+        text += f" (sampled actions, as in training: {sampled['success_rate']:.0%} of {sampled['episodes']})"
+    return text
 
 
 def _summary_text(summary: dict[str, Any]) -> str:
@@ -575,11 +600,10 @@ def _summary_text(summary: dict[str, Any]) -> str:
     reached = summary.get("target_reached_at")
     if reached:
         lines.append(
-            f"training success reached {summary['target_success_rate']:.0%} after {reached['env_steps']} env steps "
-            f"({reached['wall_time_s'] / 60:.1f} min)"
+            f"the stop rule's success ({summary['stop_on'].replace('_', ' ')}) reached "
+            f"{summary['target_success_rate']:.0%} after {reached['env_steps']} env steps ({reached['wall_time_s'] / 60:.1f} min)"
         )
     if summary.get("evaluation"):
-        evaluation = summary["evaluation"]
-        lines.append(f"evaluation without interventions: {evaluation['success_rate']:.0%} over {evaluation['episodes']} episodes")
+        lines.append(f"evaluation without interventions: {evaluation_text(summary['evaluation'])}")
     lines.append(f"summary {summary['run_dir']}/{SUMMARY_FILE}, curve {summary['learning_curve']}")
     return "\n".join(lines)

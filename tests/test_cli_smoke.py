@@ -67,7 +67,7 @@ def evaluate_a_fresh_checkpoint(tmp_path: Path) -> Run:
     task_file = tmp_path / "task.yaml"
     task_file.write_text(config_to_yaml(config))
     return Run(["evaluate", str(task_file), "--episodes", "1", "--out", str(tmp_path / "eval"), "--no-progress"], 0,
-               "success rate")
+               "with the policy's mean action (sampled actions")
 
 
 def export_one_demo(tmp_path: Path) -> Run:

@@ -101,7 +101,8 @@ def record_demos_command(args: argparse.Namespace) -> int:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    """Run the newest checkpoint's policy without interventions; write CSV and JSON."""
+    """Run the newest checkpoint's policy without interventions, its mean action (the figure to
+    report) and then sampled actions from the same starts; write CSV and JSON."""
     exit_with_supervisor(args, signal.SIGINT)
     config = load_config(args.config)
     if config is None:
@@ -111,14 +112,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from robot_stack.policy.weights_io import WeightsMismatchError
 
     try:
-        report = evaluate_checkpoint(config, args.checkpoints or Path(config.session.checkpoint_dir), args.episodes, args.out,
-                                     seed=args.seed, progress=not args.no_progress, deterministic=not args.stochastic)
+        report, sampled = evaluate_checkpoint(config, args.checkpoints or Path(config.session.checkpoint_dir), args.episodes,
+                                              args.out, seed=args.seed, progress=not args.no_progress,
+                                              sampled_episodes=args.sampled_episodes)
     except (FileNotFoundError, WeightsMismatchError, CheckpointMismatchError) as error:
         print(f"evaluate: {error}", file=sys.stderr)
         return 1
-    actions = "sampled" if args.stochastic else "deterministic"
-    print(f"evaluation ({actions} actions): success rate {report.success_rate:.1%} over {len(report.episodes)} episodes; "
-          f"wrote {args.out}")
+    from robot_stack.session import evaluation_text
+
+    print(f"evaluation: {evaluation_text({**report.summary(), 'sampled': sampled and sampled.summary()})}; wrote {args.out}")
     return 0
 
 
@@ -211,8 +213,9 @@ def add_session_commands(groups: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--episodes", type=positive_int, default=50)
     evaluate.add_argument("--out", type=Path, required=True)
     evaluate.add_argument("--seed", type=int, default=1_000_000, help="episode seeds start here (apart from training's)")
-    evaluate.add_argument("--stochastic", action="store_true",
-                          help="sample actions from the policy (as in training) instead of taking its mean")
+    evaluate.add_argument("--sampled-episodes", type=schema_flag(TrainingConfig, "eval_episodes", int), default=None,
+                          help="episodes with sampled actions (as in training) after the deterministic ones, from the "
+                               "same starts (default: as many; 0: none)")
     evaluate.add_argument("--no-progress", action="store_true")
     supervised(evaluate)
     evaluate.set_defaults(run=evaluate_command)

@@ -1,15 +1,15 @@
 """Learning curves from the learner's ``episodes.csv``: the success rate the session stops
 on, the step at which a target was first reached, and the PNG a session writes.
 
-The success rate that counts is the policy's own: over the last ``window`` episodes, the
-share of successes among the episodes nobody intervened in (an episode the teleoperator
-finished says nothing about the policy). Until ``min_policy_only`` such episodes are in the
-window there is no rate.
-
 Deterministic episodes (``actor.deterministic_every_episodes``: the policy's mean action, no
-exploration, nobody intervening) are what an evaluation runs; they have their own rate, over
-the last ``window`` of them once there are that many, and stay out of the exploring policy's
-window.
+exploration, nobody intervening) are what an evaluation runs; their rate, over the last
+``window`` of them once there are that many, is what the shipped tasks stop on.
+
+The training success rate (``stop_on: policy_episodes``): over the last ``window`` exploring
+episodes, the share of successes among those nobody intervened in (an episode the
+teleoperator finished says nothing about the policy); none until ``min_policy_only`` such
+episodes are in the window. It reads high: the teleoperator steps in exactly when the policy
+strays, so the episodes it keeps are the ones going well, and their actions are sampled.
 """
 
 from __future__ import annotations
@@ -102,39 +102,54 @@ def deterministic_curve(episodes: Sequence[Mapping[str, Any]], window: int) -> l
     return curve
 
 
-def save_rate_plot(figure: Any, axis: Any, png: Path, title: str, ylabel: str, legend_loc: str = "lower right") -> Path:
-    """Finish a plot of rates against env steps (axes 0..1, grid, legend) and write it as PNG."""
-    import matplotlib.pyplot as plt
+def deterministic_points(episodes: Sequence[Mapping[str, Any]], window: int) -> tuple[list[float], list[float]]:
+    """(env steps, rate) at each deterministic episode: the success over the last ``window`` of
+    them, over as many as there are while the window fills: the evaluations along the run."""
+    steps, rates, outcomes = [], [], []
+    for episode in episodes:
+        if _deterministic(episode):
+            outcomes = (outcomes + [float(episode["success"])])[-window:]
+            steps.append(float(episode["step"]))
+            rates.append(sum(outcomes) / len(outcomes))
+    return steps, rates
 
+
+def finish_rate_axes(figure: Any, axis: Any, title: str, ylabel: str) -> None:
+    """Axes 0..1 against env steps, grid, and the legend to the right of the axes: inside them
+    it would hide lines that run across the whole height (a success curve climbs from 0 to 1,
+    an intervention rate falls from 1 to 0)."""
     axis.set_xlabel("env steps")
     axis.set_ylabel(ylabel)
     axis.set_ylim(-0.02, 1.02)
     axis.set_title(title)
     axis.grid(alpha=0.3)
-    axis.legend(loc=legend_loc, fontsize=8)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8)
     figure.tight_layout()
+
+
+def write_png(figure: Any, png: Path) -> Path:
+    """Write the figure (the legend beside the axes included) and close it."""
+    import matplotlib.pyplot as plt
+
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(png, dpi=120)
+    figure.savefig(png, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return png
 
 
-def plot_learning_curve(
-    episodes_csv: Path,
-    png: Path,
-    *,
-    title: str,
-    window: int = 20,
-    min_policy_only: int = 5,
-    evaluation: Optional[Mapping[str, Any]] = None,
-) -> Optional[Path]:
-    """Success rate and intervention rate against env steps; the evaluation as a marker."""
-    if not Path(episodes_csv).exists():
-        return None
-    episodes = read_episodes(episodes_csv)
-    if not episodes:
-        return None
+def save_rate_plot(figure: Any, axis: Any, png: Path, title: str, ylabel: str) -> Path:
+    """Finish a plot of rates against env steps (``finish_rate_axes``) and write it as PNG."""
+    finish_rate_axes(figure, axis, title, ylabel)
+    return write_png(figure, png)
+
+
+def learning_curve_figure(episodes: Sequence[Mapping[str, Any]], *, title: str, window: int = 20, min_policy_only: int = 5,
+                          evaluation: Optional[Mapping[str, Any]] = None, target: Optional[float] = None) -> Any:
+    """Against env steps: training success (sampled actions, episodes nobody intervened in), the
+    deterministic episodes' success along the run, the intervention rate, the target, and the
+    final evaluation (eval.json: the policy's mean action, and sampled actions beside it) as
+    points at the end. The caller saves and closes the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,8 +160,8 @@ def plot_learning_curve(
         steps.append(episode["step"])
         success.append(math.nan if rate is None else rate)
         intervention.append(intervened)
-    figure, axis = plt.subplots(figsize=(7, 4))
-    axis.plot(steps, success, label=f"policy success (last {window} episodes, no intervention)")
+    figure, axis = plt.subplots(figsize=(10, 4.5))
+    axis.plot(steps, success, label=f"training success, sampled actions\n(last {window} episodes, those without intervention)")
     learned_reward = any(
         not math.isnan(float(e.get("true_success", math.nan))) and float(e["true_success"]) != float(e["success"]) for e in episodes
     )
@@ -155,11 +170,33 @@ def plot_learning_curve(
         for index in range(len(episodes)):
             rate = window_success_rate(episodes[: index + 1], window, min_policy_only, key="true_success")
             truth.append(math.nan if rate is None else rate)
-        axis.plot(steps, truth, "--", label="same, as the simulator judges it (the reward came from a learned detector)")
-    if any(_deterministic(e) for e in episodes):
-        axis.plot(steps, deterministic_curve(episodes, window), label=f"deterministic success (last {window} deterministic episodes)")
+        axis.plot(steps, truth, "--", label="same, as the simulator judges it\n(the reward came from a learned detector)")
+    deterministic_steps, deterministic_rates = deterministic_points(episodes, window)
+    if deterministic_steps:
+        axis.plot(deterministic_steps, deterministic_rates, ".-", markersize=3, linewidth=1.2,
+                  label=f"deterministic episodes' success, mean action\n(last {window} of them; fewer until there are)")
     axis.plot(steps, intervention, label="intervention rate (share of steps)", alpha=0.7)
+    if target is not None:
+        axis.axhline(target, color="grey", linestyle=":", linewidth=1, label=f"target {target:.0%}")
     if evaluation is not None:
-        axis.scatter([steps[-1]], [evaluation["success_rate"]], color="black", zorder=3,
-                     label=f"evaluation: {evaluation['success_rate']:.0%} of {evaluation['episodes']} episodes")
-    return save_rate_plot(figure, axis, png, title, "rate")
+        axis.scatter([steps[-1]], [evaluation["success_rate"]], color="black", marker="*", s=110, zorder=3,
+                     label=f"final evaluation, mean action: {evaluation['success_rate']:.0%} of {evaluation['episodes']}")
+        sampled = evaluation.get("sampled")
+        if sampled:
+            axis.scatter([steps[-1]], [sampled["success_rate"]], facecolors="none", edgecolors="black", marker="o", s=70,
+                         zorder=3, label=f"final evaluation, sampled actions: {sampled['success_rate']:.0%} of {sampled['episodes']}")
+    finish_rate_axes(figure, axis, title, "rate")
+    return figure
+
+
+def plot_learning_curve(episodes_csv: Path, png: Path, *, title: str, window: int = 20, min_policy_only: int = 5,
+                        evaluation: Optional[Mapping[str, Any]] = None, target: Optional[float] = None) -> Optional[Path]:
+    """``learning_curve_figure`` of an ``episodes.csv``, written as PNG; None without episodes."""
+    if not Path(episodes_csv).exists():
+        return None
+    episodes = read_episodes(episodes_csv)
+    if not episodes:
+        return None
+    figure = learning_curve_figure(episodes, title=title, window=window, min_policy_only=min_policy_only,
+                                   evaluation=evaluation, target=target)
+    return write_png(figure, png)

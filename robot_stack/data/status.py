@@ -25,7 +25,8 @@ class LearnerStatus(TypedDict):
     env_steps_per_s: float
     success_rate: Optional[float]  # over the last training.success_window_episodes episodes
     policy_success_rate: Optional[float]  # the same, episodes without interventions only
-    deterministic_success_rate: Optional[float]
+    deterministic_success_rate: Optional[float]  # over the last success_window_episodes deterministic ones, once that many
+    deterministic_window: list[int]  # [successes, episodes] among the last success_window_episodes deterministic ones
     intervention_rate: Optional[float]
     weights_version: int
     online_transitions: int

@@ -68,3 +68,17 @@ def test_the_evaluation_asks_the_policy_for_mean_or_sampled_actions_and_says_whi
 
     assert asked == [deterministic] * 3
     assert json.loads((tmp_path / "eval.json").read_text())["deterministic"] is deterministic
+
+
+def test_eval_json_holds_the_deterministic_evaluation_with_the_sampled_one_beside_it(config, tmp_path) -> None:
+    short = config.model_copy(update={"task": config.task.model_copy(update={"max_episode_steps": 3})})
+    deterministic = evaluate_policy(short, FakePolicy(), episodes=2, seed=7, progress=False, deterministic=True)
+    sampled = evaluate_policy(short, FakePolicy(), episodes=1, seed=7, progress=False, deterministic=False)
+
+    write_eval(deterministic, tmp_path, sampled)
+
+    summary = json.loads((tmp_path / "eval.json").read_text())
+    rows = list(csv.DictReader((tmp_path / "eval_episodes.csv").open()))
+    assert summary["deterministic"] is True and summary["episodes"] == 2
+    assert summary["sampled"]["deterministic"] is False and summary["sampled"]["episodes"] == 1
+    assert [(r["actions"], r["seed"]) for r in rows] == [("deterministic", "7"), ("deterministic", "8"), ("sampled", "7")]

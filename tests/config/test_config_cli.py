@@ -37,7 +37,7 @@ def bad_robot(tmp_path: Path) -> Path:
 def test_hardware_configs_ship_every_kind_of_file() -> None:
     folders = {path.parent.name for path in SHIPPED_CONFIGS}
 
-    assert folders == {"robots", "cameras", "teleop", "sessions", "tasks", "rldg"}
+    assert folders == {"robots", "cameras", "teleop", "sessions", "tasks", "variants", "rldg"}  # variants: task files under tasks/variants
 
 
 @pytest.mark.parametrize("config_file", SHIPPED_CONFIGS, ids=lambda path: f"{path.parent.name}/{path.name}")

@@ -104,7 +104,7 @@ def test_learner_trains_publishes_and_checkpoints_what_an_actor_sends(config):
         wait_for(lambda: learner.counters.updates >= 50, 60, "50 updates (UTD 1 on 50 transitions)")
         wait_for(lambda: link.latest_weights() is not None, 10, "weights at the actor")
         assert learner.counters.env_steps == 50 and learner.counters.episodes == 5
-        assert learner.success_rate() == 1.0
+        assert learner.policy_success_rate() == 1.0 and learner.success_rate() is None  # no deterministic episode yet
     finally:
         stop.set()
         thread.join(30)
@@ -179,7 +179,8 @@ def test_the_stop_rule_can_read_the_deterministic_episodes_alone(config):
 
 def test_stop_on_deterministic_episodes_needs_the_actor_to_run_them(config):
     with pytest.raises(ValueError, match="deterministic_every_episodes is 0"):
-        config.model_validate({**config.model_dump(), "training": {**config.training.model_dump(), "stop_on": "deterministic_episodes"}})
+        config.model_validate({**config.model_dump(), "actor": {**config.actor.model_dump(), "deterministic_every_episodes": 0},
+                               "training": {**config.training.model_dump(), "stop_on": "deterministic_episodes"}})
 
 
 def test_every_transition_sent_is_stored_once_in_order_while_the_learner_trains(config):

@@ -51,11 +51,11 @@ def test_session_records_demos_learns_evaluates_and_writes_results(short_task, t
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["stop_reason"].startswith("step budget reached")
     assert summary["env_steps"] >= 300 and summary["updates"] > 0
-    assert summary["evaluation"]["episodes"] == 2
+    assert summary["evaluation"]["episodes"] == 2 and summary["evaluation"]["sampled"]["episodes"] == 2
     assert (run_dir / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "demos" / "demos.json").exists()
     assert CheckpointStore(run_dir / "checkpoints").complete()
-    assert "evaluation without interventions" in output
+    assert "evaluation without interventions: " in output and "(sampled actions, as in training: " in output
 
 
 def test_ctrl_c_stops_both_processes_with_a_checkpoint_and_the_next_run_resumes(short_task, tmp_path):

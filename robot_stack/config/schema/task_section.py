@@ -93,6 +93,30 @@ class TaskSpec(StrictModel):
     sim: Optional[SimConfig] = Field(None, description="Scene for the simulated robot; required when the robot backend is sim.")
 
     @model_validator(mode="after")
+    def _pick_cube_possible(self) -> "TaskSpec":
+        # A variant written by YAML alone must not ask for the impossible: the TCP never leaves
+        # the safety box. (An episode too short for the task shows when the demos are recorded:
+        # the scripted expert fails them.)
+        if self.sim is None or self.sim.scene.kind != "pick_cube":
+            return self
+        scene, box = self.sim.scene, self.safety_box
+        for index, axis in enumerate("xy"):
+            centre, half = scene.cube_xy_center_m[index], scene.cube_xy_half_range_m[index]
+            lo, hi = box.xyz_min_m[index], box.xyz_max_m[index]
+            if centre - half < lo or centre + half > hi:
+                raise ValueError(
+                    f"task.sim.scene.cube_xy_center_m {axis} = {centre} +- {half} m (cube_xy_half_range_m) leaves "
+                    f"task.safety_box [{lo}, {hi}]: the gripper could not reach a cube that starts there"
+                )
+        rest_m = scene.cube_edge_m / 2
+        if rest_m + scene.success_lift_m > box.xyz_max_m[2]:
+            raise ValueError(
+                f"task.sim.scene.success_lift_m = {scene.success_lift_m} m lifts the cube's centre to "
+                f"{rest_m + scene.success_lift_m:.3f} m, above task.safety_box's top ({box.xyz_max_m[2]} m)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _reset_inside_safety_box(self) -> "TaskSpec":
         # Every randomised start pose must be reachable: a reset target outside the box
         # would be clamped, and the arm would start somewhere the task did not ask for.
