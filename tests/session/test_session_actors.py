@@ -28,7 +28,7 @@ def test_two_actors_feed_one_learner_and_lead_training_together_by_the_limit(qui
     process = subprocess.run(
         [sys.executable, "-m", "robot_stack", "session", str(task), "--run-dir", str(run_dir), "--actors", "2",
          "--max-env-steps", "500", "--no-progress"],
-        capture_output=True, text=True, timeout=240, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        capture_output=True, text=True, timeout=400, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
     assert process.returncode == 0, process.stdout + process.stderr
