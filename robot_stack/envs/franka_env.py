@@ -9,7 +9,8 @@ Observation: ``{"images": {camera: uint8 HxWx3}, "state": float32}`` ("images" i
 absent in a state-only task, since gymnasium has no empty Dict space) where state
 concatenates, in the order the task lists them: tcp_pose (xyz and rotation vector
 relative to the reset pose, in the reset frame), tcp_velocity (linear and angular, reset
-frame), tcp_wrench (force and torque, reset frame) and gripper_width (m).
+frame), tcp_wrench (force and torque, reset frame), gripper_width (m) and, in simulation,
+object_position (reset frame, from the reset pose or the TCP: observation.object_frame).
 """
 
 from __future__ import annotations
@@ -286,5 +287,6 @@ class FrankaEnv(gym.Env):
             elif key == "gripper_width":
                 parts.append([state.gripper_width_m])
             elif key == "object_position":
-                parts.append(to_reset @ (np.asarray(self._object_position()) - self._reset_position))
+                origin = state.tcp_position_m if self.task.observation.object_frame == "tcp" else self._reset_position
+                parts.append(to_reset @ (np.asarray(self._object_position()) - origin))
         return np.concatenate(parts).astype(np.float32)

@@ -151,6 +151,34 @@ def test_peg_task_has_a_six_dimensional_action(peg_yaml):
     env.close()
 
 
+def test_object_position_is_measured_from_the_frame_the_task_names(pick_cube_state_yaml):
+    config = load_task_config(pick_cube_state_yaml)
+    offset = slice(-3, None)  # object_position is the last state key of the task
+    assert config.task.observation.state[-1] == "object_position"
+    observed = {}
+    for frame in ("reset", "tcp"):
+        task = config.task.model_copy(
+            update={"observation": config.task.observation.model_copy(update={"object_frame": frame})}
+        )
+        sim = make_sim_env(config.model_copy(update={"task": task}))
+        sim.env.reset(seed=0)
+        obs, *_ = sim.env.step(np.array([1.0, -1.0, 0.5, 0.0]))
+        reset_position, reset_rotation = sim.env.reset_pose
+        origin = sim.backend.read_state().tcp_position_m if frame == "tcp" else reset_position
+        expected = reset_rotation.T @ (sim.scene.object_position() - origin)
+        np.testing.assert_allclose(obs["state"][offset], expected, atol=1e-6)
+        observed[frame] = obs["state"][offset]
+        sim.env.close()
+    # The step moved the TCP by centimetres: the two frames must disagree by about that much.
+    assert np.linalg.norm(observed["reset"] - observed["tcp"]) > 0.005
+
+
+def test_object_frame_without_object_position_is_refused(pick_cube_yaml):
+    config = load_task_config(pick_cube_yaml)
+    with pytest.raises(ValueError, match="object_frame is 'tcp' but state does not list object_position"):
+        config.task.observation.model_validate({**config.task.observation.model_dump(), "object_frame": "tcp"})
+
+
 def test_a_new_task_variant_is_written_in_yaml_only(tmp_path, repo_root):
     """An engineer's new variant: bigger, heavier cube, other start range, tighter box."""
     configs = repo_root / "hardware_configs"

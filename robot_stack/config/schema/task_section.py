@@ -52,8 +52,9 @@ class ResetConfig(StrictModel):
     timeout_s: Float = Field(10.0, gt=0.0, le=120.0)
 
 
-# object_position: the task object's position (cube; hole) relative to the reset pose. Only
-# the simulated robot knows it; a state-based policy needs it, as a camera-based one does not.
+# object_position: the task object's position (cube; hole) relative to the reset pose or to the
+# TCP (observation.object_frame). Only the simulated robot knows it; a state-based policy needs
+# it, as a camera-based one does not.
 StateKey = Literal["tcp_pose", "tcp_velocity", "tcp_wrench", "gripper_width", "object_position"]
 
 
@@ -62,6 +63,12 @@ class ObservationConfig(StrictModel):
         (), description="Camera names to put in the observation; empty means state only (nothing is rendered)."
     )
     state: tuple[StateKey, ...] = ("tcp_pose", "tcp_velocity", "gripper_width")
+    object_frame: Literal["reset", "tcp"] = Field(
+        "reset",
+        description="Where object_position is measured from, in the reset frame's axes: the reset pose, or the TCP. "
+        "From the TCP, the offset a policy must close is one input; from the reset pose it is the difference of "
+        "two inputs that each span centimetres, which the network must cancel to the task's tolerance.",
+    )
 
     @field_validator("state")
     @classmethod
@@ -69,6 +76,12 @@ class ObservationConfig(StrictModel):
         if len(set(v)) != len(v):
             raise ValueError("state keys must not repeat")
         return v
+
+    @model_validator(mode="after")
+    def _object_frame_needs_object_position(self) -> "ObservationConfig":
+        if self.object_frame != "reset" and "object_position" not in self.state:
+            raise ValueError(f"object_frame is '{self.object_frame}' but state does not list object_position")
+        return self
 
 
 class TaskSpec(StrictModel):
