@@ -79,6 +79,7 @@ def record_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: int = 0
     try:
         with start_dataset_copy(config, sim.env, out_dir) as dataset:
             return record_demos_with(sim.env, teleop, config.task.name, episodes, out_dir, seed=seed, progress=progress,
+                                     object_frame=config.task.observation.object_frame,
                                      dataset=dataset)
     finally:
         sim.env.close()
@@ -128,6 +129,7 @@ def _record_real_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: i
         env.close_with(device.close)
         with start_dataset_copy(config, env, out_dir) as dataset:
             return record_demos_with(env, device, config.task.name, episodes, out_dir, seed=seed, progress=progress,
+                                     object_frame=config.task.observation.object_frame,
                                      dataset=dataset)
     finally:
         env.close()
@@ -143,6 +145,7 @@ def record_demos_with(
     progress: bool = True,
     max_attempts: Optional[int] = None,
     dataset: Optional[EpisodeRecorder] = None,
+    object_frame: Optional[str] = None,
 ) -> DemoSet:
     """Record with any env and teleop device (``read()``: a TeleopCommand or the env action;
     ``reset()`` if it has one); each kept demo also goes to ``dataset`` (``start_dataset_copy``),
@@ -189,7 +192,7 @@ def record_demos_with(
             if len(demos.episodes) < episodes:
                 # The set so far, marked unfinished: a recorder killed outright (its session
                 # gone) still leaves the demos it finished as a valid, smaller set.
-                _write_meta(demos, out_dir, task_name, observation_spec, action_spec, seed, unfinished=True)
+                _write_meta(demos, out_dir, task_name, observation_spec, action_spec, seed, object_frame, unfinished=True)
             bar.update(1)
             bar.set_postfix(attempts=demos.attempts)
     except KeyboardInterrupt:
@@ -199,7 +202,7 @@ def record_demos_with(
         bar.close()
     if not demos.episodes:
         return demos  # nothing finished: no demo set, rather than an empty one
-    _write_meta(demos, out_dir, task_name, observation_spec, action_spec, seed)
+    _write_meta(demos, out_dir, task_name, observation_spec, action_spec, seed, object_frame)
     return demos
 
 
@@ -211,10 +214,14 @@ def _demo_outcome(number: int, episode: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_meta(demos: DemoSet, out_dir: Path, task_name: str, observation_spec, action_spec, seed: int,
-                unfinished: bool = False) -> None:
+                object_frame: Optional[str] = None, unfinished: bool = False) -> None:
+    # The object's frame does not show in the spec (same shape either way), yet demos of one
+    # frame teach a policy of the other the wrong offsets: the learner checks it.
+    extra = {} if object_frame is None else {"object_frame": object_frame}
     write_json_atomic(
         out_dir / DEMOS_FILE,
         {
+            **extra,
             "task": task_name,
             "observation_spec": spec_to_json(observation_spec),
             "action_spec": spec_to_json(action_spec),

@@ -116,12 +116,20 @@ def runs_per_stream(batches) -> list[tuple[str, dict[str, np.ndarray], int]]:
     return joined
 
 
-def load_demos_into(replay: MixedReplay, directory: Path, spec: dict, action_dim: int) -> int:
-    from robot_stack.data.demo_sets import demos_exist, load_demos
+def load_demos_into(replay: MixedReplay, directory: Path, spec: dict, action_dim: int,
+                    object_frame: Optional[str] = None) -> int:
+    """The demo set in ``directory`` into the demo buffer. ``object_frame``: the frame this task
+    observes the object in (task.observation.object_frame, when its state has object_position);
+    a demo set recorded in the other frame is refused (sets that do not say are from 'reset')."""
+    from robot_stack.data.demo_sets import DemoMismatchError, demos_exist, load_demos, read_demo_meta
 
     if not demos_exist(directory):
         log.warning("no demos in %s: training starts from online data only", directory)
         return 0
+    recorded = read_demo_meta(directory).get("object_frame", "reset")
+    if object_frame is not None and recorded != object_frame:
+        raise DemoMismatchError(f"the demos in {directory} observe the object from '{recorded}' but this task observes it from "
+                         f"'{object_frame}' (task.observation.object_frame): record them again (remove that folder)")
     arrays = load_demos(directory, spec, action_dim)
     count = int(arrays["rewards"].shape[0])
     replay.add_demos(arrays)
@@ -241,7 +249,10 @@ class Learner:
         if init_from is not None and init_from.networks:
             self._warm_start_networks(init_from.run_dir)
         if self.demo_dir is not None:
-            self.counters.demo_transitions = load_demos_into(self.replay, self.demo_dir, self.observation_spec, self.action_dim)
+            observation = getattr(self.config.task, "observation", None)
+            frame = observation.object_frame if observation is not None and "object_position" in observation.state else None
+            self.counters.demo_transitions = load_demos_into(self.replay, self.demo_dir, self.observation_spec,
+                                                             self.action_dim, object_frame=frame)
         if init_from is not None and init_from.datasets_as_demos:
             self.counters.demo_transitions += load_dataset_demos_into(self.replay, init_from.run_dir, self.observation_spec,
                                                                       self.action_dim)

@@ -21,6 +21,7 @@ def learner_command(args: argparse.Namespace) -> int:
         return 1
     from learner.learner_loop import run_learner
     from robot_stack.data.checkpoints import CheckpointMismatchError
+    from robot_stack.data.demo_sets import DemoMismatchError
     from robot_stack.data.warm_start import WarmStartError, with_init_from
     from robot_stack.run_dir import demo_dir
     from robot_stack.transport import PortInUse
@@ -33,7 +34,7 @@ def learner_command(args: argparse.Namespace) -> int:
     except KeyFileError as error:
         print(f"learner: {error}", file=sys.stderr)
         return 1
-    except (CheckpointMismatchError, WarmStartError) as error:
+    except (CheckpointMismatchError, WarmStartError, DemoMismatchError) as error:
         print(f"robot-stack learner: {error}", file=sys.stderr)
         return 2
     except PortInUse as error:

@@ -25,6 +25,10 @@ DEMOS_FILE = "demos.json"
 LEROBOT_COPY = "lerobot"
 
 
+class DemoMismatchError(ValueError):
+    """A demo set recorded for another observation than the task's (e.g. another object frame)."""
+
+
 def demos_exist(directory: Path) -> bool:
     """True if ``directory`` holds a complete demo set."""
     try:

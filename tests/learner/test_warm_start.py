@@ -233,3 +233,17 @@ def test_datasets_as_demos_from_a_run_that_recorded_none_is_refused(config, tmp_
 
     with pytest.raises(WarmStartError, match="has no recorded dataset"):
         warm_started(config, tmp_path / "new", tmp_path / "source", networks=False, datasets_as_demos=True)
+
+
+def test_demos_recorded_in_another_object_frame_are_refused_naming_both(config, tmp_path):
+    from learner.learner_loop import load_demos_into
+    from robot_stack.data.demo_sets import DemoMismatchError
+
+    rng = np.random.default_rng(0)
+    write_demo_set(tmp_path / "demos", [episode(5, rng)])  # written before demo sets named their frame: 'reset'
+    learner = Learner(in_run_dir(config, tmp_path / "run"))
+    with pytest.raises(DemoMismatchError, match=r"observe the object from 'reset' but this task observes it from 'tcp'"):
+        load_demos_into(learner.replay, tmp_path / "demos", learner.observation_spec, learner.action_dim, object_frame="tcp")
+    meta = json.loads((tmp_path / "demos" / DEMOS_FILE).read_text())
+    (tmp_path / "demos" / DEMOS_FILE).write_text(json.dumps({**meta, "object_frame": "tcp"}))
+    assert load_demos_into(learner.replay, tmp_path / "demos", learner.observation_spec, learner.action_dim, object_frame="tcp") == 5
