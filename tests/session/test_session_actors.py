@@ -46,7 +46,9 @@ def test_two_actors_feed_one_learner_and_lead_training_together_by_the_limit(qui
     assert (logs / "actor0.log").exists() and (logs / "actor1.log").exists()
     assert (run_dir / "dataset" / "actor0").is_dir() and (run_dir / "dataset" / "actor1").is_dir()
     # The lead of both actors together over what training covers, as the learner saw it whenever it
-    # logged: within the limit, plus the episode each actor may start just under it.
+    # logged: within the limit, plus the episode each actor may start just under it, plus what one
+    # actor sent that the other had not yet seen counted (weights versions carry the counts; on a
+    # loaded machine one more episode went by between two of them).
     with open(logs / "train.csv", newline="") as handle:
         leads = [float(row["env_steps"]) - float(row["step"]) / UTD for row in csv.DictReader(handle)]
-    assert leads and max(leads) <= LEAD_LIMIT + 2 * config.task.max_episode_steps
+    assert leads and max(leads) <= LEAD_LIMIT + 3 * config.task.max_episode_steps
