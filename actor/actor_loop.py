@@ -401,21 +401,17 @@ def start_live_view(config: TaskConfig, console: OperatorConsole):
     except ImportError as error:
         log.warning("live page off: %s", error)
         return None
-    server = LiveViewServer(console, settings.web_host, settings.web_port)
-    try:
-        server.start()
-    except LiveViewError as error:
-        if settings.web_port == 0:
-            log.error("live page off: %s", error)
-            return None
-        # Another session's page (or anything else) has the port: this one serves on a free one.
-        log.warning("%s; serving it on a free port instead", error)
-        server = LiveViewServer(console, settings.web_host, 0)
+    # Another session's page (or anything else) may have the configured port: then a free one.
+    for port in dict.fromkeys((settings.web_port, 0)):
+        server = LiveViewServer(console, settings.web_host, port)
         try:
             server.start()
+            break
         except LiveViewError as error:
-            log.error("live page off: %s", error)
-            return None
+            log.warning("%s%s", error, "; serving it on a free port instead" if port else "")
+    else:
+        log.error("live page off")
+        return None
     log.info("live page: %s", server.url)
     return server
 
@@ -460,7 +456,6 @@ class _ActorLoop:
         self.paused = False
         self.deterministic = False
         self.last_info: dict = {}  # the info of the episode's latest step
-        self.discarded_episodes = 0
         self.stopped_by: Optional[str] = None  # the source of an operator's stop command
 
     def run(self, stop: threading.Event, max_env_steps: Optional[int], seed: int) -> ActorSummary:
@@ -600,7 +595,6 @@ class _ActorLoop:
         elif command == "rerecord":
             dropped = len(self.episode)
             self.episode.take()
-            self.discarded_episodes += 1
             self.summary.env_steps_discarded += dropped
             outcome = f"episode {episode} discarded ({dropped} steps never sent) and recorded again"
             self._reset(None)

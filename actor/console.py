@@ -42,6 +42,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from robot_stack.hardware.interfaces import TeleopDisconnected
+
 log = logging.getLogger(__name__)
 
 COMMANDS = ("pause", "resume", "toggle_pause", "success", "failure", "rerecord", "reset", "stop")
@@ -248,8 +250,6 @@ class ButtonCommands:
     def poll(self) -> None:
         if self.device is None:
             return
-        from robot_stack.hardware.interfaces import TeleopDisconnected
-
         try:
             pressed = frozenset(name for name in self.device.read().buttons if name in BUTTON_COMMANDS)
         except TeleopDisconnected:

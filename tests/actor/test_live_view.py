@@ -22,13 +22,7 @@ from PIL import Image
 from actor.console import OperatorConsole, Request
 from actor.live_view import LiveViewError, LiveViewServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-# As root in a container: no sandbox, no GPU; no background connections to the outside.
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-VIEWPORT = {"width": 1280, "height": 900}
+from browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 CAMERA_SIZE = 128
 EPISODE_STEPS = 12
 STEP_S = 0.02

@@ -19,12 +19,7 @@ import pytest
 
 from robot_stack.config import config_to_yaml, load_task_config, with_fields
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-VIEWPORT = {"width": 1280, "height": 900}
+from browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 
 
 def wait_for(condition, what: str, timeout_s: float = 60.0):
