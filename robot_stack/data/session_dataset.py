@@ -157,7 +157,9 @@ class EpisodeRecorder:
     def __init__(self, root: Path, task: str, observation_spec: Spec, action_spec: Spec, fps: float, *,
                  state_names: Optional[Sequence[str]] = None, action_names: Optional[Sequence[str]] = None,
                  flush_every_episodes: int = 10, flush_every_s: float = 120.0, queue_episodes: int = 4,
-                 video_codec: str = "libsvtav1", robot_type: str = "franka_fr3"):
+                 video_codec: str = "libx264", robot_type: str = "franka_fr3"):
+        # H.264: the AV1 encoder (libsvtav1) once refused to open a camera's file mid-session in
+        # a full test run ("Invalid argument"), and the session dataset then stopped at its flush.
         if flush_every_episodes < 1 or flush_every_s <= 0 or queue_episodes < 1:
             raise ValueError(f"{root}: flush_every_episodes and queue_episodes must be at least 1 and flush_every_s positive "
                              f"(got {flush_every_episodes}, {queue_episodes}, {flush_every_s})")
