@@ -14,17 +14,23 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from robot_stack.config import ConfigError
 
 
-def load_config(path: Path, load: Optional[Callable[[Path], Any]] = None):
+def load_config(path: Path, load: Optional[Callable[[Path], Any]] = None, franka_command: Optional[str] = None):
     """The config in ``path`` (a task file unless ``load`` says otherwise), or None after
-    printing every problem in it."""
+    printing every problem in it. ``franka_command``: the command's name where it drives the
+    project's Franka only, which then refuses a gymnasium task in one line."""
     if load is None:
         from robot_stack.config import load_task_config as load
 
     try:
-        return load(path)
+        config = load(path)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return None
+    refusal = config.franka_only(f"`robot-stack {franka_command}`") if franka_command is not None else None
+    if refusal is not None:
+        print(f"{path}: {refusal}", file=sys.stderr)
+        return None
+    return config
 
 
 @contextmanager

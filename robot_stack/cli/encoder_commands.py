@@ -17,7 +17,7 @@ def encoder_pretrain_command(args: argparse.Namespace) -> int:
     cell records: proprioception and the demos' own poses), fit its projection, and write the
     weights file the task's agent.encoder.pretrained_path names."""
     exit_with_supervisor(args, signal.SIGINT)
-    config = load_config(args.config)
+    config = load_config(args.config, franka_command="encoder pretrain")
     if config is None:
         return 1
     from robot_stack.config.schema import EncoderPretrainConfig

@@ -11,7 +11,7 @@ from robot_stack.cli.common import load_config
 def hw_check_command(args: argparse.Namespace) -> int:
     """Connect to every device the task config names (arm, cameras, SpaceMouse) and report
     what is reachable, measured rates, and one frame per camera as PNG. Exit 1 if any fails."""
-    config = load_config(args.config)
+    config = load_config(args.config, franka_command="hw check")
     if config is None:
         return 1
     from robot_stack.hardware.check import run_check

@@ -11,7 +11,7 @@ from robot_stack.cli.common import load_config, positive_int, setup_logging, sin
 
 def reward_record_command(args: argparse.Namespace) -> int:
     """Episodes with every camera's frames stored and labelled success/failure."""
-    config = load_config(args.config)
+    config = load_config(args.config, franka_command="reward record")
     if config is None:
         return 1
     from robot_stack.reward.record import record_frames
@@ -38,7 +38,7 @@ def reward_record_command(args: argparse.Namespace) -> int:
 
 def reward_train_command(args: argparse.Namespace) -> int:
     """Train the task's reward model on labelled frames; calibrate its threshold for precision."""
-    config = load_config(args.config)
+    config = load_config(args.config, franka_command="reward train")
     if config is None:
         return 1
     from robot_stack.reward.base import RewardModelError
@@ -57,7 +57,7 @@ def reward_train_command(args: argparse.Namespace) -> int:
 
 def reward_eval_command(args: argparse.Namespace) -> int:
     """Precision, recall, confusion matrix and PR curve of the reward model on held-out frames."""
-    config = load_config(args.config)
+    config = load_config(args.config, franka_command="reward eval")
     if config is None:
         return 1
     from robot_stack.reward.base import RewardModelError

@@ -71,7 +71,7 @@ def rldg_collect_command(args: argparse.Namespace) -> int:
 
 def rldg_export_demos_command(args: argparse.Namespace) -> int:
     """Export a demo set recorded by record-demos as a LeRobotDataset v3 dataset."""
-    config = load_config(args.config)
+    config = load_config(args.config, franka_command="rldg export-demos")
     if config is None:
         return 1
     from learner.rldg.collect import export_demos

@@ -9,9 +9,9 @@ from pathlib import Path
 from robot_stack.cli.common import load_config, positive_int, schema_flag
 
 
-def _load_sim_task(path: Path):
+def _load_sim_task(path: Path, command: str):
     """The task config, or None after printing why it cannot run in simulation."""
-    config = load_config(path)
+    config = load_config(path, franka_command=f"sim {command}")
     if config is None:
         return None
     if config.robot.backend != "sim" or config.task.sim is None:
@@ -41,7 +41,7 @@ def sim_expert(args: argparse.Namespace) -> int:
     """Roll out the scripted expert and print its success rate."""
     from robot_stack.sim.expert_runs import run_scripted_episodes, write_report
 
-    config = _load_sim_task(args.task)
+    config = _load_sim_task(args.task, "expert")
     if config is None:
         return 1
     noise = args.noise if args.noise is not None else 0.0
@@ -57,7 +57,7 @@ def sim_demo(args: argparse.Namespace) -> int:
     """The simulated episode demo: the scripted teleoperator runs the task; frames are saved."""
     from robot_stack.sim.expert_runs import run_scripted_episodes, write_report
 
-    config = _load_sim_task(args.task)
+    config = _load_sim_task(args.task, "demo")
     if config is None:
         return 1
     frames_dir = args.out / "frames"

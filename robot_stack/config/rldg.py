@@ -224,6 +224,9 @@ def load_rldg_config(path: str | os.PathLike[str]) -> RldgExperiment:
     assert isinstance(spec, RldgConfig)
     base_file = _resolve(file, spec.base_task)
     base = load_task_config(base_file)
+    refusal = base.franka_only("RLDG (its variants are the project's simulated tasks)")
+    if refusal is not None:
+        raise ConfigError([ConfigIssue(SourceLocation(file), refusal, "base_task", str(spec.base_task))], source=file)
     if base.task.sim is None and base.robot.backend == "sim":
         raise ConfigError([ConfigIssue(SourceLocation(file), "the base task has no sim section", "base_task", str(spec.base_task))], source=file)
     # Like a session's run dir, relative to where the command runs.

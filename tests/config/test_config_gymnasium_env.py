@@ -82,3 +82,32 @@ def test_a_task_with_neither_robot_nor_env_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="the task names no robot and no env"):
         load_task_config(path)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "sim expert --task TASK", "sim demo --task TASK", "hw check TASK", "reward record TASK --out frames",
+        "reward train TASK --frames frames", "reward eval TASK --frames frames --out out", "encoder pretrain TASK --frames frames",
+        "rldg export-demos TASK demos --instruction go --out out",
+    ],
+)
+def test_commands_that_drive_the_franka_refuse_a_gymnasium_task_in_one_line(command, capsys):
+    from robot_stack.cli import main
+
+    assert main([str(POINT_MASS_TASK) if word == "TASK" else word for word in command.split()]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error
+    assert f"{POINT_MASS_TASK}: task 'point_mass' runs a gymnasium env (factory point_mass_env:make_point_mass)" in error
+    assert f"`robot-stack {' '.join(command.split()[:2])}` drives the project's Franka" in error
+
+
+def test_an_rldg_experiment_on_a_gymnasium_task_is_refused(tmp_path):
+    from robot_stack.config.rldg import load_rldg_config
+
+    experiment = tmp_path / "exp.yaml"
+    variants = [{"name": name, "instruction": "go", "overrides": {}} for name in ("a", "b")]
+    experiment.write_text(yaml.safe_dump({"name": "exp", "base_task": str(POINT_MASS_TASK), "variants": variants}))
+
+    with pytest.raises(ConfigError, match=r"runs a gymnasium env .* RLDG \(its variants are the project's simulated tasks\)"):
+        load_rldg_config(experiment)

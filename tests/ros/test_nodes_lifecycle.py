@@ -40,6 +40,18 @@ def test_bad_config_is_named(ros_env, tmp_path):
     assert "missing.yaml" in process.log() and "not found" in process.log()
 
 
+@pytest.mark.parametrize("node", ["actor", "controller"])
+def test_a_gymnasium_task_is_refused_by_the_cell_in_one_line(node, ros_env, tmp_path):
+    # The cell drives the project's Franka; a gymnasium env runs in `robot-stack session`/`actor`.
+    task = REPO / "tests" / "envs" / "point_mass_task.yaml"
+    process = NodeProcess(node, {"config": str(task)}, ros_env, tmp_path)
+    process.process.wait(30)
+    assert process.process.returncode == 2, process.log()[-3000:]
+    refusal = [line for line in process.log().splitlines() if "configuration error" in line]
+    assert len(refusal) == 1 and "task 'point_mass' runs a gymnasium env (factory point_mass_env:make_point_mass)" in refusal[0]
+    assert "and the ROS 2 node '" in refusal[0] and "' drives the project's Franka" in refusal[0]
+
+
 def _first_image_and_info(ros_env, image_camera, info_camera, processes, timeout_s):
     """The first image of one camera and CameraInfo of another that the camera node publishes,
     read by a probe node in this process; the processes must stay alive meanwhile."""

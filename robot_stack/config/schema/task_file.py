@@ -59,6 +59,19 @@ class TaskConfig(StrictModel):
             return not self.env.real_time
         return self.robot.backend == "sim"
 
+    def franka_only(self, what: str) -> Optional[str]:
+        """Why ``what`` (a command, a node) cannot run this task, in one line; None when it can.
+        Those that drive the project's Franka (its simulator, drivers, reward detectors, ROS cell,
+        RLDG variants) cannot run a gymnasium env."""
+        if self.env is None:
+            return None
+        source = f"factory {self.env.factory}" if self.env.factory is not None else f"id {self.env.id}"
+        return (
+            f"task '{self.task.name}' runs a gymnasium env ({source}), and {what} drives the project's Franka "
+            "(a 'robot' section); a gymnasium task runs with `robot-stack session`, `learner`, `actor`, `evaluate` "
+            "and `record-demos` (docs/environments.md)"
+        )
+
     @model_validator(mode="after")
     def _consistent(self) -> "TaskConfig":
         if self.env is not None:

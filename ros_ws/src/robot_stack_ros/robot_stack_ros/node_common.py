@@ -98,6 +98,9 @@ def load_config(node: Node) -> TaskConfig:
     value = node.get_parameter("config").get_parameter_value().string_value
     path = resolve_config_path(value)
     config = load_task_config(path)
+    refusal = config.franka_only(f"the ROS 2 node '{node.get_name()}'")
+    if refusal is not None:
+        raise NodeConfigError(f"{path}: {refusal}")
     node.get_logger().info(f"task '{config.task.name}' from {path}")
     return config
 
