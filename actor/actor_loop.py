@@ -117,8 +117,7 @@ def real_actor_environment(config: TaskConfig, rng: np.random.Generator) -> Acto
 def gymnasium_actor_environment(config: TaskConfig, rng: np.random.Generator) -> ActorEnvironment:
     """The gymnasium env the task names, supervised by its expert as the scripted teleoperator
     (teleop kind 'scripted'), by the intervention source its ``env.teleop`` builds, or by nobody."""
-    from robot_stack.config.code_references import load_code_reference
-    from robot_stack.envs.gymnasium_env import ExpertTeleop, make_expert, make_gymnasium_env
+    from robot_stack.envs.gymnasium_env import ExpertTeleop, make_expert, make_gymnasium_env, make_intervention_source
 
     env = make_gymnasium_env(config)
     try:
@@ -130,9 +129,7 @@ def gymnasium_actor_environment(config: TaskConfig, rng: np.random.Generator) ->
                 binary_gripper=env.binary_gripper,
             )
         elif config.env.teleop is not None:
-            intervention = load_code_reference(config.env.teleop, "env.teleop")(env.env, rng)
-            if callable(getattr(intervention, "close", None)):
-                env.close_with(intervention.close)
+            intervention = make_intervention_source(config, env, rng)
     except BaseException:
         env.close()
         raise

@@ -100,14 +100,20 @@ def start_dataset_copy(config: TaskConfig, env, out_dir: Path) -> EpisodeRecorde
 
 
 def _record_gymnasium_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: int, progress: bool) -> DemoSet:
-    """The gymnasium env's expert demonstrates (its noise from ``config.teleop.expert_noise_std``)."""
-    from robot_stack.envs.gymnasium_env import ExpertTeleop, make_expert, make_gymnasium_env
+    """The gymnasium env's expert demonstrates (its noise from ``config.teleop.expert_noise_std``),
+    or, without one, the person behind ``env.teleop`` drives every step."""
+    from robot_stack.envs.gymnasium_env import (ExpertTeleop, InterventionDemonstrator, make_expert, make_gymnasium_env,
+                                                make_intervention_source)
 
-    if config.env.expert is None:
-        raise ValueError(f"task '{config.task.name}' names no env.expert: demos of a gymnasium env are recorded by its expert")
+    if config.env.expert is None and config.env.teleop is None:
+        raise ValueError(f"task '{config.task.name}' names neither env.expert nor env.teleop: nobody to record demos of a gymnasium env")
     env = make_gymnasium_env(config)
     try:
-        teleop = ExpertTeleop(make_expert(config, env), env, config.teleop, np.random.default_rng(seed + 1_000_003))
+        rng = np.random.default_rng(seed + 1_000_003)
+        if config.env.expert is not None:
+            teleop = ExpertTeleop(make_expert(config, env), env, config.teleop, rng)
+        else:
+            teleop = InterventionDemonstrator(make_intervention_source(config, env, rng), env)
         with start_dataset_copy(config, env, out_dir) as dataset:
             return record_demos_with(env, teleop, config.task.name, episodes, out_dir, seed=seed, progress=progress,
                                      dataset=dataset)

@@ -427,7 +427,11 @@ def run_session(
     from robot_stack.data.demo_sets import demos_exist, read_demo_meta
 
     if training.demo_episodes > 0 and not demos_exist(paths.demos):
-        print(f"recording {training.demo_episodes} demos with the {config.teleop.kind} teleoperator into {paths.demos}")
+        if config.env is None:
+            demonstrator = f"the {config.teleop.kind} teleoperator"
+        else:
+            demonstrator = f"env.expert {config.env.expert}" if config.env.expert else f"env.teleop {config.env.teleop}"
+        print(f"recording {training.demo_episodes} demos with {demonstrator} into {paths.demos}")
         _run_step(["record-demos", str(paths.config_file), "--episodes", str(training.demo_episodes), "--out", str(paths.demos)], "recording demos")
     elif demos_exist(paths.demos) and read_demo_meta(paths.demos).get("interrupted"):
         meta = read_demo_meta(paths.demos)

@@ -168,3 +168,47 @@ class ExpertTeleop:
 
     def close(self) -> None:
         pass
+
+
+class InterventionDemonstrator:
+    """A person's intervention source (``env.teleop``) driving a whole demo: each ``read()`` is
+    what the source decides on the env's latest observation, or the hold action (zeros: no
+    motion, a binary gripper stays) while the person does not take over, as a SpaceMouse at
+    rest holds the Franka."""
+
+    def __init__(self, source, env: GymnasiumTaskEnv):
+        self.source = source
+        self.env = env
+        self._step = 0
+
+    def reset(self) -> None:
+        self.source.reset()
+        self._step = 0
+
+    def read(self) -> np.ndarray:
+        hold = np.zeros(self.env.action_dim)
+        action = self.source.decide(self.env.last_observation, hold, self._step)
+        self._step += 1
+        if action is None:
+            return hold
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (self.env.action_dim,):
+            raise ValueError(f"env.teleop of {self.env.where} gave an action of shape {action.shape}; expected ({self.env.action_dim},)")
+        return np.clip(action, -1.0, 1.0)
+
+    def close(self) -> None:
+        pass  # the source closes with the env (make_intervention_source)
+
+
+def make_intervention_source(config: TaskConfig, env: GymnasiumTaskEnv, rng: np.random.Generator):
+    """The intervention source ``env.teleop`` builds, called with (the env the factory built, rng);
+    its ``close()``, where it has one, runs when ``env`` closes."""
+    source = load_code_reference(config.env.teleop, "env.teleop")(env.env, rng)
+    missing = [f"{name}()" for name in ("reset", "decide") if not callable(getattr(source, name, None))]
+    missing += [] if hasattr(source, "enabled") else ["enabled"]
+    if missing:
+        raise ValueError(f"env.teleop {config.env.teleop!r} returned {type(source).__name__}, which lacks {', '.join(missing)} "
+                         "(an intervention source: enabled, reset(), decide(observation, policy_action, env_step))")
+    if callable(getattr(source, "close", None)):
+        env.close_with(source.close)
+    return source

@@ -9,6 +9,8 @@ reward 1 then, and the episode terminates.
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 import numpy as np
 
@@ -66,3 +68,42 @@ def make_point_mass(**kwargs) -> PointMass:
 
 def make_expert(env: PointMass) -> PointMassExpert:
     return PointMassExpert(env)
+
+
+class PointMassPerson:
+    """Stands in for a person with a device on their own robot (``env.teleop``): takes over for
+    a burst of steps whenever the policy's action heads away from the goal, and drives
+    straight at it. When closed (the env closes it) it appends its count of interventions to
+    ``closed_log``."""
+
+    burst_steps = 5
+
+    def __init__(self, env: PointMass, rng: np.random.Generator, closed_log: str = ""):
+        self.expert = PointMassExpert(env)
+        self.closed_log = closed_log
+        self.enabled = True
+        self.steps_left = 0
+        self.interventions = 0
+
+    def reset(self) -> None:
+        self.steps_left = 0
+
+    def decide(self, observation, policy_action, env_step):
+        to_goal = np.asarray(observation["state"][:2], dtype=np.float64)
+        if self.steps_left == 0 and float(np.dot(to_goal, policy_action)) <= 0.0:
+            self.steps_left = self.burst_steps
+            self.interventions += 1
+        if self.steps_left == 0:
+            return None
+        self.steps_left -= 1
+        return self.expert.act(observation)
+
+    def close(self) -> None:
+        if self.closed_log:
+            with open(self.closed_log, "a") as handle:
+                handle.write(f"closed after {self.interventions} interventions\n")
+
+
+def make_person(env: PointMass, rng: np.random.Generator) -> PointMassPerson:
+    # A test reads what the actor process's person did from this file.
+    return PointMassPerson(env, rng, os.environ.get("POINT_MASS_PERSON_LOG", ""))

@@ -64,3 +64,28 @@ def test_a_session_on_a_gymnasium_env_records_demos_learns_evaluates_and_the_par
                             "--episodes", "2", "--out", str(tmp_path / "eval"), "--no-progress", timeout_s=120)
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["episodes"] == 2
+
+
+def test_a_gymnasium_env_without_an_expert_takes_demos_and_interventions_from_its_person(point_mass_task, tmp_path):
+    # env.teleop: the intervention source of a person on their own robot (tests/envs: PointMassPerson).
+    config = load_task_config(point_mass_task)
+    config = with_fields(config, "env", expert=None, teleop="point_mass_env:make_person")
+    task = tmp_path / "point_mass_person.yaml"
+    task.write_text(config_to_yaml(with_fields(config, "teleop", kind="none")))
+    person_log = tmp_path / "person.log"
+    os.environ["POINT_MASS_PERSON_LOG"] = str(person_log)
+    try:
+        done = robot_stack("session", str(task), "--run-dir", str(tmp_path / "run"), "--demos", str(tmp_path / "demos"),
+                           "--max-env-steps", "200", "--no-progress", timeout_s=240)
+    finally:
+        del os.environ["POINT_MASS_PERSON_LOG"]
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "recording 3 demos with env.teleop point_mass_env:make_person" in done.stdout
+    demos = json.loads((tmp_path / "demos" / "demos.json").read_text())
+    assert len(demos["episodes"]) == 3 and demos["success_rate"] == 1.0  # the person drove every step to the goal
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["env_steps"] >= 200 and summary["intervention_rate"] > 0
+    # Closed with its env: once after the demos, once by the actor (which counted its takeovers).
+    closes = person_log.read_text().splitlines()
+    assert len(closes) == 2 and all(int(line.split()[2]) > 0 for line in closes), closes
