@@ -59,7 +59,7 @@ def test_the_description_names_task_specs_and_episodes(recorded) -> None:
 
     meta = json.loads((directory / DEMOS_FILE).read_text())
 
-    assert meta["task"] == "sim_pick_cube_state" and meta["object_frame"] == "reset"
+    assert meta["task"] == "sim_pick_cube_state" and meta["object_frame"] == "tcp"
     assert meta["observation_spec"] == {"state": {"dtype": "<f4", "shape": [16]}}
     assert meta["action_spec"] == {"actions": {"dtype": "<f4", "shape": [4]}}
     assert [e["file"] for e in meta["episodes"]] == ["episode_000.safetensors", "episode_001.safetensors"]
