@@ -46,6 +46,7 @@ def in_run_dir(config, run_dir: Path):
 def config(pick_cube_state_yaml):
     config = load_task_config(pick_cube_state_yaml)
     config = with_fields(config, "agent", batch_size=16, hidden_dims=(32, 32))
+    config = with_fields(config, "task.observation", object_frame="reset")  # the frame the demos here are written in
     return with_fields(config, "training", torch_threads=1, online_buffer_capacity=1000, demo_buffer_capacity=1000)
 
 
