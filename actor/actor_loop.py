@@ -378,13 +378,10 @@ def dataset_path(config: TaskConfig, actor_id: str) -> Optional[Path]:
 
 def _episode_recorder(config: TaskConfig, root: Path, observation_spec, action_spec):
     from robot_stack.data.session_dataset import EpisodeRecorder
-    from robot_stack.data.spec import action_names, state_names
+    from robot_stack.data.spec import vector_names
 
-    names = {}
-    if config.env is None:  # a gymnasium task's layout has no named entries
-        names = {"state_names": state_names(config.task), "action_names": action_names(config.task)}
     return EpisodeRecorder(root, config.task.name, observation_spec, action_spec,
-                           fps=config.task.control_rate_hz, **names)
+                           fps=config.task.control_rate_hz, **vector_names(config))
 
 
 def start_live_view(config: TaskConfig, console: OperatorConsole):

@@ -35,7 +35,7 @@ from robot_stack.data.transitions import (
 from robot_stack.config.schema import TaskConfig
 from robot_stack.data.demo_sets import DEMOS_FILE, LEROBOT_COPY, spec_to_json
 from robot_stack.data.session_dataset import EpisodeRecorder
-from robot_stack.data.spec import action_names, env_spec, state_names
+from robot_stack.data.spec import env_spec, vector_names
 from robot_stack.envs.franka_env import action_from_reading
 from robot_stack.hardware.interfaces import TeleopDisconnected
 
@@ -92,11 +92,8 @@ def start_dataset_copy(config: TaskConfig, env, out_dir: Path) -> EpisodeRecorde
     if copy.exists():
         shutil.rmtree(copy)
     observation_spec, action_spec = env_spec(env)
-    names = {}
-    if config.env is None:  # a gymnasium task's layout has no named entries
-        names = {"state_names": state_names(config.task), "action_names": action_names(config.task)}
     return EpisodeRecorder(copy, config.task.name, observation_spec, action_spec, config.task.control_rate_hz,
-                           flush_every_episodes=1, **names)
+                           flush_every_episodes=1, **vector_names(config))
 
 
 def _record_gymnasium_demos(config: TaskConfig, episodes: int, out_dir: Path, seed: int, progress: bool) -> DemoSet:

@@ -152,6 +152,14 @@ def action_names(task: "TaskSpec") -> list[str]:
     return names + (["gripper"] if task.gripper_mode == "binary" else [])
 
 
+def vector_names(config: "TaskConfig") -> dict[str, list[str]]:
+    """The ``state_names``/``action_names`` a dataset labels its vectors with; none for a
+    gymnasium task, whose layout has no named entries."""
+    if config.env is not None:
+        return {}
+    return {"state_names": state_names(config.task), "action_names": action_names(config.task)}
+
+
 def env_spec(env) -> tuple[dict[str, ArraySpec], dict[str, ArraySpec]]:
     """(observation spec, action spec) of a built env, for the link's handshake and the demo files."""
     spaces = env.observation_space

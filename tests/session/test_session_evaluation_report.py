@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from robot_stack.config import load_task_config
+from robot_stack.config import load_task_config, with_fields
 from robot_stack.run_dir import RunPaths
 from robot_stack.session import _progress_text, _summary_text, stop_reason, summarise
 
@@ -25,7 +25,7 @@ def test_every_shipped_sim_task_stops_on_a_window_of_at_least_40_deterministic_e
 
 
 def test_the_stop_rule_names_the_deterministic_window_it_read(pick_cube_state_yaml):
-    training = load_task_config(pick_cube_state_yaml).training
+    training = with_fields(load_task_config(pick_cube_state_yaml), "training", target_success_rate=0.9).training
 
     reason = stop_reason({"env_steps": 5000, "success_rate": 0.9}, training, time.monotonic())
 
